@@ -1,0 +1,249 @@
+//! The command line, as clap derive types.
+//!
+//! Nothing outside `config.rs` (and the completions/man generators) sees
+//! these types: `Config::from_cli` validates them into plain values.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success: clean close, every expectation met, or stdout closed by the reader
+  1    other runtime error (bad bytes on stdin, I/O error)
+  2    usage error (bad flag, bad URL)
+  3    could not connect (DNS, TCP, connect timeout), retries exhausted or disabled
+  4    TLS failure
+  5    handshake rejected (non-101 HTTP status, or not a WebSocket server)
+  6    --timeout deadline reached
+  7    an expectation was not met (server closed, or --count reached first)
+  8    connection lost (heartbeat timeout or abnormal close), reconnects exhausted or disabled
+  9    server closed with a non-1000 close code
+  10   the server broke the WebSocket protocol (or sent a message over --max-message-size)
+  130  interrupted (Ctrl-C, SIGTERM)";
+
+const EXAMPLES: &str = "\
+Examples:
+  tether wss://echo.example.com/ws -H 'Authorization: Bearer $TOKEN'
+  jq -c . events.json | tether ws://localhost:8080/ingest > replies.txt
+  tether serve 127.0.0.1:9001";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tether",
+    version,
+    about = "A resilient command-line WebSocket client",
+    long_about = "A resilient command-line WebSocket client.\n\n\
+        With a terminal on both stdin and stdout, tether opens an interactive session. \
+        Otherwise each stdin line is sent as one message and each received message is \
+        printed as one stdout line; diagnostics go to stderr.",
+    after_help = "See 'tether --help' for exit codes and examples.",
+    after_long_help = format!("{EXIT_CODES}\n\n{EXAMPLES}"),
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The server to dial: ws://, wss:// (http:// and https:// are accepted as aliases)
+    #[arg(value_name = "URL", required = true)]
+    pub url: Option<String>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub resilience: ResilienceArgs,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub verbosity: VerbosityArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a WebSocket echo server (127.0.0.1 unless told otherwise)
+    Serve {
+        /// Address to listen on: PORT, HOST:PORT or [IPV6]:PORT. Port 0 picks a free port
+        #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
+        addr: String,
+    },
+    /// Start an echo server in this process and connect to it: try tether with no network
+    Demo,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnectionArgs {
+    /// Add a handshake header, 'Name: value' (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Offer a subprotocol (repeatable); the one the server picks is reported
+    #[arg(short = 's', long = "subprotocol", value_name = "NAME")]
+    pub subprotocols: Vec<String>,
+
+    /// Send this Origin header
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
+
+    /// Basic authentication; userinfo in the URL works too
+    #[arg(short = 'u', long, value_name = "USER[:PASS]")]
+    pub user: Option<String>,
+
+    /// Limit for DNS, TCP, TLS and the HTTP upgrade together
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub connect_timeout: String,
+
+    /// Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub max_message_size: String,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// Do not verify the server's certificate (prints a warning)
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// Trust the CA certificates in this PEM file, besides the system's
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM), for servers that ask for one; needs --key
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key for --cert (PEM, PKCS#8 or RSA)
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Heartbeat and reconnect")]
+pub struct ResilienceArgs {
+    /// Send a Ping this often; 0 turns heartbeats off
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    pub ping_interval: String,
+
+    /// Declare the connection dead when no Pong comes this long after a Ping was written
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    pub ping_timeout: String,
+
+    /// First reconnect delay; later ones double, with jitter
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    pub backoff_initial: String,
+
+    /// Longest reconnect delay, jitter included
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub backoff_max: String,
+
+    /// Give up after this many reconnect attempts in a row [default: unlimited]
+    #[arg(long, value_name = "N")]
+    pub max_reconnects: Option<u32>,
+
+    /// Never reconnect: the first failure ends the session
+    #[arg(long, conflicts_with_all = ["max_reconnects", "reconnect_always"])]
+    pub no_reconnect: bool,
+
+    /// Reconnect even after the server closes normally (code 1000)
+    #[arg(long)]
+    pub reconnect_always: bool,
+
+    /// Send this message after every (re)connection, before anything queued (repeatable)
+    #[arg(long, value_name = "MSG")]
+    pub on_connect: Vec<String>,
+
+    /// Messages held while disconnected before reading input pauses
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub queue_size: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Input")]
+pub struct InputArgs {
+    /// Send input lines as binary messages instead of text
+    #[arg(long)]
+    pub binary: bool,
+
+    /// Input (and output) records end with NUL instead of newline
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
+
+    /// After stdin ends, wait this long with no incoming message before closing
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub linger: String,
+
+    /// Close after receiving this many messages
+    #[arg(short = 'n', long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Stay connected after stdin ends, until the server closes or Ctrl-C
+    #[arg(long, conflicts_with = "linger")]
+    pub keep_open: bool,
+
+    /// Send every received message back unchanged, instead of reading stdin
+    #[arg(long, conflicts_with_all = ["binary", "null"])]
+    pub echo: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// How to print binary messages [default: hex dump on a terminal, base64 in a pipe]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub binary_format: Option<BinaryFormatArg>,
+
+    /// Prefix every line with the time it was received
+    #[arg(long)]
+    pub timestamps: bool,
+
+    /// Print one JSON object per event on stdout (see the README for the schema)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Pretty-print messages that are JSON
+    #[arg(long)]
+    pub pretty: bool,
+
+    /// When to use colour
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Diagnostics")]
+pub struct VerbosityArgs {
+    /// More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, conflicts_with = "verbose", global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BinaryFormatArg {
+    Hex,
+    Base64,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}

@@ -1,0 +1,552 @@
+//! The validated, plain configuration built from the command line.
+//!
+//! Every flag is checked here, once, so the rest of the program works with
+//! typed values (durations, sizes, header maps) and never with clap types or
+//! raw strings. Errors are usage errors (exit 2) that name the flag.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+
+use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+
+/// What the invocation asks for.
+#[derive(Debug)]
+pub enum Task {
+    Connect(Box<ClientConfig>),
+    Serve(ServeConfig),
+    /// An in-process echo server and a client connected to it.
+    Demo(Box<ClientConfig>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub addr: String,
+}
+
+/// Everything the client needs, frontends included.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub session: SessionConfig,
+    pub input: InputConfig,
+    pub end: EndPolicy,
+    pub output: OutputConfig,
+    pub frontend: Frontend,
+    /// Notes to show once at start (URL aliases, insecure TLS).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    Repl,
+    Pipe,
+    /// Send every received message back (`--echo`).
+    Echo,
+}
+
+/// What the supervisor needs: how to dial and how to keep the link alive.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub dial: DialConfig,
+    pub heartbeat: Heartbeat,
+    pub reconnect: ReconnectPolicy,
+    pub on_connect: Vec<String>,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DialConfig {
+    pub endpoint: Endpoint,
+    /// Extra handshake headers, Authorization from --user included.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub subprotocols: Vec<String>,
+    pub tls: TlsConfig,
+    pub connect_timeout: Duration,
+    pub max_message_size: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub insecure: bool,
+    /// PEM certificates to trust besides the system store.
+    pub ca_pems: Vec<Vec<u8>>,
+    /// Client identity: (certificate PEM, key PEM).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// `None` turns heartbeats off.
+    pub interval: Option<Duration>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReconnectPolicy {
+    pub enabled: bool,
+    pub initial: Duration,
+    pub max: Duration,
+    /// Attempts after a failure, in a row; `None` is unlimited.
+    pub max_attempts: Option<u32>,
+    /// Retry when the very first connection fails. Off unless
+    /// `--max-reconnects` is given, so a wrong URL fails fast.
+    pub retry_initial: bool,
+    /// Reconnect after a normal close (1000) too.
+    pub on_normal_close: bool,
+    /// A connection that lasts this long resets the backoff.
+    pub healthy_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct InputConfig {
+    pub binary: bool,
+    pub separator: u8,
+}
+
+/// When a pipe session ends.
+#[derive(Debug, Clone, Copy)]
+pub struct EndPolicy {
+    /// Idle time after stdin EOF before closing; `None` keeps the connection open.
+    pub linger: Option<Duration>,
+    pub count: Option<u64>,
+    /// How long to wait for the server's Close after ours.
+    pub close_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryFormat {
+    /// Offset, hex and ASCII columns; for terminals.
+    HexDump,
+    Hex,
+    Base64,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutputConfig {
+    pub binary_format: BinaryFormat,
+    pub timestamps: bool,
+    pub json: bool,
+    pub pretty: bool,
+    pub color: bool,
+    /// Output is a terminal: escape control characters, truncate hex dumps.
+    pub terminal: bool,
+    pub separator: u8,
+    pub verbosity: Verbosity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Debug,
+    Trace,
+}
+
+impl Verbosity {
+    pub fn from_cli(args: &cli::VerbosityArgs) -> Verbosity {
+        match (args.quiet, args.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            (false, 1) => Verbosity::Debug,
+            (false, _) => Verbosity::Trace,
+        }
+    }
+}
+
+/// The terminals the process was started with, so tests and callers can
+/// decide the mode without touching file descriptors.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminals {
+    pub stdin: bool,
+    pub stdout: bool,
+}
+
+impl Terminals {
+    pub fn detect() -> Terminals {
+        Terminals {
+            stdin: std::io::stdin().is_terminal(),
+            stdout: std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+impl Task {
+    pub fn from_cli(cli: Cli, terminals: Terminals) -> Result<Task> {
+        match cli.command {
+            Some(cli::Command::Serve { ref addr }) => Ok(Task::Serve(ServeConfig {
+                addr: normalize_listen_addr(addr),
+            })),
+            Some(cli::Command::Demo) => {
+                // The URL is filled in once the in-process server has a port.
+                let client = ClientConfig::from_cli(&cli, "ws://127.0.0.1:1/", terminals)?;
+                Ok(Task::Demo(Box::new(client)))
+            }
+            None => {
+                let url = cli
+                    .url
+                    .clone()
+                    .ok_or_else(|| Error::Usage("a URL is required".into()))?;
+                let client = ClientConfig::from_cli(&cli, &url, terminals)?;
+                Ok(Task::Connect(Box::new(client)))
+            }
+        }
+    }
+}
+
+impl ClientConfig {
+    fn from_cli(cli: &Cli, url: &str, terminals: Terminals) -> Result<ClientConfig> {
+        let parsed = Endpoint::parse(url)?;
+        let mut notes: Vec<String> = parsed.note.into_iter().collect();
+        let endpoint = parsed.endpoint;
+        let conn = &cli.connection;
+
+        let mut headers = Vec::with_capacity(conn.headers.len() + 1);
+        for raw in &conn.headers {
+            headers.push(parse_header(raw)?);
+        }
+        let credentials = match &conn.user {
+            Some(user) => Some(match user.split_once(':') {
+                Some((u, p)) => (u.to_owned(), Some(p.to_owned())),
+                None => (user.clone(), None),
+            }),
+            None => endpoint.userinfo.clone(),
+        };
+        if let Some((user, pass)) = credentials {
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{}", pass.unwrap_or_default()));
+            let value = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+                Error::Usage("--user contains characters a header cannot carry".into())
+            })?;
+            headers.push((HeaderName::from_static("authorization"), sensitive(value)));
+        }
+        if let Some(origin) = &conn.origin {
+            let value = HeaderValue::from_str(origin).map_err(|_| {
+                Error::Usage(format!("--origin {origin:?} is not a valid header value"))
+            })?;
+            headers.push((HeaderName::from_static("origin"), value));
+        }
+        for proto in &conn.subprotocols {
+            if proto.is_empty() || !proto.bytes().all(is_token_byte) {
+                return Err(Error::Usage(format!(
+                    "--subprotocol {proto:?} is not a valid token (no spaces, commas or separators)"
+                )));
+            }
+        }
+
+        let tls = TlsConfig {
+            insecure: cli.tls.insecure,
+            ca_pems: match &cli.tls.cacert {
+                Some(path) => split_pem_certificates(&read_file("--cacert", path)?, path)?,
+                None => Vec::new(),
+            },
+            identity: match (&cli.tls.cert, &cli.tls.key) {
+                (Some(cert), Some(key)) => {
+                    Some((read_file("--cert", cert)?, read_file("--key", key)?))
+                }
+                _ => None,
+            },
+        };
+        if tls.insecure {
+            notes.push(
+                "warning: -k/--insecure: the server's certificate is not verified; anyone on the path can read and change this session".into(),
+            );
+        }
+        if !endpoint.tls && (tls.insecure || !tls.ca_pems.is_empty() || tls.identity.is_some()) {
+            notes.push("note: TLS options have no effect on a ws:// URL".into());
+        }
+
+        let dial = DialConfig {
+            endpoint,
+            headers,
+            subprotocols: conn.subprotocols.clone(),
+            tls,
+            connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
+            max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
+        };
+
+        let res = &cli.resilience;
+        let ping_interval = parse_duration("--ping-interval", &res.ping_interval)?;
+        let backoff_initial = positive_duration("--backoff-initial", &res.backoff_initial)?;
+        let backoff_max = positive_duration("--backoff-max", &res.backoff_max)?;
+        if backoff_max < backoff_initial {
+            return Err(Error::Usage(format!(
+                "--backoff-max ({}) is shorter than --backoff-initial ({})",
+                res.backoff_max, res.backoff_initial
+            )));
+        }
+        if res.queue_size == 0 {
+            return Err(Error::Usage("--queue-size must be at least 1".into()));
+        }
+        let session = SessionConfig {
+            dial,
+            heartbeat: Heartbeat {
+                interval: (!ping_interval.is_zero()).then_some(ping_interval),
+                timeout: positive_duration("--ping-timeout", &res.ping_timeout)?,
+            },
+            reconnect: ReconnectPolicy {
+                enabled: !res.no_reconnect,
+                initial: backoff_initial,
+                max: backoff_max,
+                max_attempts: res.max_reconnects,
+                retry_initial: res.max_reconnects.is_some(),
+                on_normal_close: res.reconnect_always,
+                healthy_after: Duration::from_secs(10).max(backoff_max),
+            },
+            on_connect: res.on_connect.clone(),
+            queue_capacity: res.queue_size,
+        };
+
+        let separator = if cli.input.null { b'\0' } else { b'\n' };
+        let input = InputConfig {
+            binary: cli.input.binary,
+            separator,
+        };
+        if cli.input.count == Some(0) {
+            return Err(Error::Usage("--count must be at least 1".into()));
+        }
+        let end = EndPolicy {
+            linger: if cli.input.keep_open {
+                None
+            } else {
+                Some(parse_duration("--linger", &cli.input.linger)?)
+            },
+            count: cli.input.count,
+            close_timeout: Duration::from_secs(2),
+        };
+
+        let frontend = if cli.input.echo {
+            Frontend::Echo
+        } else if terminals.stdin && terminals.stdout {
+            Frontend::Repl
+        } else {
+            Frontend::Pipe
+        };
+        let out = &cli.output;
+        let color = match out.color {
+            ColorArg::Always => true,
+            ColorArg::Never => false,
+            ColorArg::Auto => {
+                terminals.stdout && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
+        let binary_format = match (out.binary_format, terminals.stdout) {
+            (Some(BinaryFormatArg::Hex), true) => BinaryFormat::HexDump,
+            (Some(BinaryFormatArg::Hex), false) => BinaryFormat::Hex,
+            (Some(BinaryFormatArg::Base64), _) => BinaryFormat::Base64,
+            (Some(BinaryFormatArg::Raw), _) => BinaryFormat::Raw,
+            (None, true) => BinaryFormat::HexDump,
+            (None, false) => BinaryFormat::Base64,
+        };
+        let output = OutputConfig {
+            binary_format,
+            timestamps: out.timestamps,
+            json: out.json,
+            pretty: out.pretty,
+            color,
+            terminal: terminals.stdout,
+            separator,
+            verbosity: Verbosity::from_cli(&cli.verbosity),
+        };
+
+        Ok(ClientConfig {
+            session,
+            input,
+            end,
+            output,
+            frontend,
+            notes,
+        })
+    }
+}
+
+/// Marks credentials so the http crate's Debug output hides them.
+fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
+/// Headers whose values are secrets: never printed.
+pub fn is_secret_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization")
+        || name.eq_ignore_ascii_case("cookie")
+        || name.eq_ignore_ascii_case("set-cookie")
+}
+
+fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
+    let (name, value) = raw.split_once(':').ok_or_else(|| {
+        Error::Usage(format!(
+            "-H {:?}: a header is 'Name: value'",
+            redact_header(raw)
+        ))
+    })?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| Error::Usage(format!("-H: {:?} is not a valid header name", name.trim())))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        Error::Usage(format!(
+            "-H: the value of {name} contains characters a header cannot carry"
+        ))
+    })?;
+    let value = if is_secret_header(name.as_str()) {
+        sensitive(value)
+    } else {
+        value
+    };
+    Ok((name, value))
+}
+
+/// A raw `Name: value` string with a secret value replaced, for messages.
+pub fn redact_header(raw: &str) -> String {
+    match raw.split_once(':') {
+        Some((name, _)) if is_secret_header(name.trim()) => format!("{name}: <redacted>"),
+        _ => raw.to_owned(),
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
+}
+
+/// Durations: `10s`, `500ms`, `1m30s`, or a bare number of seconds (`2.5`).
+pub fn parse_duration(flag: &str, raw: &str) -> Result<Duration> {
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 && secs < 1e9 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    } else if let Ok(d) = humantime::parse_duration(raw) {
+        return Ok(d);
+    }
+    Err(Error::Usage(format!(
+        "{flag} {raw:?} is not a duration; use e.g. 10s, 500ms, 2m or a number of seconds"
+    )))
+}
+
+fn positive_duration(flag: &str, raw: &str) -> Result<Duration> {
+    let d = parse_duration(flag, raw)?;
+    if d.is_zero() {
+        return Err(Error::Usage(format!("{flag} must be greater than zero")));
+    }
+    Ok(d)
+}
+
+/// Sizes: a number of bytes, with an optional K/KiB/M/MiB/G/GiB suffix.
+pub fn parse_size(flag: &str, raw: &str) -> Result<usize> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => 0,
+    };
+    match digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+    {
+        Some(n) if n > 0 && multiplier > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        _ => Err(Error::Usage(format!(
+            "{flag} {raw:?} is not a size; use e.g. 64MiB, 512KiB or a number of bytes"
+        ))),
+    }
+}
+
+fn read_file(flag: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|err| Error::Usage(format!("{flag} {}: cannot read it: {err}", path.display())))
+}
+
+fn split_pem_certificates(pem: &[u8], path: &Path) -> Result<Vec<Vec<u8>>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut certs = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        certs.push(rest[start..end].as_bytes().to_vec());
+        rest = &rest[end..];
+    }
+    if certs.is_empty() {
+        return Err(Error::Usage(format!(
+            "--cacert {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// `9001` means 127.0.0.1:9001: the echo server is local unless asked otherwise.
+fn normalize_listen_addr(addr: &str) -> String {
+    if addr.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{addr}")
+    } else {
+        addr.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_plain_seconds() {
+        assert_eq!(parse_duration("f", "10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            parse_duration("f", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse_duration("f", "1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration("f", "0").unwrap(), Duration::ZERO);
+        let err = parse_duration("--timeout", "soon").unwrap_err().to_string();
+        assert!(err.contains("--timeout \"soon\""), "{err}");
+        assert!(parse_duration("f", "-1").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_binary_suffixes() {
+        assert_eq!(parse_size("f", "64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("f", "512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("f", "1000").unwrap(), 1000);
+        assert!(parse_size("f", "0").is_err());
+        assert!(parse_size("f", "12 parsecs").is_err());
+    }
+
+    #[test]
+    fn headers_are_validated_and_secrets_marked() {
+        let (name, value) = parse_header("Authorization: Bearer abc").unwrap();
+        assert_eq!(name.as_str(), "authorization");
+        assert!(value.is_sensitive());
+        let err = parse_header("Authorization Bearer abc")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("abc"), "{err}");
+        assert!(parse_header("Bad Name: x").is_err());
+    }
+
+    #[test]
+    fn pem_bundles_split_into_certificates() {
+        let pem = b"-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n\
+                    -----BEGIN CERTIFICATE-----\nBB\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            split_pem_certificates(pem, Path::new("x")).unwrap().len(),
+            2
+        );
+        assert!(split_pem_certificates(b"nothing", Path::new("x")).is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! Typed failures and the exit code each one maps to.
+//!
+//! Every failure a user can meet is one variant here. The supervisor asks
+//! [`Error::retry`] whether reconnecting can help; `main` asks
+//! [`Error::exit_code`] what to tell the shell. Both tables are documented in
+//! the README and must stay in step with it.
+
+use std::time::Duration;
+
+/// Process exit codes. Stable: scripts depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    Connect = 3,
+    Tls = 4,
+    Handshake = 5,
+    Timeout = 6,
+    Expectation = 7,
+    ConnectionLost = 8,
+    ServerClosed = 9,
+    Protocol = 10,
+    Interrupted = 130,
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code as u8)
+    }
+}
+
+/// Whether a failure is worth another connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Never,
+    Backoff,
+    /// The server said when to come back (`Retry-After`).
+    After(Duration),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("could not connect to {target}: {detail}")]
+    Connect { target: String, detail: String },
+
+    #[error("could not connect to {target}: no connection within {timeout:?} (--connect-timeout)")]
+    ConnectTimeout { target: String, timeout: Duration },
+
+    #[error("TLS failure with {target}: {detail}")]
+    Tls { target: String, detail: String },
+
+    #[error(
+        "handshake rejected by {target}: HTTP {status_line}{}",
+        body_suffix(body)
+    )]
+    Handshake {
+        target: String,
+        status: u16,
+        status_line: String,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+
+    #[error("the WebSocket handshake with {target} failed: {detail}")]
+    HandshakeInvalid { target: String, detail: String },
+
+    #[error("deadline reached: {0}")]
+    Timeout(String),
+
+    #[error("{0}")]
+    Expectation(String),
+
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+
+    #[error(
+        "server closed the connection with code {code}{}",
+        reason_suffix(reason)
+    )]
+    ServerClosed { code: u16, reason: String },
+
+    #[error("the server broke the WebSocket protocol: {0}")]
+    Protocol(String),
+
+    #[error("{0}")]
+    Input(String),
+
+    #[error("{0}")]
+    Runtime(String),
+
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{source}; gave up after {attempts} attempt{}{}", plural(*attempts), unsent_suffix(*unsent))]
+    GaveUp {
+        source: Box<Error>,
+        attempts: u32,
+        unsent: usize,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) => ExitCode::Usage,
+            Error::Connect { .. } | Error::ConnectTimeout { .. } => ExitCode::Connect,
+            Error::Tls { .. } => ExitCode::Tls,
+            Error::Handshake { .. } | Error::HandshakeInvalid { .. } => ExitCode::Handshake,
+            Error::Timeout(_) => ExitCode::Timeout,
+            Error::Expectation(_) => ExitCode::Expectation,
+            Error::ConnectionLost(_) => ExitCode::ConnectionLost,
+            Error::ServerClosed { .. } => ExitCode::ServerClosed,
+            Error::Protocol(_) => ExitCode::Protocol,
+            Error::Input(_) | Error::Runtime(_) => ExitCode::Failure,
+            Error::Interrupted => ExitCode::Interrupted,
+            Error::GaveUp { source, .. } => source.exit_code(),
+        }
+    }
+
+    /// The reconnect table from the README: transient failures are retried,
+    /// failures that another attempt cannot fix are not.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::ConnectionLost(_) => {
+                Retry::Backoff
+            }
+            Error::Handshake {
+                status,
+                retry_after,
+                ..
+            } if *status >= 500 || *status == 429 => match retry_after {
+                Some(delay) => Retry::After(*delay),
+                None => Retry::Backoff,
+            },
+            Error::ServerClosed { code, .. } if is_retryable_close(*code) => Retry::Backoff,
+            _ => Retry::Never,
+        }
+    }
+
+    /// A short machine-readable name, used in `--json` events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Connect { .. } => "connect",
+            Error::ConnectTimeout { .. } => "connect_timeout",
+            Error::Tls { .. } => "tls",
+            Error::Handshake { .. } => "handshake_rejected",
+            Error::HandshakeInvalid { .. } => "handshake_invalid",
+            Error::Timeout(_) => "timeout",
+            Error::Expectation(_) => "expectation",
+            Error::ConnectionLost(_) => "connection_lost",
+            Error::ServerClosed { .. } => "server_closed",
+            Error::Protocol(_) => "protocol",
+            Error::Input(_) => "input",
+            Error::Runtime(_) => "runtime",
+            Error::Interrupted => "interrupted",
+            Error::GaveUp { source, .. } => source.kind(),
+        }
+    }
+
+    /// What the user can do about it, where there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Connect { .. } | Error::ConnectTimeout { .. } => {
+                Some("check the host and port, and that the server is running")
+            }
+            Error::Tls { .. } => Some(
+                "if the server uses a private CA, pass it with --cacert FILE; -k/--insecure skips verification",
+            ),
+            Error::Handshake { status, .. } if *status == 401 || *status == 403 => {
+                Some("check the credentials (-H 'Authorization: ...' or --user)")
+            }
+            Error::Handshake { status, .. } if *status == 404 => Some("check the URL's path"),
+            Error::HandshakeInvalid { .. } => {
+                Some("the server did not speak WebSocket at that URL; check the URL")
+            }
+            Error::ConnectionLost(_) => {
+                Some("reconnects are disabled or exhausted; see --max-reconnects")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Close codes after which the server is expected to come back: going away,
+/// internal error, service restart, try again later, bad gateway.
+pub fn is_retryable_close(code: u16) -> bool {
+    matches!(code, 1001 | 1011 | 1012 | 1013 | 1014)
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(" (body: {body:?})")
+    }
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason:?})")
+    }
+}
+
+fn unsent_suffix(unsent: usize) -> String {
+    match unsent {
+        0 => String::new(),
+        n => format!("; {n} queued message{} never sent", plural(n as u32)),
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_are_retried_and_client_errors_are_not() {
+        let rejected = |status| Error::Handshake {
+            target: "t".into(),
+            status,
+            status_line: String::new(),
+            body: String::new(),
+            retry_after: None,
+        };
+        assert_eq!(rejected(503).retry(), Retry::Backoff);
+        assert_eq!(rejected(429).retry(), Retry::Backoff);
+        assert_eq!(rejected(401).retry(), Retry::Never);
+        assert_eq!(rejected(404).retry(), Retry::Never);
+        assert_eq!(rejected(404).exit_code(), ExitCode::Handshake);
+    }
+
+    #[test]
+    fn close_codes_follow_the_table() {
+        let closed = |code| Error::ServerClosed {
+            code,
+            reason: String::new(),
+        };
+        for code in [1001, 1011, 1012, 1013] {
+            assert_eq!(closed(code).retry(), Retry::Backoff, "{code}");
+        }
+        for code in [1002, 1003, 1007, 1008, 4000] {
+            assert_eq!(closed(code).retry(), Retry::Never, "{code}");
+        }
+    }
+
+    #[test]
+    fn giving_up_keeps_the_cause_code_and_counts_unsent() {
+        let err = Error::GaveUp {
+            source: Box::new(Error::ConnectionLost("heartbeat timeout".into())),
+            attempts: 4,
+            unsent: 2,
+        };
+        assert_eq!(err.exit_code(), ExitCode::ConnectionLost);
+        assert_eq!(
+            err.to_string(),
+            "connection lost: heartbeat timeout; gave up after 4 attempts; 2 queued messages never sent"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Pipe mode: each stdin record is one message, each received message is one
+//! stdout record, diagnostics go to stderr. Also `--echo`, which answers every
+//! message with itself instead of reading stdin.
+//!
+//! Ending well is the point of this module: at stdin EOF the queue is drained,
+//! replies keep printing until the connection has been idle for `--linger`,
+//! and only then is the connection closed with 1000.
+
+use tokio::time::{Instant, sleep_until};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, ExitCode, Result};
+use crate::input::{self, InputEnd};
+use crate::output::Stdout;
+use crate::render::{Renderer, eprint_line};
+use crate::session::{Command, Event};
+use crate::signals::Signals;
+use crate::supervisor::Handle;
+
+/// Output is handed to the writer in chunks of about this size at most.
+const CHUNK: usize = 64 * 1024;
+
+pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<ExitCode> {
+    let Handle {
+        commands,
+        mut events,
+        task,
+    } = handle;
+    let renderer = Renderer::new(config.output);
+    let mut stdout = Stdout::spawn();
+    let mut signals = Signals::new()?;
+    let mut input_end = if echo {
+        None
+    } else {
+        Some(input::spawn(
+            config.input,
+            std::io::stdin(),
+            commands.clone(),
+        ))
+    };
+    let mut input_error: Option<Error> = None;
+    let mut received: u64 = 0;
+    // Linger runs once input is drained, and only while connected.
+    let mut drained = false;
+    let mut connected = false;
+    let mut linger_until: Option<Instant> = None;
+    let mut closing = false;
+    let mut interrupted = false;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+
+    let close = |reason: &str| Command::Close {
+        code: 1000,
+        reason: reason.to_owned(),
+    };
+
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                match &event {
+                    Event::Message(payload) => {
+                        if config.end.count.is_some_and(|n| received >= n) {
+                            continue;
+                        }
+                        received += 1;
+                        renderer.message(&mut buf, payload);
+                        if echo {
+                            let _ = commands.send(Command::Send(payload.clone())).await;
+                        }
+                        if let Some(linger) = config.end.linger
+                            && linger_until.is_some()
+                        {
+                            linger_until = Some(Instant::now() + linger);
+                        }
+                        if config.end.count == Some(received) && !closing {
+                            closing = true;
+                            let _ = commands.send(close("")).await;
+                        }
+                    }
+                    Event::Drained => {
+                        drained = true;
+                        if connected {
+                            linger_until = config.end.linger.map(|l| Instant::now() + l);
+                        }
+                    }
+                    other => {
+                        match other {
+                            Event::Connected { .. } => {
+                                connected = true;
+                                if drained {
+                                    linger_until = config.end.linger.map(|l| Instant::now() + l);
+                                }
+                            }
+                            Event::Disconnected { .. } | Event::Reconnecting { .. } => {
+                                connected = false;
+                                linger_until = None;
+                            }
+                            _ => {}
+                        }
+                        report(&renderer, &mut buf, other);
+                    }
+                }
+                if buf.len() >= CHUNK || events.is_empty() {
+                    stdout.write(std::mem::take(&mut buf)).await;
+                }
+            }
+            end = async { input_end.as_mut().expect("guarded").await }, if input_end.is_some() => {
+                input_end = None;
+                if let Ok(Err(err)) = end as std::result::Result<InputEnd, _> {
+                    input_error = Some(err);
+                }
+            }
+            () = sleep_until(linger_until.unwrap_or_else(Instant::now)), if linger_until.is_some() && !closing => {
+                closing = true;
+                let _ = commands.send(close("")).await;
+            }
+            () = signals.recv() => {
+                if interrupted {
+                    stdout.write(std::mem::take(&mut buf)).await;
+                    stdout.finish();
+                    return Err(Error::Interrupted);
+                }
+                interrupted = true;
+                closing = true;
+                let _ = commands.send(close("interrupted")).await;
+            }
+            () = stdout.closed() => {
+                // The reader has all it wanted (`| head -1`): a success.
+                return Ok(ExitCode::Success);
+            }
+        }
+    }
+    drop(commands);
+    let result = task
+        .await
+        .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
+    let outcome = match result {
+        Ok(ending) if ending.unsent > 0 => Err(Error::Runtime(format!(
+            "{} queued message{} never sent",
+            ending.unsent,
+            if ending.unsent == 1 { " was" } else { "s were" }
+        ))),
+        Ok(_) => Ok(ExitCode::Success),
+        Err(err) => Err(err),
+    };
+    let outcome = match (outcome, input_error, interrupted) {
+        (Err(err), _, _) => Err(err),
+        (Ok(_), Some(err), _) => Err(err),
+        (Ok(_), None, true) => Err(Error::Interrupted),
+        (ok, None, false) => ok,
+    };
+    if let (Err(err), true) = (&outcome, renderer.json()) {
+        renderer.json_error(&mut buf, err);
+    }
+    stdout.write(buf).await;
+    stdout.finish();
+    outcome
+}
+
+/// Status events: JSON lines on stdout with `--json`, else lines on stderr.
+fn report(renderer: &Renderer, buf: &mut Vec<u8>, event: &Event) {
+    if renderer.json() {
+        if !matches!(event, Event::Delivered { .. } | Event::Drained) {
+            renderer.json_event(buf, event);
+        }
+    } else if let Some(line) = renderer.status(event) {
+        eprint_line(&line);
+    }
+}

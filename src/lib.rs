@@ -1,0 +1,103 @@
+//! tether: a resilient command-line WebSocket client.
+//!
+//! `main.rs` parses the command line and calls [`run`]; everything else is
+//! here. See ARCHITECTURE.md for the map of the modules.
+
+pub mod cli;
+pub mod config;
+pub mod dial;
+pub mod endpoint;
+pub mod error;
+pub mod frontend;
+pub mod input;
+pub mod output;
+pub mod render;
+pub mod serve;
+pub mod session;
+pub mod signals;
+pub mod supervisor;
+
+use config::{ClientConfig, Frontend, Task, Terminals, Verbosity};
+use endpoint::Endpoint;
+pub use error::{Error, ExitCode, Result};
+
+/// Runs what the command line asks for and says how the process should exit.
+pub fn run(cli: cli::Cli) -> Result<ExitCode> {
+    let verbosity = Verbosity::from_cli(&cli.verbosity);
+    init_tracing(verbosity);
+    let task = Task::from_cli(cli, Terminals::detect())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::Runtime(format!("cannot start the runtime: {err}")))?;
+    runtime.block_on(async {
+        match task {
+            Task::Connect(config) => connect(&config).await,
+            Task::Serve(config) => {
+                let listener = serve::bind(&config.addr).await?;
+                let addr = local_addr(&listener)?;
+                if verbosity > Verbosity::Quiet {
+                    render::eprint_line(&format!("echo server listening on ws://{addr}/"));
+                }
+                serve::serve(listener).await?;
+                Ok(ExitCode::Success)
+            }
+            Task::Demo(mut config) => {
+                let listener = serve::bind("127.0.0.1:0").await?;
+                let url = format!("ws://{}/", local_addr(&listener)?);
+                config.session.dial.endpoint = Endpoint::parse(&url)?.endpoint;
+                render::eprint_line(&format!(
+                    "demo: an echo server is running at {url}; what you send comes back"
+                ));
+                tokio::spawn(serve::serve(listener));
+                connect(&config).await
+            }
+        }
+    })
+}
+
+async fn connect(config: &ClientConfig) -> Result<ExitCode> {
+    if config.output.verbosity > Verbosity::Quiet {
+        for note in &config.notes {
+            render::eprint_line(note);
+        }
+    }
+    let handle = supervisor::spawn(config.session.clone())?;
+    match config.frontend {
+        Frontend::Echo => frontend::pipe::run(config, handle, true).await,
+        Frontend::Pipe | Frontend::Repl => frontend::pipe::run(config, handle, false).await,
+    }
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> Result<std::net::SocketAddr> {
+    listener
+        .local_addr()
+        .map_err(|err| Error::Runtime(format!("cannot read the listening address: {err}")))
+}
+
+/// Prints a failure for a person: what happened, then what to do about it.
+pub fn report(err: &Error) {
+    render::eprint_line(&format!("error: {err}"));
+    if let Some(hint) = err.hint() {
+        render::eprint_line(&format!("hint: {hint}"));
+    }
+}
+
+fn init_tracing(verbosity: Verbosity) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbosity {
+        Verbosity::Quiet => "error",
+        Verbosity::Normal => "warn",
+        Verbosity::Debug => "tether=debug",
+        Verbosity::Trace => "tether=trace,tungstenite=debug",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() && verbosity == Verbosity::Normal => EnvFilter::new(spec),
+        _ => EnvFilter::new(default),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

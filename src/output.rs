@@ -1,0 +1,63 @@
+//! Writing stdout on a thread of its own, in large chunks.
+//!
+//! Frontends render into a buffer and hand it over when no more events are
+//! immediately waiting, so a burst of messages costs one write. A reader that
+//! closes the pipe (`| head -1`) is reported, not treated as an error.
+
+use std::io::Write;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, watch};
+
+pub struct Stdout {
+    chunks: mpsc::Sender<Vec<u8>>,
+    closed: watch::Receiver<bool>,
+    thread: JoinHandle<()>,
+}
+
+impl Stdout {
+    pub fn spawn() -> Stdout {
+        Self::spawn_with(std::io::stdout())
+    }
+
+    pub fn spawn_with(mut sink: impl Write + Send + 'static) -> Stdout {
+        // A few chunks in flight keep the writer busy without buffering much.
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                while let Some(chunk) = rx.blocking_recv() {
+                    if sink.write_all(&chunk).and_then(|()| sink.flush()).is_err() {
+                        let _ = closed_tx.send(true);
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the stdout thread");
+        Stdout {
+            chunks: tx,
+            closed: closed_rx,
+            thread,
+        }
+    }
+
+    /// Queues a chunk, waiting while the writer is behind.
+    pub async fn write(&self, chunk: Vec<u8>) {
+        if !chunk.is_empty() {
+            // An error means the writer stopped: `closed()` reports why.
+            let _ = self.chunks.send(chunk).await;
+        }
+    }
+
+    /// Resolves when the reader of stdout has gone away.
+    pub async fn closed(&mut self) {
+        let _ = self.closed.wait_for(|closed| *closed).await;
+    }
+
+    /// Writes out everything queued, then stops the writer.
+    pub fn finish(self) {
+        drop(self.chunks);
+        let _ = self.thread.join();
+    }
+}

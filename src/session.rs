@@ -1,0 +1,179 @@
+//! The vocabulary between the supervisor and its frontends: the commands a
+//! frontend may send and the events the supervisor reports. Frontends (pipe,
+//! REPL, smoke) see only these types, never the socket.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A message's content. Both variants share their buffer when cloned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Payload {
+    pub fn text(s: impl Into<String>) -> Payload {
+        Payload::Text(Utf8Bytes::from(s.into()))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Text(t) => t.len(),
+            Payload::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug)]
+pub enum Command {
+    /// Queue a message; it goes out in order, after any reconnect.
+    Send(Payload),
+    /// Send a Ping now; the answer comes back as [`Event::Pong`].
+    Ping(Bytes),
+    /// Send what is queued, then close with this code and reason.
+    Close { code: u16, reason: String },
+    /// Drop the current connection (or skip the backoff wait) and dial again.
+    Reconnect,
+    /// Report [`Event::Drained`] once everything queued so far is flushed.
+    Drain,
+    /// Answer with a snapshot of the session.
+    Status(oneshot::Sender<Status>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        url: String,
+        subprotocol: Option<String>,
+        attempt: u32,
+    },
+    Message(Payload),
+    /// Queued messages were written and flushed.
+    Delivered {
+        count: usize,
+    },
+    Drained,
+    Pong {
+        rtt: Duration,
+        /// True for the supervisor's own heartbeat, false for a user's ping.
+        heartbeat: bool,
+    },
+    Disconnected {
+        reason: String,
+        code: Option<u16>,
+        will_retry: bool,
+    },
+    /// Waiting before the next attempt; `reason` is why the last one failed.
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+    /// The session ended with a close handshake (or the server's normal close).
+    Closed {
+        code: Option<u16>,
+        reason: String,
+        by_server: bool,
+    },
+    Warning(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Connected,
+    Waiting,
+    Closing,
+    Closed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::Waiting => "reconnecting",
+            State::Closing => "closing",
+            State::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: State,
+    pub url: String,
+    pub subprotocol: Option<String>,
+    /// When the current connection was made.
+    pub connected_since: Option<SystemTime>,
+    pub uptime: Option<Duration>,
+    pub reconnects: u32,
+    pub rtt: RttStats,
+    pub queued: usize,
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// Round-trip times of answered pings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RttStats {
+    pub last: Option<Duration>,
+    pub min: Option<Duration>,
+    pub max: Option<Duration>,
+    total: Duration,
+    pub count: u32,
+}
+
+impl RttStats {
+    pub fn record(&mut self, rtt: Duration) {
+        self.last = Some(rtt);
+        self.min = Some(self.min.map_or(rtt, |m| m.min(rtt)));
+        self.max = Some(self.max.map_or(rtt, |m| m.max(rtt)));
+        self.total += rtt;
+        self.count += 1;
+    }
+
+    pub fn avg(&self) -> Option<Duration> {
+        (self.count > 0).then(|| self.total / self.count)
+    }
+}
+
+/// How a session that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub code: Option<u16>,
+    pub reason: String,
+    pub by_server: bool,
+    /// Messages still queued when the session ended (e.g. closed by the user
+    /// while disconnected).
+    pub unsent: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtt_stats_track_last_min_avg_max() {
+        let mut stats = RttStats::default();
+        assert_eq!(stats.avg(), None);
+        for ms in [30, 10, 20] {
+            stats.record(Duration::from_millis(ms));
+        }
+        assert_eq!(stats.last, Some(Duration::from_millis(20)));
+        assert_eq!(stats.min, Some(Duration::from_millis(10)));
+        assert_eq!(stats.max, Some(Duration::from_millis(30)));
+        assert_eq!(stats.avg(), Some(Duration::from_millis(20)));
+    }
+}

@@ -1,0 +1,744 @@
+//! The supervisor: one task that owns the connection's whole life.
+//!
+//! It dials, runs heartbeats, reconnects with backoff, and keeps the outgoing
+//! queue across connections. Frontends talk to it only through [`Command`]s
+//! and [`Event`]s, so it knows nothing about terminals or stdin.
+
+mod backoff;
+mod heartbeat;
+mod outbox;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+pub use self::backoff::Backoff;
+use self::heartbeat::{Heartbeat, Tick};
+use self::outbox::Outbox;
+use crate::config::SessionConfig;
+use crate::dial::{Dialer, Socket};
+use crate::error::{Error, Result, Retry};
+use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status};
+
+/// How many events may wait for a slow frontend before reading pauses.
+const EVENT_BUFFER: usize = 1024;
+/// Messages handed to the socket per flush, so reads get their turn.
+const WRITE_BATCH: usize = 256;
+/// How long to wait for the server's Close after ours.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running supervisor, as its frontend holds it.
+pub struct Handle {
+    pub commands: mpsc::Sender<Command>,
+    pub events: mpsc::Receiver<Event>,
+    pub task: JoinHandle<Result<Ending>>,
+}
+
+/// Starts the supervisor on the current runtime. Fails only on settings that
+/// can be checked before dialing (e.g. an unreadable `--cacert`).
+pub fn spawn(config: SessionConfig) -> Result<Handle> {
+    spawn_with_seed(config, None)
+}
+
+/// As [`spawn`], with a fixed jitter seed so tests can replay a schedule.
+pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handle> {
+    let dialer = Arc::new(Dialer::new(config.dial.clone())?);
+    let (command_tx, command_rx) = mpsc::channel(config.queue_capacity.min(1024));
+    let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
+    let supervisor = Supervisor {
+        backoff: Backoff::new(config.reconnect.initial, config.reconnect.max, seed),
+        on_connect: config
+            .on_connect
+            .iter()
+            .map(|m| Message::text(m.as_str()))
+            .collect(),
+        outbox: Outbox::new(config.queue_capacity),
+        url: dialer.target(),
+        dialer,
+        config,
+        commands: command_rx,
+        commands_open: true,
+        events: event_tx,
+        control: VecDeque::new(),
+        user_pings: VecDeque::new(),
+        closing: None,
+        drain_requested: false,
+        backlog: VecDeque::new(),
+        state: State::Connecting,
+        subprotocol: None,
+        connected_since: None,
+        reconnects: 0,
+        rtt: RttStats::default(),
+        sent: 0,
+        received: 0,
+    };
+    Ok(Handle {
+        commands: command_tx,
+        events: event_rx,
+        task: tokio::spawn(supervisor.run()),
+    })
+}
+
+struct Supervisor {
+    config: SessionConfig,
+    dialer: Arc<Dialer>,
+    url: String,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    events: mpsc::Sender<Event>,
+    backoff: Backoff,
+    on_connect: Vec<Message>,
+    outbox: Outbox,
+    /// Pings for the current connection; they jump the data queue.
+    control: VecDeque<Message>,
+    /// User pings awaiting their pong: (payload, when queued).
+    user_pings: VecDeque<(Bytes, Instant)>,
+    closing: Option<CloseFrame>,
+    drain_requested: bool,
+    /// Events the frontend has no room for yet, in order.
+    backlog: VecDeque<Event>,
+    state: State,
+    subprotocol: Option<String>,
+    connected_since: Option<(SystemTime, Instant)>,
+    reconnects: u32,
+    rtt: RttStats,
+    sent: u64,
+    received: u64,
+}
+
+/// How one connection ended.
+enum ConnectionEnd {
+    Closed(Ending),
+    Lost(Error),
+    /// The user asked for a fresh connection.
+    Reconnect,
+}
+
+/// What an offline command asks of the reconnect loop.
+enum Offline {
+    Continue,
+    SkipWait,
+    End,
+}
+
+type Sink = SplitSink<Socket, Message>;
+type Stream = SplitStream<Socket>;
+
+/// What one write batch handed to the kernel.
+#[derive(Default)]
+struct Written {
+    delivered: usize,
+    ping: bool,
+    close: bool,
+}
+
+impl Supervisor {
+    async fn run(mut self) -> Result<Ending> {
+        // Failed attempts since the last healthy connection.
+        let mut streak: u32 = 0;
+        let mut ever_connected = false;
+        loop {
+            self.state = State::Connecting;
+            self.emit(Event::Connecting {
+                attempt: streak + 1,
+            });
+            let failure = match self.dial().await {
+                Err(ending) => return ending,
+                Ok(Err(err)) => err,
+                Ok(Ok(conn)) => {
+                    if let Some(warning) = conn.warning {
+                        self.emit(Event::Warning(warning));
+                    }
+                    self.state = State::Connected;
+                    ever_connected = true;
+                    self.subprotocol = conn.subprotocol.clone();
+                    self.connected_since = Some((SystemTime::now(), Instant::now()));
+                    self.emit(Event::Connected {
+                        url: self.url.clone(),
+                        subprotocol: conn.subprotocol,
+                        attempt: streak + 1,
+                    });
+                    let started = Instant::now();
+                    let end = self.run_connection(conn.socket).await;
+                    self.connected_since = None;
+                    if started.elapsed() >= self.config.reconnect.healthy_after {
+                        streak = 0;
+                        self.backoff.reset();
+                    }
+                    match end {
+                        ConnectionEnd::Closed(ending) => {
+                            let reconnect_anyway = ending.by_server
+                                && self.closing.is_none()
+                                && self.config.reconnect.on_normal_close
+                                && self.config.reconnect.enabled;
+                            if !reconnect_anyway {
+                                return self.finish(ending).await;
+                            }
+                            Error::ConnectionLost(format!(
+                                "the server closed the connection ({})",
+                                ending.code.unwrap_or(1005)
+                            ))
+                        }
+                        ConnectionEnd::Reconnect => {
+                            self.emit(Event::Disconnected {
+                                reason: "reconnect requested".into(),
+                                code: None,
+                                will_retry: true,
+                            });
+                            self.reconnects += 1;
+                            continue;
+                        }
+                        ConnectionEnd::Lost(err) => {
+                            if self.closing.is_some() && self.outbox.is_empty() {
+                                // Dropped during our close: nothing is left to deliver.
+                                return self
+                                    .finish(Ending {
+                                        code: None,
+                                        reason: format!("connection dropped while closing: {err}"),
+                                        by_server: false,
+                                        unsent: 0,
+                                    })
+                                    .await;
+                            }
+                            err
+                        }
+                    }
+                }
+            };
+
+            streak += 1;
+            let policy = self.config.reconnect;
+            let retry = if policy.enabled && (ever_connected || policy.retry_initial) {
+                failure.retry()
+            } else {
+                Retry::Never
+            };
+            let exhausted = self
+                .config
+                .reconnect
+                .max_attempts
+                .is_some_and(|max| streak > max);
+            let will_retry = retry != Retry::Never && !exhausted;
+            if let Error::ConnectionLost(_) | Error::ServerClosed { .. } = failure {
+                self.emit(Event::Disconnected {
+                    reason: failure.to_string(),
+                    code: match failure {
+                        Error::ServerClosed { code, .. } => Some(code),
+                        _ => None,
+                    },
+                    will_retry,
+                });
+            }
+            if !will_retry {
+                return Err(self.give_up(failure, streak).await);
+            }
+            let delay = match retry {
+                Retry::After(delay) => delay.min(Duration::from_secs(600)),
+                _ => self.backoff.next_delay(),
+            };
+            self.state = State::Waiting;
+            self.emit(Event::Reconnecting {
+                attempt: streak + 1,
+                delay,
+                reason: failure.to_string(),
+            });
+            if !self.wait(delay).await {
+                let ending = Ending {
+                    code: None,
+                    reason: "closed while disconnected".into(),
+                    by_server: false,
+                    unsent: 0,
+                };
+                return self.finish(ending).await;
+            }
+            self.reconnects += 1;
+        }
+    }
+
+    /// Dials while still taking commands. `Err` means the user ended the
+    /// session meanwhile.
+    async fn dial(
+        &mut self,
+    ) -> std::result::Result<Result<crate::dial::Connection>, Result<Ending>> {
+        let dialer = Arc::clone(&self.dialer);
+        let dial = dialer.dial();
+        tokio::pin!(dial);
+        loop {
+            let room = self.commands_open && self.outbox.has_room();
+            tokio::select! {
+                result = &mut dial => return Ok(result),
+                () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
+                cmd = self.commands.recv(), if room => {
+                    if let Offline::End = self.offline_command(cmd) {
+                        let ending = Ending {
+                            code: None,
+                            reason: "closed before connecting".into(),
+                            by_server: false,
+                            unsent: 0,
+                        };
+                        return Err(self.finish(ending).await);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps out a backoff delay while taking commands; false if the user
+    /// ended the session.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let wake = sleep(delay);
+        tokio::pin!(wake);
+        loop {
+            let room = self.commands_open && self.outbox.has_room();
+            tokio::select! {
+                () = &mut wake => return true,
+                () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
+                cmd = self.commands.recv(), if room => match self.offline_command(cmd) {
+                    Offline::Continue => {}
+                    Offline::SkipWait => return true,
+                    Offline::End => return false,
+                },
+            }
+        }
+    }
+
+    fn offline_command(&mut self, cmd: Option<Command>) -> Offline {
+        match cmd {
+            Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
+            Some(Command::Ping(_)) => {
+                self.emit(Event::Warning("not connected: ping not sent".into()))
+            }
+            Some(Command::Close { code, reason }) => {
+                self.closing = Some(close_frame(code, reason));
+                return Offline::End;
+            }
+            Some(Command::Reconnect) => return Offline::SkipWait,
+            Some(Command::Drain) => self.drain(),
+            Some(Command::Status(reply)) => {
+                let _ = reply.send(self.status());
+            }
+            None => {
+                self.commands_open = false;
+                return Offline::End;
+            }
+        }
+        Offline::Continue
+    }
+
+    async fn run_connection(&mut self, socket: Socket) -> ConnectionEnd {
+        let (mut sink, mut stream) = socket.split();
+        let mut heartbeat = Heartbeat::new(self.config.heartbeat, Instant::now());
+        self.outbox.rewind();
+        self.control.clear();
+        self.user_pings.clear();
+        for message in &self.on_connect {
+            if let Err(err) = sink.feed(message.clone()).await {
+                return ConnectionEnd::Lost(lost(err));
+            }
+        }
+        let mut unflushed = !self.on_connect.is_empty();
+        let mut ping_unflushed = false;
+        let mut close_deadline: Option<Instant> = None;
+
+        loop {
+            let send_close = self.closing.is_some()
+                && close_deadline.is_none()
+                && self.outbox.is_empty()
+                && self.control.is_empty();
+            let want_write =
+                unflushed || send_close || self.outbox.has_unfed() || !self.control.is_empty();
+            let room = self.commands_open && self.outbox.has_room() && close_deadline.is_none();
+            let close = if send_close {
+                self.closing.clone()
+            } else {
+                None
+            };
+
+            tokio::select! {
+                () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
+                incoming = next_incoming(&mut stream, &self.events), if self.backlog.is_empty() => {
+                    if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, close_deadline.is_some()).await {
+                        return end;
+                    }
+                }
+                cmd = self.commands.recv(), if room => {
+                    if let Some(end) = self.online_command(cmd) {
+                        return end;
+                    }
+                }
+                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, close, &mut ping_unflushed), if want_write => {
+                    let written = match written {
+                        Ok(written) => written,
+                        Err(err) => return ConnectionEnd::Lost(lost(err)),
+                    };
+                    unflushed = false;
+                    if written.ping {
+                        heartbeat.written(Instant::now());
+                    }
+                    if written.close {
+                        self.state = State::Closing;
+                        close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                    }
+                    if written.delivered > 0 {
+                        self.sent += written.delivered as u64;
+                        self.emit(Event::Delivered { count: written.delivered });
+                        if self.drain_requested && self.outbox.is_empty() {
+                            self.drain_requested = false;
+                            self.emit(Event::Drained);
+                        }
+                    }
+                }
+                () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() && close_deadline.is_none() => {
+                    let now = Instant::now();
+                    match heartbeat.tick(now) {
+                        Tick::SendPing(payload) => self.control.push_back(Message::Ping(payload)),
+                        // A full event buffer means our reader is paused by a
+                        // slow consumer: the pong may be sitting unread.
+                        Tick::Dead if self.events.capacity() == 0 => heartbeat.extend(now),
+                        Tick::Dead => {
+                            return ConnectionEnd::Lost(Error::ConnectionLost(format!(
+                                "heartbeat timeout: no pong within {:?}",
+                                self.config.heartbeat.timeout
+                            )));
+                        }
+                        Tick::Nothing => {}
+                    }
+                }
+                () = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
+                    let frame = self.closing.clone();
+                    return ConnectionEnd::Closed(Ending {
+                        code: frame.as_ref().map(|f| f.code.into()),
+                        reason: "the server did not answer our Close in time".into(),
+                        by_server: false,
+                        unsent: 0,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn incoming(
+        &mut self,
+        incoming: Option<tungstenite::Result<Message>>,
+        heartbeat: &mut Heartbeat,
+        sink: &mut Sink,
+        closing: bool,
+    ) -> Option<ConnectionEnd> {
+        let message = match incoming {
+            Some(Ok(message)) => message,
+            Some(Err(err)) if closing => {
+                return Some(ConnectionEnd::Closed(
+                    self.closed_by_us(None, err.to_string()),
+                ));
+            }
+            Some(Err(err)) => return Some(ConnectionEnd::Lost(classify_read_error(err))),
+            None if closing => {
+                return Some(ConnectionEnd::Closed(
+                    self.closed_by_us(None, String::new()),
+                ));
+            }
+            None => {
+                return Some(ConnectionEnd::Lost(Error::ConnectionLost(
+                    "the server closed the TCP connection without a Close frame (1006)".into(),
+                )));
+            }
+        };
+        match message {
+            Message::Text(text) => {
+                self.received += 1;
+                self.emit(Event::Message(Payload::Text(text)));
+            }
+            Message::Binary(data) => {
+                self.received += 1;
+                self.emit(Event::Message(Payload::Binary(data)));
+            }
+            // tungstenite queued the Pong; make sure it leaves promptly.
+            Message::Ping(_) => {
+                if let Err(err) = sink.flush().await {
+                    return Some(ConnectionEnd::Lost(lost(err)));
+                }
+            }
+            Message::Pong(payload) => {
+                let now = Instant::now();
+                if let Some(rtt) = heartbeat.pong(&payload, now) {
+                    self.rtt.record(rtt);
+                    self.emit(Event::Pong {
+                        rtt,
+                        heartbeat: true,
+                    });
+                } else if let Some(i) = self.user_pings.iter().position(|(p, _)| *p == payload) {
+                    let (_, sent) = self.user_pings.remove(i).expect("index from position");
+                    let rtt = now.saturating_duration_since(sent);
+                    self.rtt.record(rtt);
+                    self.emit(Event::Pong {
+                        rtt,
+                        heartbeat: false,
+                    });
+                }
+            }
+            Message::Close(frame) => {
+                let (code, reason) = match &frame {
+                    Some(f) => (u16::from(f.code), f.reason.to_string()),
+                    None => (1005, String::new()),
+                };
+                if closing {
+                    return Some(ConnectionEnd::Closed(self.closed_by_us(Some(code), reason)));
+                }
+                // tungstenite queued our reply; send it before hanging up.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+                if code == 1000 || code == 1005 {
+                    return Some(ConnectionEnd::Closed(Ending {
+                        code: Some(code),
+                        reason,
+                        by_server: true,
+                        unsent: 0,
+                    }));
+                }
+                return Some(ConnectionEnd::Lost(Error::ServerClosed { code, reason }));
+            }
+            Message::Frame(_) => {}
+        }
+        None
+    }
+
+    fn closed_by_us(&self, server_code: Option<u16>, reason: String) -> Ending {
+        Ending {
+            code: server_code.or_else(|| self.closing.as_ref().map(|f| f.code.into())),
+            reason,
+            by_server: false,
+            unsent: 0,
+        }
+    }
+
+    fn online_command(&mut self, cmd: Option<Command>) -> Option<ConnectionEnd> {
+        let mut next = cmd;
+        // Take whatever else is already waiting, so a burst becomes one batch.
+        loop {
+            match next {
+                Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
+                Some(Command::Ping(payload)) => {
+                    self.user_pings.push_back((payload.clone(), Instant::now()));
+                    // Unanswered pings must not pile up forever.
+                    if self.user_pings.len() > 64 {
+                        self.user_pings.pop_front();
+                    }
+                    self.control.push_back(Message::Ping(payload));
+                }
+                Some(Command::Close { code, reason }) => {
+                    self.closing = Some(close_frame(code, reason));
+                    return None;
+                }
+                Some(Command::Reconnect) => return Some(ConnectionEnd::Reconnect),
+                Some(Command::Drain) => self.drain(),
+                Some(Command::Status(reply)) => {
+                    let _ = reply.send(self.status());
+                }
+                None => {
+                    self.commands_open = false;
+                    if self.closing.is_none() {
+                        self.closing = Some(close_frame(1000, String::new()));
+                    }
+                    return None;
+                }
+            }
+            if !self.outbox.has_room() {
+                return None;
+            }
+            next = match self.commands.try_recv() {
+                Ok(cmd) => Some(cmd),
+                Err(mpsc::error::TryRecvError::Empty) => return None,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+    }
+
+    fn drain(&mut self) {
+        if self.outbox.is_empty() {
+            self.emit(Event::Drained);
+        } else {
+            self.drain_requested = true;
+        }
+    }
+
+    async fn finish(&mut self, mut ending: Ending) -> Result<Ending> {
+        self.state = State::Closed;
+        ending.unsent = self.outbox.len();
+        self.emit(Event::Closed {
+            code: ending.code,
+            reason: ending.reason.clone(),
+            by_server: ending.by_server,
+        });
+        self.flush_events().await;
+        Ok(ending)
+    }
+
+    async fn give_up(&mut self, failure: Error, attempts: u32) -> Error {
+        self.state = State::Closed;
+        self.flush_events().await;
+        let unsent = self.outbox.len();
+        if attempts <= 1 && unsent == 0 {
+            failure
+        } else {
+            Error::GaveUp {
+                source: Box::new(failure),
+                attempts,
+                unsent,
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            state: self.state,
+            url: self.url.clone(),
+            subprotocol: self.subprotocol.clone(),
+            connected_since: self.connected_since.map(|(wall, _)| wall),
+            uptime: self.connected_since.map(|(_, mono)| mono.elapsed()),
+            reconnects: self.reconnects,
+            rtt: self.rtt,
+            queued: self.outbox.len(),
+            sent: self.sent,
+            received: self.received,
+        }
+    }
+
+    /// Never blocks: a frontend that is busy (e.g. waiting to send us a
+    /// command) must not deadlock against us. Events wait in order in the
+    /// backlog; only reading from the socket waits for the frontend.
+    fn emit(&mut self, event: Event) {
+        if let (Event::Delivered { count }, Some(Event::Delivered { count: queued })) =
+            (&event, self.backlog.back_mut())
+        {
+            *queued += count;
+            return;
+        }
+        if self.backlog.is_empty() {
+            match self.events.try_send(event) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(event)) => self.backlog.push_back(event),
+            }
+        } else {
+            self.backlog.push_back(event);
+        }
+    }
+
+    fn send_backlog(&mut self) {
+        while let Some(event) = self.backlog.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.backlog.push_front(event);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands the backlog over before the supervisor returns.
+    async fn flush_events(&mut self) {
+        while let Some(event) = self.backlog.pop_front() {
+            if self.events.send(event).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+async fn room_for_event(events: &mpsc::Sender<Event>) {
+    if events.reserve().await.is_err() {
+        // Nobody is listening: there is nothing to wait for.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Waits for room for one event before reading, so a slow consumer pauses
+/// reading (TCP backpressure) instead of growing memory.
+async fn next_incoming(
+    stream: &mut Stream,
+    events: &mpsc::Sender<Event>,
+) -> Option<tungstenite::Result<Message>> {
+    room_for_event(events).await;
+    stream.next().await
+}
+
+/// Hands pings, queued messages and (once the queue is empty) our Close to
+/// the socket, then flushes once. Cancel-safe: progress is recorded as it is
+/// made, and an interrupted flush is resumed by the next call.
+async fn write_batch(
+    sink: &mut Sink,
+    outbox: &mut Outbox,
+    control: &mut VecDeque<Message>,
+    close: Option<CloseFrame>,
+    ping_unflushed: &mut bool,
+) -> tungstenite::Result<Written> {
+    let mut written = Written::default();
+    while let Some(frame) = control.front() {
+        sink.feed(frame.clone()).await?;
+        control.pop_front();
+        *ping_unflushed = true;
+    }
+    for _ in 0..WRITE_BATCH {
+        let Some(message) = outbox.next_unfed() else {
+            break;
+        };
+        sink.feed(message).await?;
+        outbox.mark_fed();
+    }
+    if let Some(frame) = close {
+        sink.feed(Message::Close(Some(frame))).await?;
+        written.close = true;
+    }
+    sink.flush().await?;
+    written.delivered = outbox.flushed();
+    written.ping = std::mem::take(ping_unflushed);
+    Ok(written)
+}
+
+fn to_message(payload: Payload) -> Message {
+    match payload {
+        Payload::Text(text) => Message::Text(text),
+        Payload::Binary(data) => Message::Binary(data),
+    }
+}
+
+fn close_frame(code: u16, reason: String) -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }
+}
+
+fn lost(err: tungstenite::Error) -> Error {
+    Error::ConnectionLost(err.to_string())
+}
+
+fn classify_read_error(err: tungstenite::Error) -> Error {
+    use tungstenite::error::CapacityError;
+    match err {
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            Error::Protocol(format!(
+                "a message of {size} bytes exceeds --max-message-size ({max_size} bytes)"
+            ))
+        }
+        tungstenite::Error::Capacity(other) => Error::Protocol(other.to_string()),
+        tungstenite::Error::Protocol(err) => Error::Protocol(err.to_string()),
+        tungstenite::Error::Utf8(detail) => {
+            Error::Protocol(format!("a text message is not valid UTF-8 ({detail})"))
+        }
+        other => lost(other),
+    }
+}
