@@ -264,22 +264,19 @@ fn build_tls(config: &DialConfig) -> Result<tokio_native_tls::TlsConnector> {
     Ok(connector.into())
 }
 
-/// native-tls (OpenSSL) errors are long; keep the part a person can act on.
+/// OpenSSL's messages carry source paths; keep the reason a person can act on.
 fn describe_tls_error(err: &native_tls::Error) -> String {
     let text = err.to_string();
-    if text.contains("certificate verify failed") {
-        let why = text
-            .split("verify failed:")
-            .nth(1)
-            .map(|s| s.trim().trim_matches(|c| c == '(' || c == ')'))
-            .unwrap_or("");
-        if why.is_empty() {
-            "certificate verify failed".into()
-        } else {
-            format!("certificate verify failed ({why})")
-        }
-    } else {
-        text
+    if !text.contains("certificate verify failed") {
+        return text;
+    }
+    let reason = text
+        .rsplit_once('(')
+        .map(|(_, rest)| rest.trim_end_matches(')').trim())
+        .filter(|r| !r.is_empty() && !r.contains(".c:"));
+    match reason {
+        Some(reason) => format!("certificate verify failed: {reason}"),
+        None => "certificate verify failed".into(),
     }
 }
 

@@ -168,6 +168,7 @@ impl Error {
     /// What the user can do about it, where there is something to say.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
+            Error::GaveUp { source, .. } => source.hint(),
             Error::Connect { .. } | Error::ConnectTimeout { .. } => {
                 Some("check the host and port, and that the server is running")
             }

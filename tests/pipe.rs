@@ -1,0 +1,305 @@
+//! Pipe mode end to end: the real binary against real servers.
+
+mod support;
+
+use std::time::Duration;
+
+use support::server::binary;
+use support::{Server, Tether};
+use tokio_tungstenite::tungstenite::Message;
+
+#[test]
+fn ten_thousand_lines_come_back_complete_and_in_order() {
+    let server = Server::echo();
+    let input: String = (0..10_000)
+        .map(|i| format!("line {i} {}\n", "x".repeat(i % 50)))
+        .collect();
+    let run = Tether::new().arg(server.url("/")).stdin(&input).run();
+    run.code(0).stdout_is(&input);
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, String::new())), "a clean close");
+}
+
+#[test]
+fn replies_that_come_after_the_last_line_are_not_lost() {
+    // Each reply comes 300 ms after its request: well after stdin's EOF.
+    let server = Server::start(|mut conn| async move {
+        while let Some(message) = conn.recv().await {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            conn.send(message).await;
+            conn.send_text("and one more").await;
+        }
+    });
+    Tether::new()
+        .arg(server.url("/"))
+        .stdin("last words\n")
+        .run()
+        .code(0)
+        .stdout_is("last words\nand one more\n");
+}
+
+#[test]
+fn keep_open_waits_for_the_server_to_close() {
+    let server = Server::start(|mut conn| async move {
+        conn.recv().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        conn.send_text("late but welcome").await;
+        conn.close(1000, "done").await;
+    });
+    Tether::new()
+        .args([&server.url("/"), "--keep-open"])
+        .stdin("hi\n")
+        .run()
+        .code(0)
+        .stdout_is("late but welcome\n")
+        .stderr_has("server closed (1000: done)");
+}
+
+#[test]
+fn count_ends_the_session_after_that_many_messages() {
+    let server = Server::start(|mut conn| async move {
+        for i in 0..10 {
+            conn.send_text(&format!("tick {i}")).await;
+        }
+        conn.echo().await;
+    });
+    let running = Tether::new()
+        .args([&server.url("/"), "--count", "3"])
+        .spawn();
+    // stdin stays open: --count alone ends the run.
+    let (code, lines) = running.wait();
+    assert_eq!(code, Some(0));
+    assert_eq!(lines, ["tick 0", "tick 1", "tick 2"]);
+}
+
+fn binary_server() -> Server {
+    Server::start(|mut conn| async move {
+        conn.send_text("text first").await;
+        conn.send(binary(b"\x00\xffhi\n")).await;
+        conn.close(1000, "").await;
+    })
+}
+
+#[test]
+fn binary_frames_render_in_each_format() {
+    let server = binary_server();
+    for (format, expected) in [
+        ("hex", "text first\n00ff68690a\n"),
+        ("base64", "text first\nAP9oaQo=\n"),
+    ] {
+        Tether::new()
+            .args([&server.url("/"), "--keep-open", "--binary-format", format])
+            .run()
+            .code(0)
+            .stdout_is(expected);
+    }
+    let raw = Tether::new()
+        .args([&server.url("/"), "--keep-open", "--binary-format", "raw"])
+        .run();
+    raw.code(0);
+    assert_eq!(raw.stdout, b"text first\n\x00\xffhi\n\n");
+    // The pipe default keeps one message per line.
+    Tether::new()
+        .args([&server.url("/"), "--keep-open"])
+        .run()
+        .code(0)
+        .stdout_is("text first\nAP9oaQo=\n");
+}
+
+#[test]
+fn binary_input_sends_binary_messages_and_null_separates_records() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--binary", "-0", "--binary-format", "raw"])
+        .stdin(b"one\ntwo\x00\xff\xfe\x00")
+        .run();
+    run.code(0);
+    assert_eq!(run.stdout, b"one\ntwo\x00\xff\xfe\x00");
+    let conns = server.connections();
+    assert_eq!(
+        conns[0].messages,
+        [binary(b"one\ntwo"), binary(b"\xff\xfe")]
+    );
+}
+
+#[test]
+fn json_events_describe_the_session() {
+    let server = binary_server();
+    let run = Tether::new()
+        .args([&server.url("/feed"), "--json", "--keep-open"])
+        .run();
+    run.code(0);
+    let events = run.json_events();
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["connecting", "connected", "message", "message", "closed"]
+    );
+    assert_eq!(events[1]["url"], server.url("/feed"));
+    assert_eq!(events[2]["type"], "text");
+    assert_eq!(events[2]["data"], "text first");
+    assert_eq!(events[3]["type"], "binary");
+    assert_eq!(events[3]["data"], "AP9oaQo=");
+    assert_eq!(events[4]["code"], 1000);
+    assert_eq!(events[4]["by_server"], true);
+    for event in &events {
+        let time = event["time"].as_str().unwrap();
+        assert!(
+            time.ends_with('Z') && time.contains('T'),
+            "RFC 3339: {time}"
+        );
+    }
+    assert!(
+        run.stderr.is_empty(),
+        "diagnostics belong to stdout with --json: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn timestamps_prefix_each_line() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--timestamps"])
+        .stdin("a\n")
+        .run();
+    run.code(0);
+    let line = run.stdout_str();
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert_eq!(rest, "a\n");
+    assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
+}
+
+#[test]
+fn invalid_utf8_on_stdin_names_the_line_and_sends_what_came_before() {
+    let server = Server::echo();
+    Tether::new()
+        .arg(server.url("/"))
+        .stdin(b"good\nbad \xc3\x28 line\nnever sent\n")
+        .run()
+        .code(1)
+        .stdout_is("good\n")
+        .stderr_has("stdin line 2 is not valid UTF-8");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].texts(), ["good"]);
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_success() {
+    let server = Server::start(|mut conn| async move {
+        loop {
+            conn.send_text("flood").await;
+        }
+    });
+    // `| head -1`: the reader goes away after one line.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} {} --keep-open </dev/null | head -1; echo \"status ${{PIPESTATUS[0]}}\"",
+            support::cmd::BIN,
+            server.url("/")
+        ))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "flood\nstatus 0\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn secrets_never_reach_stderr_or_json() {
+    let server = Server::start(|mut conn| async move {
+        conn.recv().await;
+        conn.close(4001, "go away").await;
+    });
+    let url = server
+        .url("/")
+        .replace("ws://", "ws://alice:url-secret-123@");
+    let run = Tether::new()
+        .args([
+            &url,
+            "-v",
+            "--json",
+            "-H",
+            "Authorization: Bearer header-secret-456",
+        ])
+        .args(["-H", "Cookie: session=cookie-secret-789"])
+        .stdin("hi\n")
+        .run();
+    run.code(9);
+    let conns = server.connections();
+    assert_eq!(
+        conns[0].header("authorization"),
+        Some("Bearer header-secret-456")
+    );
+    let all = format!("{}{}", run.stdout_str(), run.stderr);
+    for secret in [
+        "url-secret-123",
+        "header-secret-456",
+        "cookie-secret-789",
+        "alice:",
+    ] {
+        assert!(
+            !all.contains(secret),
+            "{secret} leaked:\n{}",
+            run.describe()
+        );
+    }
+    assert!(
+        all.contains(&server.url("/")),
+        "the URL is shown without userinfo"
+    );
+}
+
+#[test]
+fn url_userinfo_becomes_basic_auth() {
+    let server = Server::echo();
+    let url = server.url("/").replace("ws://", "ws://alice:s3cret@");
+    Tether::new().arg(url).stdin("x\n").run().code(0);
+    // base64("alice:s3cret")
+    assert_eq!(
+        server.connections()[0].header("authorization"),
+        Some("Basic YWxpY2U6czNjcmV0")
+    );
+}
+
+#[test]
+fn handshake_options_reach_the_server() {
+    let server = Server::echo();
+    Tether::new()
+        .args([
+            &server.url("/"),
+            "-H",
+            "X-Trace: 42",
+            "--origin",
+            "https://example.test",
+        ])
+        .stdin("x\n")
+        .run()
+        .code(0);
+    let conn = &server.connections()[0];
+    assert_eq!(conn.header("x-trace"), Some("42"));
+    assert_eq!(conn.header("origin"), Some("https://example.test"));
+}
+
+#[test]
+fn echo_mode_answers_every_message_with_itself() {
+    let server = Server::start(|mut conn| async move {
+        conn.send_text("ping?").await;
+        conn.send(binary(b"\x01\x02")).await;
+        let first = conn.recv().await;
+        let second = conn.recv().await;
+        assert_eq!(first, Some(Message::text("ping?")));
+        assert_eq!(second, Some(binary(b"\x01\x02")));
+        conn.close(1000, "").await;
+    });
+    Tether::new()
+        .args([&server.url("/"), "--echo"])
+        .run()
+        .code(0);
+    assert_eq!(server.connections()[0].messages.len(), 2);
+}

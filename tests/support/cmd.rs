@@ -1,0 +1,374 @@
+//! A fluent way to run the real `tether` binary, so each test reads as a
+//! scenario:
+//!
+//! ```ignore
+//! Tether::new().arg(server.url("/")).stdin("hi\n").run().code(0).stdout_is("hi\n");
+//! ```
+//!
+//! Every run has a deadline: a hung binary fails the test with its output
+//! instead of hanging the suite.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+/// Generous: only a hang should ever reach it.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Tether {
+    args: Vec<OsString>,
+    stdin: Vec<u8>,
+    env: Vec<(OsString, Option<OsString>)>,
+    deadline: Duration,
+}
+
+impl Default for Tether {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tether {
+    pub fn new() -> Tether {
+        Tether {
+            args: Vec::new(),
+            stdin: Vec::new(),
+            // Tests must not depend on the developer's environment.
+            env: [
+                "NO_COLOR",
+                "RUST_LOG",
+                "HTTP_PROXY",
+                "HTTPS_PROXY",
+                "ALL_PROXY",
+            ]
+            .iter()
+            .flat_map(|v| [v.to_string(), v.to_lowercase()])
+            .map(|v| (OsString::from(v), None))
+            .collect(),
+            deadline: DEFAULT_DEADLINE,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Tether {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Tether
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn stdin(mut self, input: impl AsRef<[u8]>) -> Tether {
+        self.stdin = input.as_ref().to_vec();
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Tether {
+        self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    pub fn deadline(mut self, deadline: Duration) -> Tether {
+        self.deadline = deadline;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        cmd
+    }
+
+    /// Runs to completion with the given stdin, which is then closed.
+    pub fn run(self) -> Run {
+        let mut child = self.command().spawn().expect("starting tether");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = self.stdin.clone();
+        let writer = std::thread::spawn(move || {
+            // A closed pipe is the binary's business (it may exit early).
+            let _ = stdin.write_all(&input);
+        });
+        let run = wait_with_deadline(child, self.deadline, &self.args);
+        let _ = writer.join();
+        run
+    }
+
+    /// Starts the binary and hands back its pipes, for scenarios that need
+    /// to act while it runs.
+    pub fn spawn(self) -> Running {
+        let mut child = self.command().spawn().expect("starting tether");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (line_tx, line_rx) = mpsc::channel();
+        let out_thread = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
+                let Ok(line) = line else { break };
+                if line_tx
+                    .send(String::from_utf8_lossy(&line).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        let err_thread = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if err_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            stdin,
+            lines: line_rx,
+            errors: err_rx,
+            stderr_seen: Vec::new(),
+            threads: vec![out_thread, err_thread],
+            deadline: self.deadline,
+        }
+    }
+}
+
+fn wait_with_deadline(mut child: Child, deadline: Duration, args: &[OsString]) -> Run {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for tether") {
+            break Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    let run = Run {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+    };
+    assert!(
+        status.is_some(),
+        "tether {args:?} did not finish within {deadline:?}\n{}",
+        run.describe()
+    );
+    run
+}
+
+/// A finished run.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn describe(&self) -> String {
+        format!(
+            "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code,
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        )
+    }
+
+    pub fn code(&self, expected: i32) -> &Run {
+        assert_eq!(self.code, Some(expected), "{}", self.describe());
+        self
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout_str().lines().map(str::to_owned).collect()
+    }
+
+    pub fn stdout_is(&self, expected: &str) -> &Run {
+        assert_eq!(self.stdout_str(), expected, "{}", self.describe());
+        self
+    }
+
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    pub fn stderr_lacks(&self, needle: &str) -> &Run {
+        assert!(
+            !self.stderr.contains(needle),
+            "stderr has {needle:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    /// The `--json` events on stdout.
+    pub fn json_events(&self) -> Vec<serde_json::Value> {
+        self.stdout_str()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+            .collect()
+    }
+}
+
+/// A binary still running: write to it, read its lines as they come.
+pub struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    errors: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    deadline: Duration,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn send(&mut self, input: impl AsRef<[u8]>) -> &mut Running {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(input.as_ref()).expect("writing to tether");
+        stdin.flush().expect("flushing tether's stdin");
+        self
+    }
+
+    pub fn close_stdin(&mut self) -> &mut Running {
+        self.stdin = None;
+        self
+    }
+
+    /// The next stdout line, or a failure with what was seen if none comes
+    /// in time.
+    pub fn line(&mut self) -> String {
+        match self.lines.recv_timeout(self.deadline) {
+            Ok(line) => line,
+            Err(_) => {
+                let deadline = self.deadline;
+                panic!(
+                    "no stdout line within {deadline:?}; stderr so far:\n{}",
+                    self.stderr_until_now().join("\n")
+                )
+            }
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`, and returns it.
+    pub fn stderr_line(&mut self, needle: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(line) = self.stderr_seen.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let left = self.deadline.saturating_sub(started.elapsed());
+            match self.errors.recv_timeout(left) {
+                Ok(line) => self.stderr_seen.push(line),
+                Err(_) => panic!(
+                    "no stderr line with {needle:?} within {:?}; stderr:\n{}",
+                    self.deadline,
+                    self.stderr_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn stderr_until_now(&mut self) -> &[String] {
+        while let Ok(line) = self.errors.try_recv() {
+            self.stderr_seen.push(line);
+        }
+        &self.stderr_seen
+    }
+
+    pub fn signal(&mut self, signal: &str) -> &mut Running {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
+        self
+    }
+
+    /// Waits for the exit; returns the code and the rest of stdout.
+    pub fn wait(mut self) -> (Option<i32>, Vec<String>) {
+        self.stdin = None;
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for tether") {
+                break status;
+            }
+            if started.elapsed() > self.deadline {
+                let _ = self.child.kill();
+                let deadline = self.deadline;
+                panic!(
+                    "tether did not exit within {deadline:?}; stderr:\n{}",
+                    self.stderr_until_now().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        let rest = self.lines.try_iter().collect();
+        self.stderr_until_now();
+        (status.code(), rest)
+    }
+
+    pub fn stderr(&mut self) -> String {
+        self.stderr_until_now().join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

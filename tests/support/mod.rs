@@ -1,0 +1,10 @@
+#![allow(dead_code, unused_imports)]
+
+pub mod cmd;
+pub mod fault_proxy;
+pub mod python;
+pub mod server;
+pub mod tls;
+
+pub use cmd::Tether;
+pub use server::Server;
