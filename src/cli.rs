@@ -168,6 +168,11 @@ pub struct ResilienceArgs {
     /// Messages held while disconnected before reading input pauses
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub queue_size: usize,
+
+    /// Recently sent bytes re-sent after a dropped connection, since their
+    /// delivery cannot be confirmed; 0 turns re-sending off
+    #[arg(long, value_name = "SIZE", default_value = "4MiB")]
+    pub replay_window: String,
 }
 
 #[derive(Debug, Args)]

@@ -57,6 +57,8 @@ pub struct SessionConfig {
     pub reconnect: ReconnectPolicy,
     pub on_connect: Vec<String>,
     pub queue_capacity: usize,
+    /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
+    pub replay_window: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +302,7 @@ impl ClientConfig {
             },
             on_connect: res.on_connect.clone(),
             queue_capacity: res.queue_size,
+            replay_window: parse_size_or_zero("--replay-window", &res.replay_window)?,
         };
 
         let separator = if cli.input.null { b'\0' } else { b'\n' };
@@ -381,9 +384,10 @@ pub fn is_secret_header(name: &str) -> bool {
 
 fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
     let (name, value) = raw.split_once(':').ok_or_else(|| {
+        // Show only the first word: the rest may be a token.
+        let name = raw.split_whitespace().next().unwrap_or_default();
         Error::Usage(format!(
-            "-H {:?}: a header is 'Name: value'",
-            redact_header(raw)
+            "-H \"{name} ...\" has no colon: a header is 'Name: value'"
         ))
     })?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
@@ -399,14 +403,6 @@ fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
         value
     };
     Ok((name, value))
-}
-
-/// A raw `Name: value` string with a secret value replaced, for messages.
-pub fn redact_header(raw: &str) -> String {
-    match raw.split_once(':') {
-        Some((name, _)) if is_secret_header(name.trim()) => format!("{name}: <redacted>"),
-        _ => raw.to_owned(),
-    }
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -457,6 +453,14 @@ pub fn parse_size(flag: &str, raw: &str) -> Result<usize> {
         _ => Err(Error::Usage(format!(
             "{flag} {raw:?} is not a size; use e.g. 64MiB, 512KiB or a number of bytes"
         ))),
+    }
+}
+
+fn parse_size_or_zero(flag: &str, raw: &str) -> Result<usize> {
+    if raw.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_size(flag, raw)
     }
 }
 

@@ -62,7 +62,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
             .iter()
             .map(|m| Message::text(m.as_str()))
             .collect(),
-        outbox: Outbox::new(config.queue_capacity),
+        outbox: Outbox::new(config.queue_capacity, config.replay_window),
         url: dialer.target(),
         dialer,
         config,
@@ -338,7 +338,13 @@ impl Supervisor {
     async fn run_connection(&mut self, socket: Socket) -> ConnectionEnd {
         let (mut sink, mut stream) = socket.split();
         let mut heartbeat = Heartbeat::new(self.config.heartbeat, Instant::now());
-        self.outbox.rewind();
+        let replayed = self.outbox.rewind();
+        if replayed > 0 {
+            self.emit(Event::Warning(format!(
+                "re-sending {replayed} message{} whose delivery the lost connection left unconfirmed",
+                if replayed == 1 { "" } else { "s" }
+            )));
+        }
         self.control.clear();
         self.user_pings.clear();
         for message in &self.on_connect {
