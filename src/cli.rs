@@ -169,8 +169,8 @@ pub struct ResilienceArgs {
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub queue_size: usize,
 
-    /// Recently sent bytes re-sent after a dropped connection, since their
-    /// delivery cannot be confirmed; 0 turns re-sending off
+    /// Sent bytes kept until a Pong confirms the server read them, and re-sent
+    /// after a drop; also caps what is in flight unconfirmed. 0 turns this off
     #[arg(long, value_name = "SIZE", default_value = "4MiB")]
     pub replay_window: String,
 }

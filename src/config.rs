@@ -413,7 +413,7 @@ fn is_token_byte(b: u8) -> bool {
 pub fn parse_duration(flag: &str, raw: &str) -> Result<Duration> {
     let raw = raw.trim();
     if let Ok(secs) = raw.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e9 {
+        if (0.0..1e9).contains(&secs) {
             return Ok(Duration::from_secs_f64(secs));
         }
     } else if let Ok(d) = humantime::parse_duration(raw) {
@@ -480,7 +480,7 @@ fn split_pem_certificates(pem: &[u8], path: &Path) -> Result<Vec<Vec<u8>>> {
             break;
         };
         let end = start + len + END.len();
-        certs.push(rest[start..end].as_bytes().to_vec());
+        certs.push(rest.as_bytes()[start..end].to_vec());
         rest = &rest[end..];
     }
     if certs.is_empty() {

@@ -175,12 +175,14 @@ impl Dialer {
                 target,
                 detail: err.to_string(),
             },
-            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-                Error::HandshakeInvalid {
-                    target,
-                    detail: "the server closed the connection before answering the upgrade".into(),
-                }
-            }
+            // A server going down mid-handshake is as transient as a refused
+            // connection.
+            tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::AlreadyClosed
+            | tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => Error::Connect {
+                target,
+                detail: "the server closed the connection before answering the upgrade".into(),
+            },
             other => Error::HandshakeInvalid {
                 target,
                 detail: other.to_string(),

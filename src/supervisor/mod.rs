@@ -18,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -36,6 +37,9 @@ const EVENT_BUFFER: usize = 1024;
 const WRITE_BATCH: usize = 256;
 /// How long to wait for the server's Close after ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Unconfirmed messages or bytes that call for an acknowledging ping.
+const ACK_EVERY_MESSAGES: usize = 256;
+const ACK_EVERY_BYTES: usize = 64 * 1024;
 
 /// A running supervisor, as its frontend holds it.
 pub struct Handle {
@@ -71,6 +75,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         events: event_tx,
         control: VecDeque::new(),
         user_pings: VecDeque::new(),
+        acks: Acks::default(),
         closing: None,
         drain_requested: false,
         backlog: VecDeque::new(),
@@ -103,6 +108,8 @@ struct Supervisor {
     control: VecDeque<Message>,
     /// User pings awaiting their pong: (payload, when queued).
     user_pings: VecDeque<(Bytes, Instant)>,
+    /// Pings written on this connection and what each confirms.
+    acks: Acks,
     closing: Option<CloseFrame>,
     drain_requested: bool,
     /// Events the frontend has no room for yet, in order.
@@ -347,13 +354,13 @@ impl Supervisor {
         }
         self.control.clear();
         self.user_pings.clear();
+        self.acks = Acks::default();
         for message in &self.on_connect {
             if let Err(err) = sink.feed(message.clone()).await {
                 return ConnectionEnd::Lost(lost(err));
             }
         }
         let mut unflushed = !self.on_connect.is_empty();
-        let mut ping_unflushed = false;
         let mut close_deadline: Option<Instant> = None;
 
         loop {
@@ -362,7 +369,7 @@ impl Supervisor {
                 && self.outbox.is_empty()
                 && self.control.is_empty();
             let want_write =
-                unflushed || send_close || self.outbox.has_unfed() || !self.control.is_empty();
+                unflushed || send_close || self.outbox.ready() || !self.control.is_empty();
             let room = self.commands_open && self.outbox.has_room() && close_deadline.is_none();
             let close = if send_close {
                 self.closing.clone()
@@ -382,7 +389,7 @@ impl Supervisor {
                         return end;
                     }
                 }
-                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, close, &mut ping_unflushed), if want_write => {
+                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, &mut self.acks, close), if want_write => {
                     let written = match written {
                         Ok(written) => written,
                         Err(err) => return ConnectionEnd::Lost(lost(err)),
@@ -476,6 +483,13 @@ impl Supervisor {
             }
             Message::Pong(payload) => {
                 let now = Instant::now();
+                if let Some((position, ours)) = self.acks.answered(&payload) {
+                    self.outbox.confirm(position);
+                    tracing::trace!(position, unconfirmed = ?self.outbox.unconfirmed(), "pong confirms");
+                    if ours {
+                        return None;
+                    }
+                }
                 if let Some(rtt) = heartbeat.pong(&payload, now) {
                     self.rtt.record(rtt);
                     self.emit(Event::Pong {
@@ -630,7 +644,7 @@ impl Supervisor {
         }
         if self.backlog.is_empty() {
             match self.events.try_send(event) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                 Err(mpsc::error::TrySendError::Full(event)) => self.backlog.push_back(event),
             }
         } else {
@@ -681,6 +695,52 @@ async fn next_incoming(
     stream.next().await
 }
 
+/// Pings in flight on one connection. Each confirms, when answered, every
+/// message written before it; ours are interleaved with the data so that a
+/// server dying mid-stream has confirmed all it read.
+#[derive(Default)]
+struct Acks {
+    /// (payload, outbox position, sent by us as an ack)
+    written: VecDeque<(Bytes, u64, bool)>,
+    messages_since: usize,
+    bytes_since: usize,
+    counter: u64,
+    /// A ping went into the current, not yet flushed, batch.
+    ping_unflushed: bool,
+}
+
+impl Acks {
+    fn record(&mut self, payload: Bytes, position: u64, ours: bool) {
+        self.written.push_back((payload, position, ours));
+        // A server may answer only the latest ping; the old ones must not pile up.
+        if self.written.len() > 1024 {
+            self.written.pop_front();
+        }
+        self.ping_unflushed = true;
+    }
+
+    /// A message of `len` bytes was fed; returns an ack ping when one is due.
+    fn fed(&mut self, len: usize) -> Option<Bytes> {
+        self.messages_since += 1;
+        self.bytes_since += len;
+        if self.messages_since < ACK_EVERY_MESSAGES && self.bytes_since < ACK_EVERY_BYTES {
+            return None;
+        }
+        self.messages_since = 0;
+        self.bytes_since = 0;
+        self.counter += 1;
+        Some(Bytes::from(format!("tether-ack-{}", self.counter)))
+    }
+
+    /// The position a pong confirms, and whether the ping was an ack of ours.
+    /// Pongs come in order, so earlier pings are settled too.
+    fn answered(&mut self, payload: &[u8]) -> Option<(u64, bool)> {
+        let i = self.written.iter().position(|(p, _, _)| p == payload)?;
+        let (_, position, ours) = self.written.drain(..=i).last()?;
+        Some((position, ours))
+    }
+}
+
 /// Hands pings, queued messages and (once the queue is empty) our Close to
 /// the socket, then flushes once. Cancel-safe: progress is recorded as it is
 /// made, and an interrupted flush is resumed by the next call.
@@ -688,21 +748,34 @@ async fn write_batch(
     sink: &mut Sink,
     outbox: &mut Outbox,
     control: &mut VecDeque<Message>,
+    acks: &mut Acks,
     close: Option<CloseFrame>,
-    ping_unflushed: &mut bool,
 ) -> tungstenite::Result<Written> {
     let mut written = Written::default();
     while let Some(frame) = control.front() {
         sink.feed(frame.clone()).await?;
-        control.pop_front();
-        *ping_unflushed = true;
+        if let Some(Message::Ping(payload)) = control.pop_front() {
+            acks.record(payload, outbox.position(), false);
+        }
     }
     for _ in 0..WRITE_BATCH {
+        if !outbox.window_open() {
+            break;
+        }
         let Some(message) = outbox.next_unfed() else {
             break;
         };
+        let len = message.len();
         sink.feed(message).await?;
         outbox.mark_fed();
+        if outbox.replay_enabled()
+            && let Some(payload) = acks.fed(len)
+        {
+            // Fed after the message: if this feed is cancelled, the next
+            // batch simply asks a little later.
+            sink.feed(Message::Ping(payload.clone())).await?;
+            acks.record(payload, outbox.position(), true);
+        }
     }
     if let Some(frame) = close {
         sink.feed(Message::Close(Some(frame))).await?;
@@ -710,7 +783,7 @@ async fn write_batch(
     }
     sink.flush().await?;
     written.delivered = outbox.flushed();
-    written.ping = std::mem::take(ping_unflushed);
+    written.ping = std::mem::take(&mut acks.ping_unflushed);
     Ok(written)
 }
 
@@ -741,6 +814,11 @@ fn classify_read_error(err: tungstenite::Error) -> Error {
             ))
         }
         tungstenite::Error::Capacity(other) => Error::Protocol(other.to_string()),
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Error::ConnectionLost(
+                "the server closed the TCP connection without a Close frame (1006)".into(),
+            )
+        }
         tungstenite::Error::Protocol(err) => Error::Protocol(err.to_string()),
         tungstenite::Error::Utf8(detail) => {
             Error::Protocol(format!("a text message is not valid UTF-8 ({detail})"))

@@ -3,13 +3,19 @@
 //! A message stays queued until the flush that carried it has completed.
 //! Even then it is not known to be delivered: WebSocket has no
 //! acknowledgements, and bytes the kernel took can die in socket buffers when
-//! the connection drops. So the most recently flushed messages stay in a
-//! bounded replay window and are sent again after a reconnect: delivery is at
-//! least once, and a drop costs duplicates rather than losses.
+//! the connection drops. So flushed messages stay in a bounded replay window
+//! until a Pong confirms them (the server answered a Ping written after them,
+//! so it has read them), and whatever is unconfirmed is sent again after a
+//! reconnect: delivery is at least once, and a drop costs duplicates rather
+//! than losses. The window also caps what is in flight unconfirmed, so a
+//! replay stays small enough for every new connection to make progress.
 
 use std::collections::VecDeque;
 
 use tokio_tungstenite::tungstenite::Message;
+
+/// Messages in flight unconfirmed, at most (the byte budget also applies).
+const MAX_UNCONFIRMED: usize = 1024;
 
 pub struct Outbox {
     items: VecDeque<Message>,
@@ -20,6 +26,8 @@ pub struct Outbox {
     replay: VecDeque<Message>,
     replay_bytes: usize,
     replay_budget: usize,
+    /// Messages flushed since the start; `replay` holds the last ones.
+    flushed_total: u64,
 }
 
 impl Outbox {
@@ -32,6 +40,7 @@ impl Outbox {
             replay: VecDeque::new(),
             replay_bytes: 0,
             replay_budget,
+            flushed_total: 0,
         }
     }
 
@@ -55,6 +64,18 @@ impl Outbox {
         self.fed < self.items.len()
     }
 
+    /// Whether another message may go out before confirmations come back.
+    pub fn window_open(&self) -> bool {
+        self.replay_budget == 0
+            || (self.replay.len() + self.fed < MAX_UNCONFIRMED
+                && self.replay_bytes < self.replay_budget)
+    }
+
+    /// There is something to send, and room in the window to send it.
+    pub fn ready(&self) -> bool {
+        self.has_unfed() && self.window_open()
+    }
+
     /// The next message to hand to the socket (a cheap clone: buffers are shared).
     pub fn next_unfed(&self) -> Option<Message> {
         self.items.get(self.fed).cloned()
@@ -67,17 +88,12 @@ impl Outbox {
     /// The flush completed: everything fed so far is with the kernel.
     pub fn flushed(&mut self) -> usize {
         let n = self.fed;
+        self.flushed_total += n as u64;
         for message in self.items.drain(..n) {
             if self.replay_budget > 0 {
                 self.replay_bytes += message.len();
                 self.replay.push_back(message);
             }
-        }
-        while self.replay_bytes > self.replay_budget {
-            let Some(old) = self.replay.pop_front() else {
-                break;
-            };
-            self.replay_bytes -= old.len();
         }
         self.fed = 0;
         n
@@ -95,10 +111,29 @@ impl Outbox {
         replayed
     }
 
-    /// Messages flushed but unconfirmed (the replay window).
-    #[cfg(test)]
-    pub fn unconfirmed(&self) -> usize {
-        self.replay.len()
+    /// Where a frame written now stands: the count of messages before it.
+    pub fn position(&self) -> u64 {
+        self.flushed_total + self.fed as u64
+    }
+
+    /// The server has read every message before `position`.
+    pub fn confirm(&mut self, position: u64) {
+        let unconfirmed = self.flushed_total - self.replay.len() as u64;
+        let n = position
+            .saturating_sub(unconfirmed)
+            .min(self.replay.len() as u64);
+        for message in self.replay.drain(..n as usize) {
+            self.replay_bytes -= message.len();
+        }
+    }
+
+    /// Messages and bytes flushed but unconfirmed (the replay window).
+    pub fn unconfirmed(&self) -> (usize, usize) {
+        (self.replay.len(), self.replay_bytes)
+    }
+
+    pub fn replay_enabled(&self) -> bool {
+        self.replay_budget > 0
     }
 }
 
@@ -130,16 +165,44 @@ mod tests {
     }
 
     #[test]
-    fn the_replay_window_keeps_only_the_newest_bytes() {
+    fn the_window_closes_when_too_much_is_unconfirmed() {
         let mut outbox = Outbox::new(10, 10);
         for word in ["aaaa", "bbbb", "cccc"] {
             outbox.push(Message::text(word));
+        }
+        for _ in 0..3 {
+            assert!(outbox.ready());
             outbox.mark_fed();
             outbox.flushed();
         }
-        assert_eq!(outbox.unconfirmed(), 2);
-        outbox.rewind();
-        assert_eq!(drain_texts(&mut outbox), ["bbbb", "cccc"]);
+        assert_eq!(outbox.unconfirmed(), (3, 12));
+        outbox.push(Message::text("dddd"));
+        assert!(
+            !outbox.ready(),
+            "12 unconfirmed bytes exceed the budget of 10"
+        );
+        outbox.confirm(2);
+        assert!(outbox.ready());
+    }
+
+    #[test]
+    fn a_confirmation_empties_the_window_up_to_its_position() {
+        let mut outbox = Outbox::new(10, 1024);
+        for word in ["a", "b", "c"] {
+            outbox.push(Message::text(word));
+        }
+        outbox.mark_fed();
+        outbox.mark_fed();
+        outbox.flushed();
+        // A ping written now would follow "a" and "b".
+        let ping_at = outbox.position();
+        outbox.mark_fed();
+        outbox.flushed();
+        outbox.confirm(ping_at);
+        assert_eq!(outbox.unconfirmed(), (1, 1));
+        outbox.confirm(ping_at);
+        assert_eq!(outbox.rewind(), 1);
+        assert_eq!(drain_texts(&mut outbox), ["c"]);
     }
 
     #[test]

@@ -300,9 +300,19 @@ impl Running {
 
     /// Waits for a stderr line containing `needle`, and returns it.
     pub fn stderr_line(&mut self, needle: &str) -> String {
+        self.stderr_nth(needle, 1)
+    }
+
+    /// Waits for the `n`-th stderr line (from 1) containing `needle`.
+    pub fn stderr_nth(&mut self, needle: &str, n: usize) -> String {
         let started = std::time::Instant::now();
         loop {
-            if let Some(line) = self.stderr_seen.iter().find(|l| l.contains(needle)) {
+            if let Some(line) = self
+                .stderr_seen
+                .iter()
+                .filter(|l| l.contains(needle))
+                .nth(n - 1)
+            {
                 return line.clone();
             }
             let left = self.deadline.saturating_sub(started.elapsed());

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Summarise an Autobahn fuzzingserver report and decide pass/fail.
+
+Usage: report.py OUTDIR AGENT EXPECTED_CASES
+
+OUTDIR is the spec's "outdir" (holding index.json and one JSON file per case).
+EXPECTED_CASES may be empty to skip the count check. Exits 1 if any case is FAILED or
+if the number of cases in the report differs from EXPECTED_CASES.
+"""
+import collections
+import json
+import os
+import sys
+
+BEHAVIORS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
+
+
+def case_key(case_id):
+    # "9.10.2" sorts after "9.2.1": compare numerically, part by part.
+    return [int(p) if p.isdigit() else p for p in case_id.split(".")]
+
+
+def main(outdir, agent, expected):
+    index_path = os.path.join(outdir, "index.json")
+    try:
+        with open(index_path) as f:
+            index = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"autobahn: cannot read {index_path}: {e}")
+        return 1
+    cases = index.get(agent)
+    if not cases:
+        print(f"autobahn: no results for agent {agent!r} in {index_path}")
+        return 1
+
+    counts = collections.Counter(c["behavior"] for c in cases.values())
+    close_counts = collections.Counter(c["behaviorClose"] for c in cases.values())
+    print(f"autobahn: {len(cases)} cases for agent {agent!r}")
+    for b in BEHAVIORS + sorted(set(counts) - set(BEHAVIORS)):
+        print(f"  {b:<14} {counts.get(b, 0)}")
+    # The closing handshake is judged separately; it does not decide the verdict but it
+    # is worth seeing (e.g. "FAILED BY CLIENT" when the client drops TCP first).
+    odd_close = {k: v for k, v in close_counts.items() if k not in ("OK", "INFORMATIONAL")}
+    if odd_close:
+        print("  close handshake: " + ", ".join(f"{k} {v}" for k, v in sorted(odd_close.items())))
+
+    failed = sorted((cid for cid, c in cases.items() if c["behavior"] == "FAILED"), key=case_key)
+    for cid in failed:
+        detail = {}
+        try:
+            with open(os.path.join(outdir, cases[cid]["reportfile"])) as f:
+                detail = json.load(f)
+        except (OSError, ValueError, KeyError):
+            pass
+        print(f"\nFAILED {cid}: {detail.get('description', '?')}")
+        print(f"  expectation: {detail.get('expectation', '?')}")
+        print(f"  result:      {detail.get('result', '?')}")
+        print(f"  close:       {cases[cid]['behaviorClose']}: {detail.get('resultClose', '?')}")
+
+    status = 0
+    if failed:
+        print(f"\nautobahn: {len(failed)} FAILED case(s)")
+        status = 1
+    if expected and len(cases) != int(expected):
+        print(f"autobahn: expected {expected} cases, the report has {len(cases)}")
+        status = 1
+    print(f"autobahn: {'PASS' if status == 0 else 'FAIL'} (full report: {outdir}/index.html)")
+    return status
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    sys.exit(main(*sys.argv[1:]))

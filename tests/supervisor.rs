@@ -1,0 +1,306 @@
+//! The supervisor on tokio's paused clock: backoff, heartbeat and reconnect
+//! timing asserted exactly, in virtual time, with real sockets.
+//!
+//! Server and supervisor share one current-thread runtime. Loopback writes
+//! land in the peer's buffer at once, so the runtime is idle only when every
+//! side is waiting on a timer, and the paused clock jumps straight to it.
+
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use tether::cli::Cli;
+use tether::config::{SessionConfig, Task, Terminals};
+use tether::session::{Command, Event, Payload};
+use tether::supervisor::{self, Handle};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+fn session(url: &str, flags: &[&str]) -> SessionConfig {
+    let args = ["tether", url].into_iter().chain(flags.iter().copied());
+    let cli = Cli::try_parse_from(args).expect("valid flags");
+    let terminals = Terminals {
+        stdin: false,
+        stdout: false,
+    };
+    match Task::from_cli(cli, terminals).expect("valid config") {
+        Task::Connect(config) => config.session,
+        other => panic!("expected a client task, got {other:?}"),
+    }
+}
+
+/// Events with the (virtual) time they arrived.
+async fn next(handle: &mut Handle) -> (Event, Instant) {
+    let event = handle
+        .events
+        .recv()
+        .await
+        .expect("the supervisor ended early");
+    (event, Instant::now())
+}
+
+async fn next_matching(handle: &mut Handle, pred: impl Fn(&Event) -> bool) -> (Event, Instant) {
+    loop {
+        let (event, at) = next(handle).await;
+        if pred(&event) {
+            return (event, at);
+        }
+    }
+}
+
+/// What the test server does with a connection.
+#[derive(Clone, Copy)]
+enum Behave {
+    /// Drop the TCP connection before the WebSocket handshake.
+    Refuse,
+    /// Accept, then never read again: a blackhole.
+    Hold,
+    /// Accept, stay up this long, then close normally... with 1001 (going away).
+    StayUp(Duration),
+    Echo,
+}
+
+/// A server whose n-th connection (from 0) does `behave(n)`. Returns the URL
+/// and a log of the texts it echoed.
+async fn server(
+    behave: impl Fn(usize) -> Behave + Send + 'static,
+) -> (String, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let (log_tx, log_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let (stream, _) = listener.accept().await.unwrap();
+            let behaviour = behave(n);
+            if let Behave::Refuse = behaviour {
+                drop(stream);
+                continue;
+            }
+            let log = log_tx.clone();
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                match behaviour {
+                    Behave::Refuse => {}
+                    Behave::Hold => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    Behave::StayUp(time) => {
+                        // Keep reading so pings are answered meanwhile.
+                        let _ = tokio::time::timeout(time, async {
+                            while let Some(Ok(_)) = ws.next().await {}
+                        })
+                        .await;
+                        let _ = ws.close(Some(going_away())).await;
+                    }
+                    Behave::Echo => {
+                        while let Some(Ok(message)) = ws.next().await {
+                            if let Message::Text(text) = &message {
+                                let _ = log.send(text.to_string());
+                                let _ = ws.send(message).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, log_rx)
+}
+
+fn going_away() -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 1001.into(),
+        reason: "restarting".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_grows_by_the_factor_holds_the_cap_and_resets_after_a_healthy_connection() {
+    // Five failed handshakes, then one connection that stays up 30 s, then
+    // one more failure.
+    let (url, _) = server(|n| match n {
+        5 => Behave::StayUp(Duration::from_secs(30)),
+        6 => Behave::Echo,
+        _ => Behave::Refuse,
+    })
+    .await;
+    let flags = [
+        "--max-reconnects",
+        "10",
+        "--backoff-initial",
+        "1s",
+        "--backoff-max",
+        "6s",
+        "--ping-interval",
+        "0",
+    ];
+    let mut handle = supervisor::spawn(session(&url, &flags)).unwrap();
+
+    let mut delays = Vec::new();
+    let mut last_attempt = None;
+    loop {
+        let (event, at) = next(&mut handle).await;
+        match event {
+            Event::Connecting { attempt } => {
+                if let (Some(prev), Some(&delay)) = (last_attempt, delays.last()) {
+                    // The wait is the announced delay (tokio's timer rounds
+                    // up to the millisecond).
+                    let waited = at - prev;
+                    assert!(
+                        waited >= delay && waited <= delay + Duration::from_millis(1),
+                        "attempt {attempt}: waited {waited:?} for a delay of {delay:?}"
+                    );
+                }
+            }
+            Event::Reconnecting { delay, .. } => {
+                delays.push(delay);
+                last_attempt = Some(at);
+            }
+            Event::Connected { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delays.len(), 5);
+    let ms = Duration::from_millis;
+    for (i, delay) in delays.iter().enumerate() {
+        // Base 1, 2, 4, 6, 6 s (capped); jitter adds up to one base, and the
+        // cap holds after jitter.
+        let base = ms(1000 << i).min(ms(6000));
+        assert!(
+            *delay >= base && *delay <= (base * 2).min(ms(6000)),
+            "delay {i}: {delay:?}"
+        );
+    }
+
+    // The connection outlived the healthy period: the schedule starts over.
+    let (_, _) = next_matching(&mut handle, |e| matches!(e, Event::Disconnected { .. })).await;
+    let (event, _) = next_matching(&mut handle, |e| matches!(e, Event::Reconnecting { .. })).await;
+    let Event::Reconnecting { delay, attempt, .. } = event else {
+        unreachable!()
+    };
+    assert_eq!(attempt, 2, "the streak was reset");
+    assert!(
+        delay >= ms(1000) && delay <= ms(2000),
+        "reset delay {delay:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blackholed_peer_is_detected_within_interval_plus_timeout_and_replaced() {
+    // The first connection accepts and then never reads again: TCP stays up,
+    // nothing answers. The second one echoes.
+    let (url, mut log) = server(|n| if n == 0 { Behave::Hold } else { Behave::Echo }).await;
+    let flags = [
+        "--ping-interval",
+        "5s",
+        "--ping-timeout",
+        "3s",
+        "--backoff-initial",
+        "100ms",
+    ];
+    let mut handle = supervisor::spawn(session(&url, &flags)).unwrap();
+
+    let (_, connected_at) =
+        next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
+    let (event, lost_at) =
+        next_matching(&mut handle, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected {
+        reason, will_retry, ..
+    } = event
+    else {
+        unreachable!()
+    };
+    assert!(reason.contains("heartbeat timeout"), "{reason}");
+    assert!(will_retry);
+    assert_eq!(
+        lost_at - connected_at,
+        Duration::from_secs(8),
+        "interval + timeout"
+    );
+
+    let (_, reconnected_at) =
+        next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
+    assert!(reconnected_at - lost_at <= Duration::from_millis(200));
+
+    // The new connection is alive: messages flow and the heartbeat is answered.
+    handle
+        .commands
+        .send(Command::Send(Payload::text("still here")))
+        .await
+        .unwrap();
+    assert_eq!(log.recv().await.as_deref(), Some("still here"));
+    let (event, _) = next_matching(&mut handle, |e| matches!(e, Event::Pong { .. })).await;
+    assert!(matches!(
+        event,
+        Event::Pong {
+            heartbeat: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_sent_while_disconnected_wait_and_go_out_in_order() {
+    // Two refused handshakes, then an echo server.
+    let (url, mut log) = server(|n| if n < 2 { Behave::Refuse } else { Behave::Echo }).await;
+    let flags = [
+        "--max-reconnects",
+        "5",
+        "--on-connect",
+        "subscribe",
+        "--ping-interval",
+        "0",
+    ];
+    let mut handle = supervisor::spawn(session(&url, &flags)).unwrap();
+    for i in 0..3 {
+        handle
+            .commands
+            .send(Command::Send(Payload::text(format!("m{i}"))))
+            .await
+            .unwrap();
+    }
+    next_matching(&mut handle, |e| {
+        matches!(e, Event::Connected { attempt: 3, .. })
+    })
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(log.recv().await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        ["subscribe", "m0", "m1", "m2"],
+        "on-connect first, then the queue"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn giving_up_reports_the_cause_and_the_unsent_count() {
+    let (url, _) = server(|_| Behave::Refuse).await;
+    let flags = ["--max-reconnects", "2", "--backoff-initial", "10ms"];
+    let handle = supervisor::spawn(session(&url, &flags)).unwrap();
+    handle
+        .commands
+        .send(Command::Send(Payload::text("lost?")))
+        .await
+        .unwrap();
+    let Handle {
+        task, mut events, ..
+    } = handle;
+    let mut attempts = 0;
+    while let Some(event) = events.recv().await {
+        if let Event::Connecting { .. } = event {
+            attempts += 1;
+        }
+    }
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(attempts, 3);
+    assert_eq!(err.exit_code() as u8, 3, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("gave up after 3 attempts") && text.contains("1 queued message never sent"),
+        "{text}"
+    );
+}
