@@ -149,7 +149,8 @@ pub struct ResilienceArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub backoff_max: String,
 
-    /// Give up after this many reconnect attempts in a row [default: unlimited]
+    /// Give up after this many failed attempts in a row. Without it, reconnects
+    /// after a drop are unlimited and a failed first connection is not retried
     #[arg(long, value_name = "N")]
     pub max_reconnects: Option<u32>,
 
