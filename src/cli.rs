@@ -7,38 +7,55 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0    success: clean close, every expectation met, or stdout closed by the reader
-  1    other runtime error (bad bytes on stdin, I/O error)
-  2    usage error (bad flag, bad URL)
-  3    could not connect (DNS, TCP, connect timeout), retries exhausted or disabled
-  4    TLS failure
-  5    handshake rejected (non-101 HTTP status, or not a WebSocket server)
-  6    --timeout deadline reached
-  7    an expectation was not met (server closed, or --count reached first)
-  8    connection lost (heartbeat timeout or abnormal close), reconnects exhausted or disabled
-  9    server closed with a non-1000 close code
-  10   the server broke the WebSocket protocol (or sent a message over --max-message-size)
-  130  interrupted (Ctrl-C, SIGTERM)";
+/// Worked examples: (command, what it does). Shown in `--help` and the man page.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "tether wss://api.example.com/ws -H \"Authorization: Bearer $TOKEN\"",
+        "an interactive session with a bearer token",
+    ),
+    (
+        "jq -c . events.json | tether ws://localhost:8080/ingest > replies.txt",
+        "send each JSON line, save each reply",
+    ),
+    (
+        "tether wss://feed.example.com/stream --keep-open --json > log.jsonl",
+        "record a feed, with reconnect and heartbeat events, as JSON lines",
+    ),
+    (
+        "tether serve 127.0.0.1:9001",
+        "run the built-in echo server",
+    ),
+];
 
-const EXAMPLES: &str = "\
-Examples:
-  tether wss://echo.example.com/ws -H 'Authorization: Bearer $TOKEN'
-  jq -c . events.json | tether ws://localhost:8080/ingest > replies.txt
-  tether serve 127.0.0.1:9001";
+fn after_long_help() -> String {
+    let mut help = String::from("Exit codes:\n");
+    for (code, meaning) in crate::error::EXIT_CODE_TABLE {
+        help.push_str(&format!("  {code:<4} {meaning}\n"));
+    }
+    help.push_str("\nExamples:\n");
+    for (command, what) in EXAMPLES {
+        help.push_str(&format!("  # {what}\n  {command}\n"));
+    }
+    help
+}
+
+/// `--version` also names the TLS stack, which matters for certificate behaviour.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (TLS: native-tls, system OpenSSL)"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tether",
-    version,
+    version = VERSION,
     about = "A resilient command-line WebSocket client",
     long_about = "A resilient command-line WebSocket client.\n\n\
         With a terminal on both stdin and stdout, tether opens an interactive session. \
         Otherwise each stdin line is sent as one message and each received message is \
         printed as one stdout line; diagnostics go to stderr.",
     after_help = "See 'tether --help' for exit codes and examples.",
-    after_long_help = format!("{EXIT_CODES}\n\n{EXAMPLES}"),
+    after_long_help = after_long_help(),
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     max_term_width = 100
@@ -80,6 +97,13 @@ pub enum Command {
     },
     /// Start an echo server in this process and connect to it: try tether with no network
     Demo,
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,8 @@ pub enum Task {
     Serve(ServeConfig),
     /// An in-process echo server and a client connected to it.
     Demo(Box<ClientConfig>),
+    Completions(clap_complete::Shell),
+    Man,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +186,8 @@ impl Task {
             Some(cli::Command::Serve { ref addr }) => Ok(Task::Serve(ServeConfig {
                 addr: normalize_listen_addr(addr),
             })),
+            Some(cli::Command::Completions { shell }) => Ok(Task::Completions(shell)),
+            Some(cli::Command::Man) => Ok(Task::Man),
             Some(cli::Command::Demo) => {
                 // The URL is filled in once the in-process server has a port.
                 let client = ClientConfig::from_cli(&cli, "ws://127.0.0.1:1/", terminals)?;

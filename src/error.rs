@@ -25,6 +25,43 @@ pub enum ExitCode {
     Interrupted = 130,
 }
 
+/// The exit code table, for `--help`, the man page and the README.
+pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
+    (
+        0,
+        "success: clean close, every expectation met, or stdout closed by the reader",
+    ),
+    (
+        1,
+        "other runtime error (bad bytes on stdin, messages left unsent, I/O error)",
+    ),
+    (2, "usage error (bad flag, bad URL)"),
+    (
+        3,
+        "could not connect (DNS, TCP, connect timeout), retries exhausted or disabled",
+    ),
+    (4, "TLS failure"),
+    (
+        5,
+        "handshake rejected (non-101 HTTP status, or not a WebSocket server)",
+    ),
+    (6, "--timeout deadline reached"),
+    (
+        7,
+        "an expectation was not met (server closed, or --count reached first)",
+    ),
+    (
+        8,
+        "connection lost (heartbeat timeout or abnormal close), reconnects exhausted or disabled",
+    ),
+    (9, "the server closed with a non-1000 close code"),
+    (
+        10,
+        "the server broke the WebSocket protocol, or sent a message over --max-message-size",
+    ),
+    (130, "interrupted (Ctrl-C, SIGTERM)"),
+];
+
 impl From<ExitCode> for std::process::ExitCode {
     fn from(code: ExitCode) -> Self {
         std::process::ExitCode::from(code as u8)

@@ -9,6 +9,7 @@ pub mod dial;
 pub mod endpoint;
 pub mod error;
 pub mod frontend;
+pub mod generate;
 pub mod input;
 pub mod output;
 pub mod render;
@@ -26,6 +27,12 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
     let verbosity = Verbosity::from_cli(&cli.verbosity);
     init_tracing(verbosity);
     let task = Task::from_cli(cli, Terminals::detect())?;
+    let mut stdout = std::io::stdout().lock();
+    match task {
+        Task::Completions(shell) => return generate::completions(shell, &mut stdout),
+        Task::Man => return generate::man_page(&mut stdout),
+        _ => drop(stdout),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,6 +49,7 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 serve::serve(listener).await?;
                 Ok(ExitCode::Success)
             }
+            Task::Completions(_) | Task::Man => unreachable!("handled before the runtime"),
             Task::Demo(mut config) => {
                 let listener = serve::bind("127.0.0.1:0").await?;
                 let url = format!("ws://{}/", local_addr(&listener)?);

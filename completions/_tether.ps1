@@ -1,0 +1,139 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'tether'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'tether' {
+            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable)')
+            [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable)')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Offer a subprotocol (repeatable); the one the server picks is reported')
+            [CompletionResult]::new('--subprotocol', '--subprotocol', [CompletionResultType]::ParameterName, 'Offer a subprotocol (repeatable); the one the server picks is reported')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'Send this Origin header')
+            [CompletionResult]::new('-u', '-u', [CompletionResultType]::ParameterName, 'Basic authentication; userinfo in the URL works too')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Basic authentication; userinfo in the URL works too')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Limit for DNS, TCP, TLS and the HTTP upgrade together')
+            [CompletionResult]::new('--max-message-size', '--max-message-size', [CompletionResultType]::ParameterName, 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'Trust the CA certificates in this PEM file, besides the system''s')
+            [CompletionResult]::new('--cert', '--cert', [CompletionResultType]::ParameterName, 'Client certificate (PEM), for servers that ask for one; needs --key')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Private key for --cert (PEM, PKCS#8 or RSA)')
+            [CompletionResult]::new('--ping-interval', '--ping-interval', [CompletionResultType]::ParameterName, 'Send a Ping this often; 0 turns heartbeats off')
+            [CompletionResult]::new('--ping-timeout', '--ping-timeout', [CompletionResultType]::ParameterName, 'Declare the connection dead when no Pong comes this long after a Ping was written')
+            [CompletionResult]::new('--backoff-initial', '--backoff-initial', [CompletionResultType]::ParameterName, 'First reconnect delay; later ones double, with jitter')
+            [CompletionResult]::new('--backoff-max', '--backoff-max', [CompletionResultType]::ParameterName, 'Longest reconnect delay, jitter included')
+            [CompletionResult]::new('--max-reconnects', '--max-reconnects', [CompletionResultType]::ParameterName, 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried')
+            [CompletionResult]::new('--on-connect', '--on-connect', [CompletionResultType]::ParameterName, 'Send this message after every (re)connection, before anything queued (repeatable)')
+            [CompletionResult]::new('--queue-size', '--queue-size', [CompletionResultType]::ParameterName, 'Messages held while disconnected before reading input pauses')
+            [CompletionResult]::new('--replay-window', '--replay-window', [CompletionResultType]::ParameterName, 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off')
+            [CompletionResult]::new('--linger', '--linger', [CompletionResultType]::ParameterName, 'After stdin ends, wait this long with no incoming message before closing')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Close after receiving this many messages')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Close after receiving this many messages')
+            [CompletionResult]::new('--binary-format', '--binary-format', [CompletionResultType]::ParameterName, 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour')
+            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'Do not verify the server''s certificate (prints a warning)')
+            [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Do not verify the server''s certificate (prints a warning)')
+            [CompletionResult]::new('--no-reconnect', '--no-reconnect', [CompletionResultType]::ParameterName, 'Never reconnect: the first failure ends the session')
+            [CompletionResult]::new('--reconnect-always', '--reconnect-always', [CompletionResultType]::ParameterName, 'Reconnect even after the server closes normally (code 1000)')
+            [CompletionResult]::new('--binary', '--binary', [CompletionResultType]::ParameterName, 'Send input lines as binary messages instead of text')
+            [CompletionResult]::new('-0', '-0', [CompletionResultType]::ParameterName, 'Input (and output) records end with NUL instead of newline')
+            [CompletionResult]::new('--null', '--null', [CompletionResultType]::ParameterName, 'Input (and output) records end with NUL instead of newline')
+            [CompletionResult]::new('--keep-open', '--keep-open', [CompletionResultType]::ParameterName, 'Stay connected after stdin ends, until the server closes or Ctrl-C')
+            [CompletionResult]::new('--echo', '--echo', [CompletionResultType]::ParameterName, 'Send every received message back unchanged, instead of reading stdin')
+            [CompletionResult]::new('--timestamps', '--timestamps', [CompletionResultType]::ParameterName, 'Prefix every line with the time it was received')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per event on stdout (see the README for the schema)')
+            [CompletionResult]::new('--pretty', '--pretty', [CompletionResultType]::ParameterName, 'Pretty-print messages that are JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a WebSocket echo server (127.0.0.1 unless told otherwise)')
+            [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Start an echo server in this process and connect to it: try tether with no network')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tether;serve' {
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'tether;demo' {
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'tether;completions' {
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'tether;man' {
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'tether;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a WebSocket echo server (127.0.0.1 unless told otherwise)')
+            [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Start an echo server in this process and connect to it: try tether with no network')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (roff)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tether;help;serve' {
+            break
+        }
+        'tether;help;demo' {
+            break
+        }
+        'tether;help;completions' {
+            break
+        }
+        'tether;help;man' {
+            break
+        }
+        'tether;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

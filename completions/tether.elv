@@ -1,0 +1,123 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[tether] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'tether'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'tether'= {
+            cand -H 'Add a handshake header, ''Name: value'' (repeatable)'
+            cand --header 'Add a handshake header, ''Name: value'' (repeatable)'
+            cand -s 'Offer a subprotocol (repeatable); the one the server picks is reported'
+            cand --subprotocol 'Offer a subprotocol (repeatable); the one the server picks is reported'
+            cand --origin 'Send this Origin header'
+            cand -u 'Basic authentication; userinfo in the URL works too'
+            cand --user 'Basic authentication; userinfo in the URL works too'
+            cand --connect-timeout 'Limit for DNS, TCP, TLS and the HTTP upgrade together'
+            cand --max-message-size 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)'
+            cand --cacert 'Trust the CA certificates in this PEM file, besides the system''s'
+            cand --cert 'Client certificate (PEM), for servers that ask for one; needs --key'
+            cand --key 'Private key for --cert (PEM, PKCS#8 or RSA)'
+            cand --ping-interval 'Send a Ping this often; 0 turns heartbeats off'
+            cand --ping-timeout 'Declare the connection dead when no Pong comes this long after a Ping was written'
+            cand --backoff-initial 'First reconnect delay; later ones double, with jitter'
+            cand --backoff-max 'Longest reconnect delay, jitter included'
+            cand --max-reconnects 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried'
+            cand --on-connect 'Send this message after every (re)connection, before anything queued (repeatable)'
+            cand --queue-size 'Messages held while disconnected before reading input pauses'
+            cand --replay-window 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off'
+            cand --linger 'After stdin ends, wait this long with no incoming message before closing'
+            cand -n 'Close after receiving this many messages'
+            cand --count 'Close after receiving this many messages'
+            cand --binary-format 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe]'
+            cand --color 'When to use colour'
+            cand -k 'Do not verify the server''s certificate (prints a warning)'
+            cand --insecure 'Do not verify the server''s certificate (prints a warning)'
+            cand --no-reconnect 'Never reconnect: the first failure ends the session'
+            cand --reconnect-always 'Reconnect even after the server closes normally (code 1000)'
+            cand --binary 'Send input lines as binary messages instead of text'
+            cand -0 'Input (and output) records end with NUL instead of newline'
+            cand --null 'Input (and output) records end with NUL instead of newline'
+            cand --keep-open 'Stay connected after stdin ends, until the server closes or Ctrl-C'
+            cand --echo 'Send every received message back unchanged, instead of reading stdin'
+            cand --timestamps 'Prefix every line with the time it was received'
+            cand --json 'Print one JSON object per event on stdout (see the README for the schema)'
+            cand --pretty 'Pretty-print messages that are JSON'
+            cand -v 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run a WebSocket echo server (127.0.0.1 unless told otherwise)'
+            cand demo 'Start an echo server in this process and connect to it: try tether with no network'
+            cand completions 'Print a shell completion script'
+            cand man 'Print the man page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tether;serve'= {
+            cand -v 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'tether;demo'= {
+            cand -v 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'tether;completions'= {
+            cand -v 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'tether;man'= {
+            cand -v 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+            cand -q 'Only errors on stderr'
+            cand --quiet 'Only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'tether;help'= {
+            cand serve 'Run a WebSocket echo server (127.0.0.1 unless told otherwise)'
+            cand demo 'Start an echo server in this process and connect to it: try tether with no network'
+            cand completions 'Print a shell completion script'
+            cand man 'Print the man page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tether;help;serve'= {
+        }
+        &'tether;help;demo'= {
+        }
+        &'tether;help;completions'= {
+        }
+        &'tether;help;man'= {
+        }
+        &'tether;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,87 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tether_global_optspecs
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json pretty color= v/verbose q/quiet h/help V/version
+end
+
+function __fish_tether_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tether_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tether_using_subcommand
+    set -l cmd (__fish_tether_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tether -n "__fish_tether_needs_command" -s H -l header -d 'Add a handshake header, \'Name: value\' (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -s s -l subprotocol -d 'Offer a subprotocol (repeatable); the one the server picks is reported' -r
+complete -c tether -n "__fish_tether_needs_command" -l origin -d 'Send this Origin header' -r
+complete -c tether -n "__fish_tether_needs_command" -s u -l user -d 'Basic authentication; userinfo in the URL works too' -r
+complete -c tether -n "__fish_tether_needs_command" -l connect-timeout -d 'Limit for DNS, TCP, TLS and the HTTP upgrade together' -r
+complete -c tether -n "__fish_tether_needs_command" -l max-message-size -d 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)' -r
+complete -c tether -n "__fish_tether_needs_command" -l cacert -d 'Trust the CA certificates in this PEM file, besides the system\'s' -r -F
+complete -c tether -n "__fish_tether_needs_command" -l cert -d 'Client certificate (PEM), for servers that ask for one; needs --key' -r -F
+complete -c tether -n "__fish_tether_needs_command" -l key -d 'Private key for --cert (PEM, PKCS#8 or RSA)' -r -F
+complete -c tether -n "__fish_tether_needs_command" -l ping-interval -d 'Send a Ping this often; 0 turns heartbeats off' -r
+complete -c tether -n "__fish_tether_needs_command" -l ping-timeout -d 'Declare the connection dead when no Pong comes this long after a Ping was written' -r
+complete -c tether -n "__fish_tether_needs_command" -l backoff-initial -d 'First reconnect delay; later ones double, with jitter' -r
+complete -c tether -n "__fish_tether_needs_command" -l backoff-max -d 'Longest reconnect delay, jitter included' -r
+complete -c tether -n "__fish_tether_needs_command" -l max-reconnects -d 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried' -r
+complete -c tether -n "__fish_tether_needs_command" -l on-connect -d 'Send this message after every (re)connection, before anything queued (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages held while disconnected before reading input pauses' -r
+complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
+complete -c tether -n "__fish_tether_needs_command" -l linger -d 'After stdin ends, wait this long with no incoming message before closing' -r
+complete -c tether -n "__fish_tether_needs_command" -s n -l count -d 'Close after receiving this many messages' -r
+complete -c tether -n "__fish_tether_needs_command" -l binary-format -d 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe]' -r -f -a "hex\t''
+base64\t''
+raw\t''"
+complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to use colour' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tether -n "__fish_tether_needs_command" -s k -l insecure -d 'Do not verify the server\'s certificate (prints a warning)'
+complete -c tether -n "__fish_tether_needs_command" -l no-reconnect -d 'Never reconnect: the first failure ends the session'
+complete -c tether -n "__fish_tether_needs_command" -l reconnect-always -d 'Reconnect even after the server closes normally (code 1000)'
+complete -c tether -n "__fish_tether_needs_command" -l binary -d 'Send input lines as binary messages instead of text'
+complete -c tether -n "__fish_tether_needs_command" -s 0 -l null -d 'Input (and output) records end with NUL instead of newline'
+complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connected after stdin ends, until the server closes or Ctrl-C'
+complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every received message back unchanged, instead of reading stdin'
+complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix every line with the time it was received'
+complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (see the README for the schema)'
+complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Pretty-print messages that are JSON'
+complete -c tether -n "__fish_tether_needs_command" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_needs_command" -s q -l quiet -d 'Only errors on stderr'
+complete -c tether -n "__fish_tether_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tether -n "__fish_tether_needs_command" -s V -l version -d 'Print version'
+complete -c tether -n "__fish_tether_needs_command" -a "serve" -d 'Run a WebSocket echo server (127.0.0.1 unless told otherwise)'
+complete -c tether -n "__fish_tether_needs_command" -a "demo" -d 'Start an echo server in this process and connect to it: try tether with no network'
+complete -c tether -n "__fish_tether_needs_command" -a "completions" -d 'Print a shell completion script'
+complete -c tether -n "__fish_tether_needs_command" -a "man" -d 'Print the man page (roff)'
+complete -c tether -n "__fish_tether_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tether -n "__fish_tether_using_subcommand serve" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
+complete -c tether -n "__fish_tether_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c tether -n "__fish_tether_using_subcommand demo" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand demo" -s q -l quiet -d 'Only errors on stderr'
+complete -c tether -n "__fish_tether_using_subcommand demo" -s h -l help -d 'Print help'
+complete -c tether -n "__fish_tether_using_subcommand completions" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr'
+complete -c tether -n "__fish_tether_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c tether -n "__fish_tether_using_subcommand man" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand man" -s q -l quiet -d 'Only errors on stderr'
+complete -c tether -n "__fish_tether_using_subcommand man" -s h -l help -d 'Print help'
+complete -c tether -n "__fish_tether_using_subcommand help; and not __fish_seen_subcommand_from serve demo completions man help" -f -a "serve" -d 'Run a WebSocket echo server (127.0.0.1 unless told otherwise)'
+complete -c tether -n "__fish_tether_using_subcommand help; and not __fish_seen_subcommand_from serve demo completions man help" -f -a "demo" -d 'Start an echo server in this process and connect to it: try tether with no network'
+complete -c tether -n "__fish_tether_using_subcommand help; and not __fish_seen_subcommand_from serve demo completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c tether -n "__fish_tether_using_subcommand help; and not __fish_seen_subcommand_from serve demo completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c tether -n "__fish_tether_using_subcommand help; and not __fish_seen_subcommand_from serve demo completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
