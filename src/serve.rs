@@ -50,10 +50,9 @@ async fn echo(stream: TcpStream, peer: SocketAddr) -> tungstenite::Result<()> {
         // Echo whatever has already arrived, then flush once: a burst of
         // messages costs one write.
         while let Some(message) = next {
-            match message? {
-                message @ (Message::Text(_) | Message::Binary(_)) => ws.feed(message).await?,
-                // tungstenite answers pings and closes by itself.
-                _ => {}
+            // tungstenite answers pings and closes by itself.
+            if let message @ (Message::Text(_) | Message::Binary(_)) = message? {
+                ws.feed(message).await?
             }
             next = ws.next().now_or_never().flatten();
         }

@@ -213,6 +213,8 @@ impl Server {
                             None => MaybeTlsStream::Plain(stream),
                         };
                         let mut seen = ConnLog::default();
+                        // The error type is tungstenite's, as its callback requires.
+                        #[allow(clippy::result_large_err)]
                         let callback = |req: &Request, resp: Response| {
                             seen.path = req.uri().to_string();
                             seen.headers = req
