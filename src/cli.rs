@@ -26,6 +26,8 @@ const EXAMPLES: &str = "\
 Examples:
   tether wss://echo.example.com/ws -H 'Authorization: Bearer $TOKEN'
   jq -c . events.json | tether ws://localhost:8080/ingest > replies.txt
+  tether wss://staging.example.com/ws --send '{\"op\":\"ping\"}' --expect '\"pong\"' --timeout 10s
+  tether wss://staging.example.com/ws --script smoke.txt --timeout 30s
   tether serve 127.0.0.1:9001";
 
 #[derive(Debug, Parser)]
@@ -65,6 +67,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub smoke: SmokeArgs,
 
     #[command(flatten)]
     pub verbosity: VerbosityArgs,
@@ -194,14 +199,15 @@ pub struct InputArgs {
     pub keep_open: bool,
 
     /// Send every received message back unchanged, instead of reading stdin
-    #[arg(long, conflicts_with_all = ["binary", "null"])]
+    #[arg(long, conflicts_with_all = ["binary", "null", "send", "expect", "script", "timeout"])]
     pub echo: bool,
 }
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
-    /// How to print binary messages [default: hex dump on a terminal, base64 in a pipe]
+    /// How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a
+    /// pipe for a smoke test]
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub binary_format: Option<BinaryFormatArg>,
 
@@ -220,6 +226,33 @@ pub struct OutputArgs {
     /// When to use colour
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
+}
+
+/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// smoke test: stdin is read only when nothing else sends, and the exit code
+/// says whether every expectation was met.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Smoke testing")]
+pub struct SmokeArgs {
+    /// Send this message once connected, after any --on-connect messages (repeatable, in order)
+    #[arg(long = "send", value_name = "MSG")]
+    pub send: Vec<String>,
+
+    /// Wait for a message matching this regex; each must be matched, in order (repeatable)
+    #[arg(long = "expect", value_name = "REGEX")]
+    pub expect: Vec<String>,
+
+    /// Fail when a message does not match the expectation waiting for it, instead of skipping it
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Run the steps in this scenario file ('-' reads it from stdin); see the README
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["send", "expect"])]
+    pub script: Option<PathBuf>,
+
+    /// Fail with exit code 6 if the whole run, connecting included, takes longer than this
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]
