@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json pretty color= v/verbose q/quiet h/help V/version
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -43,12 +43,16 @@ complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages h
 complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
 complete -c tether -n "__fish_tether_needs_command" -l linger -d 'After stdin ends, wait this long with no incoming message before closing' -r
 complete -c tether -n "__fish_tether_needs_command" -s n -l count -d 'Close after receiving this many messages' -r
-complete -c tether -n "__fish_tether_needs_command" -l binary-format -d 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe]' -r -f -a "hex\t''
+complete -c tether -n "__fish_tether_needs_command" -l binary-format -d 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]' -r -f -a "hex\t''
 base64\t''
 raw\t''"
 complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to use colour' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect messages (repeatable, in order)' -r
+complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each must be matched, in order (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); see the README' -r -F
+complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r
 complete -c tether -n "__fish_tether_needs_command" -s k -l insecure -d 'Do not verify the server\'s certificate (prints a warning)'
 complete -c tether -n "__fish_tether_needs_command" -l no-reconnect -d 'Never reconnect: the first failure ends the session'
 complete -c tether -n "__fish_tether_needs_command" -l reconnect-always -d 'Reconnect even after the server closes normally (code 1000)'
@@ -59,6 +63,7 @@ complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every recei
 complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix every line with the time it was received'
 complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (see the README for the schema)'
 complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Pretty-print messages that are JSON'
+complete -c tether -n "__fish_tether_needs_command" -l strict -d 'Fail when a message does not match the expectation waiting for it, instead of skipping it'
 complete -c tether -n "__fish_tether_needs_command" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
 complete -c tether -n "__fish_tether_needs_command" -s q -l quiet -d 'Only errors on stderr'
 complete -c tether -n "__fish_tether_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'

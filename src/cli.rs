@@ -22,6 +22,14 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "record a feed, with reconnect and heartbeat events, as JSON lines",
     ),
     (
+        "tether wss://staging.example.com/ws --send '{\"op\":\"ping\"}' --expect '\"pong\"' --timeout 10s",
+        "a smoke test for CI: exit 0 only if the reply comes in time",
+    ),
+    (
+        "tether wss://staging.example.com/ws --script smoke.txt --timeout 30s",
+        "a multi-step scenario from a file",
+    ),
+    (
         "tether serve 127.0.0.1:9001",
         "run the built-in echo server",
     ),
@@ -82,6 +90,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub smoke: SmokeArgs,
 
     #[command(flatten)]
     pub verbosity: VerbosityArgs,
@@ -224,14 +235,15 @@ pub struct InputArgs {
     pub keep_open: bool,
 
     /// Send every received message back unchanged, instead of reading stdin
-    #[arg(long, conflicts_with_all = ["binary", "null"])]
+    #[arg(long, conflicts_with_all = ["binary", "null", "send", "expect", "script", "timeout"])]
     pub echo: bool,
 }
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
-    /// How to print binary messages [default: hex dump on a terminal, base64 in a pipe]
+    /// How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a
+    /// pipe for a smoke test]
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub binary_format: Option<BinaryFormatArg>,
 
@@ -250,6 +262,33 @@ pub struct OutputArgs {
     /// When to use colour
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
+}
+
+/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// smoke test: stdin is read only when nothing else sends, and the exit code
+/// says whether every expectation was met.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Smoke testing")]
+pub struct SmokeArgs {
+    /// Send this message once connected, after any --on-connect messages (repeatable, in order)
+    #[arg(long = "send", value_name = "MSG")]
+    pub send: Vec<String>,
+
+    /// Wait for a message matching this regex; each must be matched, in order (repeatable)
+    #[arg(long = "expect", value_name = "REGEX")]
+    pub expect: Vec<String>,
+
+    /// Fail when a message does not match the expectation waiting for it, instead of skipping it
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Run the steps in this scenario file ('-' reads it from stdin); see the README
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["send", "expect"])]
+    pub script: Option<PathBuf>,
+
+    /// Fail with exit code 6 if the whole run, connecting included, takes longer than this
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::script::{self, Action, Step};
+use crate::session::Payload;
 
 /// What the invocation asks for.
 #[derive(Debug)]
@@ -39,6 +41,8 @@ pub struct ClientConfig {
     pub end: EndPolicy,
     pub output: OutputConfig,
     pub frontend: Frontend,
+    /// The smoke test to run; set exactly when `frontend` is `Smoke`.
+    pub smoke: Option<SmokeConfig>,
     /// Notes to show once at start (URL aliases, insecure TLS).
     pub notes: Vec<String>,
 }
@@ -49,6 +53,33 @@ pub enum Frontend {
     Pipe,
     /// Send every received message back (`--echo`).
     Echo,
+    /// Run a smoke test (`--send`, `--expect`, `--script`, `--timeout`).
+    Smoke,
+}
+
+/// A smoke test: the steps to run and the rules for judging them.
+#[derive(Debug, Clone)]
+pub struct SmokeConfig {
+    pub steps: Vec<Step>,
+    /// The script's name as given, for diagnostics; `None` when the steps
+    /// come from `--send`/`--expect`.
+    pub script: Option<String>,
+    /// A message that does not match the waiting expectation fails the run.
+    pub strict: bool,
+    /// `--timeout`: the whole run, from process start, connecting included.
+    pub timeout: Option<Duration>,
+    /// Send stdin records as in pipe mode: only when no step sends anything
+    /// of its own and stdin is not a terminal.
+    pub read_stdin: bool,
+    /// How binary messages are shown to expectations: `Hex` or `Base64`.
+    pub binary_match: BinaryFormat,
+}
+
+impl SmokeConfig {
+    /// Whether any step checks the server's behaviour (see [`Action::is_check`]).
+    pub fn has_checks(&self) -> bool {
+        self.steps.iter().any(|s| s.action.is_check())
+    }
 }
 
 /// What the supervisor needs: how to dial and how to keep the link alive.
@@ -277,6 +308,11 @@ impl ClientConfig {
         };
 
         let res = &cli.resilience;
+        let smoke_args = &cli.smoke;
+        let smoke_mode = !smoke_args.send.is_empty()
+            || !smoke_args.expect.is_empty()
+            || smoke_args.script.is_some()
+            || smoke_args.timeout.is_some();
         let ping_interval = parse_duration("--ping-interval", &res.ping_interval)?;
         let backoff_initial = positive_duration("--backoff-initial", &res.backoff_initial)?;
         let backoff_max = positive_duration("--backoff-max", &res.backoff_max)?;
@@ -296,7 +332,10 @@ impl ClientConfig {
                 timeout: positive_duration("--ping-timeout", &res.ping_timeout)?,
             },
             reconnect: ReconnectPolicy {
-                enabled: !res.no_reconnect,
+                // A smoke test checks one connection: reconnecting would hide
+                // the failure it exists to catch, unless the user asks for it.
+                enabled: !res.no_reconnect
+                    && (!smoke_mode || res.max_reconnects.is_some() || res.reconnect_always),
                 initial: backoff_initial,
                 max: backoff_max,
                 max_attempts: res.max_reconnects,
@@ -327,7 +366,9 @@ impl ClientConfig {
             close_timeout: Duration::from_secs(2),
         };
 
-        let frontend = if cli.input.echo {
+        let frontend = if smoke_mode {
+            Frontend::Smoke
+        } else if cli.input.echo {
             Frontend::Echo
         } else if terminals.stdin && terminals.stdout {
             Frontend::Repl
@@ -348,6 +389,8 @@ impl ClientConfig {
             (Some(BinaryFormatArg::Base64), _) => BinaryFormat::Base64,
             (Some(BinaryFormatArg::Raw), _) => BinaryFormat::Raw,
             (None, true) => BinaryFormat::HexDump,
+            // What a smoke test prints is what its expectations match.
+            (None, false) if smoke_mode => BinaryFormat::Hex,
             (None, false) => BinaryFormat::Base64,
         };
         let output = OutputConfig {
@@ -361,15 +404,127 @@ impl ClientConfig {
             verbosity: Verbosity::from_cli(&cli.verbosity),
         };
 
+        let smoke = if smoke_mode {
+            Some(SmokeConfig::from_cli(
+                smoke_args,
+                out.binary_format,
+                terminals,
+            )?)
+        } else {
+            if smoke_args.strict {
+                return Err(Error::Usage(
+                    "--strict needs something to be strict about: --expect or --script".into(),
+                ));
+            }
+            None
+        };
+
         Ok(ClientConfig {
             session,
             input,
             end,
             output,
             frontend,
+            smoke,
             notes,
         })
     }
+}
+
+impl SmokeConfig {
+    fn from_cli(
+        args: &cli::SmokeArgs,
+        binary_format: Option<BinaryFormatArg>,
+        terminals: Terminals,
+    ) -> Result<SmokeConfig> {
+        let timeout = match &args.timeout {
+            Some(raw) => Some(positive_duration("--timeout", raw)?),
+            None => None,
+        };
+        let (steps, script) = match &args.script {
+            Some(path) => {
+                let (text, name) = read_script(path)?;
+                let steps = script::parse(&text).map_err(|err| match err.line {
+                    Some(line) => Error::Usage(format!("{name}:{line}: {}", err.message)),
+                    None => Error::Usage(format!("--script {name}: {}", err.message)),
+                })?;
+                (steps, Some(name))
+            }
+            None => (flag_steps(args)?, None),
+        };
+        if args.strict && !steps.iter().any(|s| matches!(s.action, Action::Expect(_))) {
+            return Err(Error::Usage(
+                "--strict needs something to be strict about: --expect or --script".into(),
+            ));
+        }
+        let sends = steps.iter().any(|s| matches!(s.action, Action::Send(_)));
+        let stdin_is_script = args.script.as_deref() == Some(Path::new("-"));
+        Ok(SmokeConfig {
+            steps,
+            script,
+            strict: args.strict,
+            timeout,
+            read_stdin: !sends && !stdin_is_script && !terminals.stdin,
+            binary_match: match binary_format {
+                Some(BinaryFormatArg::Base64) => BinaryFormat::Base64,
+                _ => BinaryFormat::Hex,
+            },
+        })
+    }
+}
+
+/// `--send` messages in order, then `--expect` patterns in order.
+fn flag_steps(args: &cli::SmokeArgs) -> Result<Vec<Step>> {
+    let mut steps = Vec::with_capacity(args.send.len() + args.expect.len());
+    for message in &args.send {
+        steps.push(Step {
+            action: Action::Send(Payload::text(message.as_str())),
+            line: None,
+            text: format!("--send {}", quote(message)),
+        });
+    }
+    for pattern in &args.expect {
+        let expectation = script::expectation(pattern, false)
+            .map_err(|err| Error::Usage(format!("--expect {err}")))?;
+        steps.push(Step {
+            action: Action::Expect(expectation),
+            line: None,
+            text: format!("--expect {}", quote(pattern)),
+        });
+    }
+    Ok(steps)
+}
+
+/// A flag's argument as a shell user would write it.
+fn quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/=@+%^".contains(&b))
+    {
+        arg.to_owned()
+    } else if !arg.contains('\'') {
+        format!("'{arg}'")
+    } else {
+        format!("{arg:?}")
+    }
+}
+
+/// The script's text and the name diagnostics use for it (`-` is stdin).
+fn read_script(path: &Path) -> Result<(String, String)> {
+    use std::io::Read;
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|err| Error::Usage(format!("--script -: cannot read stdin: {err}")))?;
+        return Ok((text, "<stdin>".into()));
+    }
+    let name = path.display().to_string();
+    let bytes = read_file("--script", path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Usage(format!("--script {name}: the file is not UTF-8 text")))?;
+    Ok((text, name))
 }
 
 /// Marks credentials so the http crate's Debug output hides them.
@@ -415,17 +570,25 @@ fn is_token_byte(b: u8) -> bool {
 
 /// Durations: `10s`, `500ms`, `1m30s`, or a bare number of seconds (`2.5`).
 pub fn parse_duration(flag: &str, raw: &str) -> Result<Duration> {
+    duration_value(raw).ok_or_else(|| {
+        Error::Usage(format!(
+            "{flag} {:?} is not a duration; use e.g. 10s, 500ms, 2m or a number of seconds",
+            raw.trim()
+        ))
+    })
+}
+
+/// The duration syntax of [`parse_duration`], for callers with their own
+/// error messages (scenario files).
+pub fn duration_value(raw: &str) -> Option<Duration> {
     let raw = raw.trim();
-    if let Ok(secs) = raw.parse::<f64>() {
-        if (0.0..1e9).contains(&secs) {
-            return Ok(Duration::from_secs_f64(secs));
+    match raw.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..1e9).contains(&secs) => {
+            Some(Duration::from_secs_f64(secs))
         }
-    } else if let Ok(d) = humantime::parse_duration(raw) {
-        return Ok(d);
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(raw).ok(),
     }
-    Err(Error::Usage(format!(
-        "{flag} {raw:?} is not a duration; use e.g. 10s, 500ms, 2m or a number of seconds"
-    )))
 }
 
 fn positive_duration(flag: &str, raw: &str) -> Result<Duration> {

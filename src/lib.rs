@@ -13,6 +13,7 @@ pub mod generate;
 pub mod input;
 pub mod output;
 pub mod render;
+pub mod script;
 pub mod serve;
 pub mod session;
 pub mod signals;
@@ -24,6 +25,8 @@ pub use error::{Error, ExitCode, Result};
 
 /// Runs what the command line asks for and says how the process should exit.
 pub fn run(cli: cli::Cli) -> Result<ExitCode> {
+    // `--timeout` counts from here: the whole run, connecting included.
+    let started = std::time::Instant::now();
     let verbosity = Verbosity::from_cli(&cli.verbosity);
     init_tracing(verbosity);
     let task = Task::from_cli(cli, Terminals::detect())?;
@@ -37,9 +40,9 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|err| Error::Runtime(format!("cannot start the runtime: {err}")))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match task {
-            Task::Connect(config) => connect(&config).await,
+            Task::Connect(config) => connect(&config, started).await,
             Task::Serve(config) => {
                 let listener = serve::bind(&config.addr).await?;
                 let addr = local_addr(&listener)?;
@@ -58,13 +61,17 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                     "demo: an echo server is running at {url}; what you send comes back"
                 ));
                 tokio::spawn(serve::serve(listener));
-                connect(&config).await
+                connect(&config, started).await
             }
         }
-    })
+    });
+    // A dial still resolving a name must not hold up the exit (a smoke
+    // test's deadline can end the run mid-connect).
+    runtime.shutdown_background();
+    result
 }
 
-async fn connect(config: &ClientConfig) -> Result<ExitCode> {
+async fn connect(config: &ClientConfig, started: std::time::Instant) -> Result<ExitCode> {
     if config.output.verbosity > Verbosity::Quiet {
         for note in &config.notes {
             render::eprint_line(note);
@@ -73,6 +80,7 @@ async fn connect(config: &ClientConfig) -> Result<ExitCode> {
     let handle = supervisor::spawn(config.session.clone())?;
     match config.frontend {
         Frontend::Echo => frontend::pipe::run(config, handle, true).await,
+        Frontend::Smoke => frontend::smoke::run(config, handle, started).await,
         Frontend::Pipe | Frontend::Repl => frontend::pipe::run(config, handle, false).await,
     }
 }

@@ -10,10 +10,13 @@ use base64::Engine;
 
 use crate::config::{BinaryFormat, OutputConfig, Verbosity};
 use crate::error::Error;
-use crate::session::{Event, Payload};
+use crate::session::{Event, Payload, RttStats};
 
 /// Bytes of binary shown in a terminal hex dump before the rest is elided.
 pub const HEXDUMP_LIMIT: usize = 4096;
+/// Characters of the matched message in a `--json` step event; the full
+/// message is in its `message` event.
+pub const MATCHED_MAX: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Renderer {
@@ -241,6 +244,190 @@ impl Renderer {
     }
 }
 
+/// One finished (or failed) step of a smoke test, as `--json` and `-v` show it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport<'a> {
+    /// 1-based position in the run.
+    pub number: usize,
+    pub total: usize,
+    /// The script line, when the step came from a script.
+    pub line: Option<usize>,
+    /// The scenario-file keyword (`send`, `expect`, ...).
+    pub action: &'static str,
+    /// The step as the user wrote it.
+    pub step: &'a str,
+    pub passed: bool,
+    pub duration: Duration,
+    /// `expect`: the message that matched, in the form it was matched.
+    pub matched: Option<&'a str>,
+    /// `ping`: the round trip.
+    pub rtt: Option<Duration>,
+    /// `close` and `expect-close`: the server's close code.
+    pub code: Option<u16>,
+    /// Why the step failed.
+    pub reason: Option<&'a str>,
+}
+
+/// The last `--json` event of a smoke test.
+#[derive(Debug, Clone, Copy)]
+pub struct SmokeSummary<'a> {
+    pub passed: bool,
+    pub exit_code: u8,
+    /// The error's kind ([`Error::kind`]) and first line, on failure.
+    pub error: Option<(&'static str, &'a str)>,
+    pub steps: usize,
+    pub steps_passed: usize,
+    /// The 1-based step that failed, if a step did.
+    pub failed_step: Option<usize>,
+    /// From process start to the verdict.
+    pub duration: Duration,
+    /// From process start to the first connection.
+    pub connect: Option<Duration>,
+    pub sent: u64,
+    pub received: u64,
+    pub rtt: RttStats,
+}
+
+impl Renderer {
+    /// Appends the `--json` event for a smoke-test step.
+    pub fn json_step(&self, out: &mut Vec<u8>, step: &StepReport<'_>) {
+        let _ = writeln!(
+            out,
+            "{{\"time\":\"{}\",\"event\":\"step\",\"step\":{},\"of\":{},\"line\":{},\"action\":\"{}\",\"text\":{},\"status\":\"{}\",\"duration_ms\":{},\"matched\":{},\"rtt_ms\":{},\"code\":{},\"reason\":{}}}",
+            timestamp(SystemTime::now()),
+            step.number,
+            step.total,
+            json_opt(step.line),
+            step.action,
+            json_string(step.step),
+            if step.passed { "passed" } else { "failed" },
+            millis(step.duration),
+            step.matched
+                .map_or("null".into(), |m| json_string(prefix(m, MATCHED_MAX))),
+            step.rtt.map_or("null".into(), millis),
+            json_opt(step.code),
+            step.reason.map_or("null".into(), json_string),
+        );
+    }
+
+    /// Appends the final `--json` summary of a smoke test.
+    pub fn json_summary(&self, out: &mut Vec<u8>, summary: &SmokeSummary<'_>) {
+        let rtt = &summary.rtt;
+        let (kind, message) = match summary.error {
+            Some((kind, message)) => (json_string(kind), json_string(message)),
+            None => ("null".into(), "null".into()),
+        };
+        let _ = writeln!(
+            out,
+            "{{\"time\":\"{}\",\"event\":\"summary\",\"result\":\"{}\",\"exit_code\":{},\"error\":{kind},\"reason\":{message},\"steps\":{},\"steps_passed\":{},\"failed_step\":{},\"duration_ms\":{},\"connect_ms\":{},\"sent\":{},\"received\":{},\"rtt_ms\":{{\"count\":{},\"last\":{},\"min\":{},\"avg\":{},\"max\":{}}}}}",
+            timestamp(SystemTime::now()),
+            if summary.passed { "pass" } else { "fail" },
+            summary.exit_code,
+            summary.steps,
+            summary.steps_passed,
+            json_opt(summary.failed_step),
+            millis(summary.duration),
+            summary.connect.map_or("null".into(), millis),
+            summary.sent,
+            summary.received,
+            rtt.count,
+            rtt.last.map_or("null".into(), millis),
+            rtt.min.map_or("null".into(), millis),
+            rtt.avg().map_or("null".into(), millis),
+            rtt.max.map_or("null".into(), millis),
+        );
+    }
+}
+
+/// A smoke-test step as a `-v` status line.
+pub fn step_line(step: &StepReport<'_>) -> String {
+    let mut line = format!(
+        "step {}/{} {} ({}): {}",
+        step.number,
+        step.total,
+        if step.passed { "passed" } else { "failed" },
+        format_delay(step.duration),
+        step.step
+    );
+    if let Some(rtt) = step.rtt {
+        let _ = write!(line, "; rtt {}", format_rtt(rtt));
+    }
+    if let Some(matched) = step.matched {
+        let _ = write!(line, "; matched {}", excerpt(matched, 80));
+    }
+    line
+}
+
+/// The form of a message that smoke-test expectations match: text as it
+/// came, binary as hex or base64 (`binary` is `Hex` or `Base64`).
+pub fn match_form(payload: &Payload, binary: BinaryFormat) -> std::borrow::Cow<'_, str> {
+    match payload {
+        Payload::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
+        Payload::Binary(data) if binary == BinaryFormat::Base64 => {
+            std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(data))
+        }
+        Payload::Binary(data) => std::borrow::Cow::Owned(hex(data)),
+    }
+}
+
+/// The tail of a smoke-test diagnostic: how many messages came and the last
+/// few, each on one line, escaped and cut short. `recent` holds
+/// (number, binary, matched form), oldest first.
+pub fn received_tail<'a>(
+    total: u64,
+    recent: impl ExactSizeIterator<Item = (u64, bool, &'a str)>,
+) -> String {
+    let shown = recent.len();
+    let mut out = match (total, shown as u64) {
+        (0, _) => return "\n  no messages were received".into(),
+        (1, _) => "\n  1 message was received:".to_string(),
+        (n, k) if k < n => format!("\n  {n} messages were received; the last {k}:"),
+        (n, _) => format!("\n  {n} messages were received:"),
+    };
+    for (number, binary, form) in recent {
+        let kind = if binary { "[binary] " } else { "" };
+        let _ = write!(out, "\n    #{number}: {kind}{}", excerpt(form, 120));
+    }
+    out
+}
+
+/// One line of text for a diagnostic: controls escaped, newlines and tabs
+/// too, cut after `max` characters with a note of the full length.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (chars, c) in text.chars().enumerate() {
+        if chars == max {
+            let _ = write!(out, "... ({} bytes in all)", text.len());
+            return out;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => {
+                let mut tmp = [0u8; 4];
+                out.push_str(&escape_controls(c.encode_utf8(&mut tmp)));
+            }
+        }
+    }
+    out
+}
+
+/// The first `max` characters of `text`.
+fn prefix(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+fn json_opt<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or("null".into(), |v| v.to_string())
+}
+
 /// Encodes straight into the output buffer, with no intermediate String.
 fn base64_into(out: &mut Vec<u8>, data: &[u8]) {
     let start = out.len();
@@ -379,6 +566,37 @@ mod tests {
             dump,
             "00000000  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 21 00 01 ff  |Hello, world!...|\n\
              00000010  20 61 6e 64 20 6d 6f 72  65                       | and more|"
+        );
+    }
+
+    #[test]
+    fn excerpts_are_one_escaped_line_cut_short() {
+        assert_eq!(excerpt("a\nb\tc\x1b[0m", 100), "a\\nb\\tc\\e[0m");
+        let long = "é".repeat(10);
+        assert_eq!(excerpt(&long, 3), "ééé... (20 bytes in all)");
+        assert_eq!(excerpt("abc", 3), "abc");
+        assert_eq!(prefix("héllo", 2), "hé");
+        assert_eq!(prefix("hé", 5), "hé");
+    }
+
+    #[test]
+    fn binary_is_matched_as_hex_or_base64() {
+        let data = Payload::Binary(bytes::Bytes::from_static(b"\x00\xffhi"));
+        assert_eq!(match_form(&data, BinaryFormat::Hex), "00ff6869");
+        assert_eq!(match_form(&data, BinaryFormat::Base64), "AP9oaQ==");
+        assert_eq!(match_form(&Payload::text("t"), BinaryFormat::Hex), "t");
+    }
+
+    #[test]
+    fn the_received_tail_counts_and_lists() {
+        assert_eq!(
+            received_tail(0, std::iter::empty()),
+            "\n  no messages were received"
+        );
+        let recent = [(6, false, "six"), (7, true, "00ff")];
+        assert_eq!(
+            received_tail(7, recent.into_iter()),
+            "\n  7 messages were received; the last 2:\n    #6: six\n    #7: [binary] 00ff"
         );
     }
 

@@ -82,6 +82,8 @@ pub enum Event {
     },
     /// The session ended with a close handshake (or the server's normal close).
     Closed {
+        /// The code in the server's Close frame; `None` when none came (e.g.
+        /// the server did not answer ours).
         code: Option<u16>,
         reason: String,
         by_server: bool,
@@ -152,6 +154,7 @@ impl RttStats {
 /// How a session that did not fail ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
+    /// The code in the server's Close frame, if one came.
     pub code: Option<u16>,
     pub reason: String,
     pub by_server: bool,

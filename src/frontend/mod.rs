@@ -3,3 +3,4 @@
 //! [`crate::render::Renderer`].
 
 pub mod pipe;
+pub mod smoke;

@@ -158,7 +158,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
 }
 
 /// Status events: JSON lines on stdout with `--json`, else lines on stderr.
-fn report(renderer: &Renderer, buf: &mut Vec<u8>, event: &Event) {
+pub(super) fn report(renderer: &Renderer, buf: &mut Vec<u8>, event: &Event) {
     if renderer.json() {
         if !matches!(event, Event::Delivered { .. } | Event::Drained) {
             renderer.json_event(buf, event);

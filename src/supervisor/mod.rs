@@ -428,13 +428,10 @@ impl Supervisor {
                     }
                 }
                 () = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
-                    let frame = self.closing.clone();
-                    return ConnectionEnd::Closed(Ending {
-                        code: frame.as_ref().map(|f| f.code.into()),
-                        reason: "the server did not answer our Close in time".into(),
-                        by_server: false,
-                        unsent: 0,
-                    });
+                    return ConnectionEnd::Closed(self.closed_by_us(
+                        None,
+                        "the server did not answer our Close in time".into(),
+                    ));
                 }
             }
         }
@@ -531,9 +528,12 @@ impl Supervisor {
         None
     }
 
+    /// The end of a close we started. The code is the one in the server's
+    /// answer, never our own: `None` says the server did not answer (smoke
+    /// tests check the server's close code).
     fn closed_by_us(&self, server_code: Option<u16>, reason: String) -> Ending {
         Ending {
-            code: server_code.or_else(|| self.closing.as_ref().map(|f| f.code.into())),
+            code: server_code,
             reason,
             by_server: false,
             unsent: 0,
