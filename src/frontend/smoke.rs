@@ -481,23 +481,7 @@ impl<'a> Runner<'a> {
     }
 
     fn pass(&mut self, buf: &mut Vec<u8>, detail: Detail) {
-        let step = &self.steps()[self.cursor];
-        self.report_step(
-            buf,
-            &StepReport {
-                number: self.cursor + 1,
-                total: self.steps().len(),
-                line: step.line,
-                action: step.action.keyword(),
-                step: &step.text,
-                passed: true,
-                duration: self.step_started.elapsed(),
-                matched: detail.matched.as_deref(),
-                rtt: detail.rtt,
-                code: detail.code,
-                reason: None,
-            },
-        );
+        self.report_current(buf, &detail, None);
         self.steps_passed += 1;
         self.cursor += 1;
         self.pending = None;
@@ -517,10 +501,15 @@ impl<'a> Runner<'a> {
     }
 
     fn report_failed_step(&mut self, buf: &mut Vec<u8>, reason: &str) {
-        let Some(step) = self.steps().get(self.cursor) else {
-            return;
-        };
-        self.failed_step = Some(self.cursor + 1);
+        if self.cursor < self.steps().len() {
+            self.failed_step = Some(self.cursor + 1);
+            self.report_current(buf, &Detail::default(), Some(reason));
+        }
+    }
+
+    /// Reports the current step: passed when `failure` is `None`.
+    fn report_current(&self, buf: &mut Vec<u8>, detail: &Detail, failure: Option<&str>) {
+        let step = &self.steps()[self.cursor];
         self.report_step(
             buf,
             &StepReport {
@@ -529,12 +518,12 @@ impl<'a> Runner<'a> {
                 line: step.line,
                 action: step.action.keyword(),
                 step: &step.text,
-                passed: false,
+                passed: failure.is_none(),
                 duration: self.step_started.elapsed(),
-                matched: None,
-                rtt: None,
-                code: None,
-                reason: Some(reason),
+                matched: detail.matched.as_deref(),
+                rtt: detail.rtt,
+                code: detail.code,
+                reason: failure,
             },
         );
     }
