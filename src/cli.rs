@@ -22,6 +22,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "record a feed, with reconnect and heartbeat events, as JSON lines",
     ),
     (
+        "tether -x http://proxy.corp:3128 wss://feed.example.com/stream",
+        "connect through an HTTP proxy (HTTPS_PROXY and NO_PROXY work too)",
+    ),
+    (
         "tether serve 127.0.0.1:9001",
         "run the built-in echo server",
     ),
@@ -132,6 +136,23 @@ pub struct ConnectionArgs {
     /// Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_message_size: String,
+
+    /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] (HTTP CONNECT),
+    /// socks5://... (names resolved here) or socks5h://... (names resolved by the proxy)
+    #[arg(short = 'x', long, value_name = "URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<String>,
+
+    /// Ignore HTTPS_PROXY, HTTP_PROXY and ALL_PROXY: connect directly
+    #[arg(long)]
+    pub no_proxy: bool,
+
+    /// Follow redirects (301, 302, 303, 307, 308) answered to the handshake
+    #[arg(short = 'L', long)]
+    pub location: bool,
+
+    /// Most redirects to follow with -L [default: 10]
+    #[arg(long, value_name = "N", requires = "location")]
+    pub max_redirects: Option<u32>,
 }
 
 #[derive(Debug, Args)]

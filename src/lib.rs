@@ -12,6 +12,8 @@ pub mod frontend;
 pub mod generate;
 pub mod input;
 pub mod output;
+pub mod proxy;
+pub mod redirect;
 pub mod render;
 pub mod serve;
 pub mod session;
