@@ -129,7 +129,7 @@ pub struct ConnectionArgs {
     #[arg(short = 'u', long, value_name = "USER[:PASS]")]
     pub user: Option<String>,
 
-    /// Limit for DNS, TCP, TLS and the HTTP upgrade together
+    /// Limit for DNS, TCP (and any proxy), TLS and the HTTP upgrade together
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub connect_timeout: String,
 
@@ -137,16 +137,22 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_message_size: String,
 
-    /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] (HTTP CONNECT),
-    /// socks5://... (names resolved here) or socks5h://... (names resolved by the proxy)
+    /// Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]
+    ///
+    /// An http:// proxy is asked for a tunnel with CONNECT; socks5:// resolves host names here,
+    /// socks5h:// at the proxy. Replaces HTTPS_PROXY, HTTP_PROXY and ALL_PROXY; NO_PROXY still
+    /// applies, as in curl.
     #[arg(short = 'x', long, value_name = "URL", conflicts_with = "no_proxy")]
     pub proxy: Option<String>,
 
-    /// Ignore HTTPS_PROXY, HTTP_PROXY and ALL_PROXY: connect directly
+    /// Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY
     #[arg(long)]
     pub no_proxy: bool,
 
     /// Follow redirects (301, 302, 303, 307, 308) answered to the handshake
+    ///
+    /// Authorization and Cookie headers (and --user) are sent only to the scheme, host and port
+    /// of the URL given; leaving wss:// for ws:// prints a warning.
     #[arg(short = 'L', long)]
     pub location: bool,
 

@@ -95,11 +95,18 @@ impl Dialer {
     async fn dial_once(&self, offer_subprotocols: bool) -> Result<Connection> {
         let original = &self.config.endpoint;
         let mut endpoint = original.clone();
-        let mut warnings = Vec::new();
         let mut followed = 0;
         loop {
             let (status, location) = match self.request(&endpoint, offer_subprotocols).await? {
                 Step::Connected(socket, subprotocol) => {
+                    // Judged by where the chain ends: the user asked for TLS.
+                    let warnings = if original.tls && !endpoint.tls {
+                        vec![format!(
+                            "the redirect from {original} to {endpoint} leaves TLS: this session is not encrypted"
+                        )]
+                    } else {
+                        Vec::new()
+                    };
                     return Ok(Connection {
                         socket: *socket,
                         subprotocol,
@@ -125,11 +132,6 @@ impl Dialer {
                     detail,
                 })?;
             tracing::debug!("{endpoint}: HTTP {status}, redirected to {next}");
-            if endpoint.tls && !next.tls {
-                warnings.push(format!(
-                    "the redirect from {endpoint} to {next} leaves TLS: this session is not encrypted"
-                ));
-            }
             followed += 1;
             endpoint = next;
         }

@@ -56,6 +56,8 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 let listener = serve::bind("127.0.0.1:0").await?;
                 let url = format!("ws://{}/", local_addr(&listener)?);
                 config.session.dial.endpoint = Endpoint::parse(&url)?.endpoint;
+                // The server is in this process: no proxy could reach it.
+                config.session.dial.proxy = proxy::ProxyRules::direct();
                 render::eprint_line(&format!(
                     "demo: an echo server is running at {url}; what you send comes back"
                 ));

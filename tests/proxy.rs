@@ -205,6 +205,28 @@ fn an_unreachable_proxy_is_a_connect_failure_that_names_it() {
 }
 
 #[test]
+fn a_proxy_that_never_answers_counts_against_the_connect_timeout() {
+    let server = Server::echo();
+    // Accepts the connection, reads the CONNECT, and says nothing.
+    let silent = Server::raw(|mut stream| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1024];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let proxy = format!("http://{}", silent.addr());
+    Tether::new()
+        .args(["-x", &proxy, &server.url("/"), "--connect-timeout", "300ms"])
+        .stdin("x\n")
+        .run()
+        .code(3)
+        .stderr_has(&format!(
+            "could not connect to {} through proxy {proxy}: no connection within 300ms",
+            server.url("/")
+        ));
+    assert!(server.connections().is_empty());
+}
+
+#[test]
 fn ws_and_wss_through_microsocks() {
     let server = Server::echo();
     let tls = TlsEcho::start();
@@ -228,6 +250,32 @@ fn ws_and_wss_through_microsocks() {
     }
     assert_eq!(server.connections().len(), 2);
     assert_eq!(tls.server.connections().len(), 2);
+}
+
+#[test]
+fn a_proxy_url_of_the_wrong_kind_is_fatal() {
+    let server = Server::echo();
+    let socks = Microsocks::start();
+    Tether::new()
+        .args(["-x", &format!("http://127.0.0.1:{}", socks.port())])
+        .arg(server.url("/"))
+        .args(RETRIES_ALLOWED)
+        .stdin("x\n")
+        .run()
+        .code(11)
+        .stderr_has("its answer to CONNECT is not HTTP")
+        .stderr_has("hint: check that the proxy URL's scheme")
+        .stderr_lacks("reconnecting");
+    // A WebSocket server is no SOCKS proxy: it hangs up.
+    Tether::new()
+        .args(["-x", &format!("socks5h://{}", server.addr())])
+        .arg(server.url("/"))
+        .args(RETRIES_ALLOWED)
+        .stdin("x\n")
+        .run()
+        .code(11)
+        .stderr_has("without answering the SOCKS5 handshake")
+        .stderr_lacks("reconnecting");
 }
 
 #[test]

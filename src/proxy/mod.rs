@@ -218,14 +218,8 @@ impl ProxyRules {
         if no_proxy_flag {
             return Ok(ProxyRules::direct());
         }
-        let var = |name: &'static str| -> Option<(&'static str, String)> {
-            let upper: &'static str = match name {
-                "http_proxy" => "HTTP_PROXY",
-                "https_proxy" => "HTTPS_PROXY",
-                "all_proxy" => "ALL_PROXY",
-                _ => "NO_PROXY",
-            };
-            [name, upper]
+        let var = |names: [&'static str; 2]| {
+            names
                 .into_iter()
                 .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
         };
@@ -234,15 +228,15 @@ impl ProxyRules {
                 .map(|(name, value)| Proxy::parse(&value, name))
                 .transpose()
         };
-        let no_proxy = var("no_proxy")
+        let no_proxy = var(["no_proxy", "NO_PROXY"])
             .map(|(_, list)| NoProxy::parse(&list))
             .unwrap_or_default();
         let mode = match flag {
             Some(url) => Mode::Fixed(Proxy::parse(url, "--proxy")?),
             None => {
-                let all = parse(var("all_proxy"))?;
-                let ws = parse(var("http_proxy"))?.or_else(|| all.clone());
-                let wss = parse(var("https_proxy"))?.or(all);
+                let all = parse(var(["all_proxy", "ALL_PROXY"]))?;
+                let ws = parse(var(["http_proxy", "HTTP_PROXY"]))?.or_else(|| all.clone());
+                let wss = parse(var(["https_proxy", "HTTPS_PROXY"]))?.or(all);
                 Mode::Env { ws, wss }
             }
         };

@@ -49,9 +49,13 @@ pub async fn open(proxy: &Proxy, endpoint: &Endpoint) -> Result<TcpStream> {
             for addr in addrs {
                 match socks5(proxy, reach(proxy).await?, addr).await {
                     Ok(stream) => return Ok(stream),
-                    Err(err @ Error::Proxy { .. }) if err.retry() != crate::error::Retry::Never => {
-                        last = Some(err)
-                    }
+                    // The proxy could not reach this address; maybe the next.
+                    Err(
+                        err @ Error::Proxy {
+                            failure: ProxyFailure::Upstream,
+                            ..
+                        },
+                    ) => last = Some(err),
                     Err(err) => return Err(err),
                 }
             }
@@ -276,6 +280,12 @@ fn socks_failure(proxy: &Proxy, target: &str, err: tokio_socks::Error) -> Error 
         | E::TtlExpired => (
             ProxyFailure::Upstream,
             format!("could not reach {target}: {}", lowercase(&err)),
+        ),
+        // As with CONNECT: hanging up instead of answering is what a server
+        // that does not speak SOCKS does.
+        E::Io(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => (
+            ProxyFailure::Protocol,
+            "it closed the connection without answering the SOCKS5 handshake".to_owned(),
         ),
         E::Io(err) => (
             ProxyFailure::Unreachable,
