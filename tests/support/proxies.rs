@@ -6,8 +6,9 @@
 //! for the one thing no real proxy reports: whether it got a name or an
 //! address.
 //!
-//! A missing binary fails the test with the Debian package to install: these
-//! tests are part of the suite, never silently skipped.
+//! A missing binary is installed with apt-get when the tests run as root (a
+//! fresh CI machine); otherwise the test fails naming the Debian package to
+//! install. These tests are part of the suite, never silently skipped.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -112,18 +113,62 @@ impl Drop for Daemon {
     }
 }
 
+/// The path of `name`, installing its Debian package first when it is
+/// missing and we are root on a machine with apt-get (as on a fresh CI
+/// machine); otherwise a failure that names the package.
 fn find_binary(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed; these tests need the Debian package {package} \
-                 (apt-get install -y {package}, as .ci/run does)"
-            )
-        })
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let search = || {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    };
+    if let Some(found) = search() {
+        return found;
+    }
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = search() {
+        return found;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+    let mut tried = String::new();
+    if root && Path::new("/usr/bin/apt-get").exists() {
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .output()
+                .map(|out| String::from_utf8_lossy(&out.stderr).into_owned())
+                .unwrap_or_else(|e| e.to_string())
+        };
+        tried.push_str(&apt(&["update", "-qq"]));
+        tried.push_str(&apt(&[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "-o",
+            "DPkg::Lock::Timeout=120",
+            package,
+        ]));
+        if let Some(found) = search() {
+            return found;
+        }
+    }
+    panic!(
+        "{name} is not installed; these tests need the Debian package {package} \
+         (apt-get install -y {package}, as .ci/run does){}",
+        if tried.is_empty() {
+            String::new()
+        } else {
+            format!("; installing it failed:\n{tried}")
+        }
+    )
 }
 
 fn free_port() -> u16 {
