@@ -10,7 +10,12 @@ use support::python::{self, PythonServer};
 fn python_websockets_echoes_text_and_binary() {
     let server = PythonServer::start(python::ECHO);
     let input: String = (0..500).map(|i| format!("message {i} ✓\n")).collect();
-    Tether::new().arg(server.url("/")).stdin(&input).run().code(0).stdout_is(&input);
+    Tether::new()
+        .arg(server.url("/"))
+        .stdin(&input)
+        .run()
+        .code(0)
+        .stdout_is(&input);
     Tether::new()
         .args([&server.url("/"), "--binary", "--binary-format", "hex"])
         .stdin(b"\x00\x01\xfe\xff\n")
