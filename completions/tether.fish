@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -28,8 +28,10 @@ complete -c tether -n "__fish_tether_needs_command" -s H -l header -d 'Add a han
 complete -c tether -n "__fish_tether_needs_command" -s s -l subprotocol -d 'Offer a subprotocol (repeatable); the one the server picks is reported' -r
 complete -c tether -n "__fish_tether_needs_command" -l origin -d 'Send this Origin header' -r
 complete -c tether -n "__fish_tether_needs_command" -s u -l user -d 'Basic authentication; userinfo in the URL works too' -r
-complete -c tether -n "__fish_tether_needs_command" -l connect-timeout -d 'Limit for DNS, TCP, TLS and the HTTP upgrade together' -r
+complete -c tether -n "__fish_tether_needs_command" -l connect-timeout -d 'Limit for DNS, TCP (and any proxy), TLS and the HTTP upgrade together' -r
 complete -c tether -n "__fish_tether_needs_command" -l max-message-size -d 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)' -r
+complete -c tether -n "__fish_tether_needs_command" -s x -l proxy -d 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]' -r
+complete -c tether -n "__fish_tether_needs_command" -l max-redirects -d 'Most redirects to follow with -L [default: 10]' -r
 complete -c tether -n "__fish_tether_needs_command" -l cacert -d 'Trust the CA certificates in this PEM file, besides the system\'s' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l cert -d 'Client certificate (PEM), for servers that ask for one; needs --key' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l key -d 'Private key for --cert (PEM, PKCS#8 or RSA)' -r -F
@@ -53,6 +55,8 @@ complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this messag
 complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each must be matched, in order (repeatable)' -r
 complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); see the README' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r
+complete -c tether -n "__fish_tether_needs_command" -l no-proxy -d 'Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY'
+complete -c tether -n "__fish_tether_needs_command" -s L -l location -d 'Follow redirects (301, 302, 303, 307, 308) answered to the handshake'
 complete -c tether -n "__fish_tether_needs_command" -s k -l insecure -d 'Do not verify the server\'s certificate (prints a warning)'
 complete -c tether -n "__fish_tether_needs_command" -l no-reconnect -d 'Never reconnect: the first failure ends the session'
 complete -c tether -n "__fish_tether_needs_command" -l reconnect-always -d 'Reconnect even after the server closes normally (code 1000)'

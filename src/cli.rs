@@ -30,6 +30,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "a multi-step scenario from a file",
     ),
     (
+        "tether -x http://proxy.corp:3128 wss://feed.example.com/stream",
+        "connect through an HTTP proxy (HTTPS_PROXY and NO_PROXY work too)",
+    ),
+    (
         "tether serve 127.0.0.1:9001",
         "run the built-in echo server",
     ),
@@ -136,13 +140,36 @@ pub struct ConnectionArgs {
     #[arg(short = 'u', long, value_name = "USER[:PASS]")]
     pub user: Option<String>,
 
-    /// Limit for DNS, TCP, TLS and the HTTP upgrade together
+    /// Limit for DNS, TCP (and any proxy), TLS and the HTTP upgrade together
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub connect_timeout: String,
 
     /// Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_message_size: String,
+
+    /// Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]
+    ///
+    /// An http:// proxy is asked for a tunnel with CONNECT; socks5:// resolves host names here,
+    /// socks5h:// at the proxy. Replaces HTTPS_PROXY, HTTP_PROXY and ALL_PROXY; NO_PROXY still
+    /// applies, as in curl.
+    #[arg(short = 'x', long, value_name = "URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<String>,
+
+    /// Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY
+    #[arg(long)]
+    pub no_proxy: bool,
+
+    /// Follow redirects (301, 302, 303, 307, 308) answered to the handshake
+    ///
+    /// Authorization and Cookie headers (and --user) are sent only to the scheme, host and port
+    /// of the URL given; leaving wss:// for ws:// prints a warning.
+    #[arg(short = 'L', long)]
+    pub location: bool,
+
+    /// Most redirects to follow with -L [default: 10]
+    #[arg(long, value_name = "N", requires = "location")]
+    pub max_redirects: Option<u32>,
 }
 
 #[derive(Debug, Args)]

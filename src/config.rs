@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::proxy::ProxyRules;
 use crate::script::{self, Action, Step};
 use crate::session::Payload;
 
@@ -103,6 +104,10 @@ pub struct DialConfig {
     pub tls: TlsConfig,
     pub connect_timeout: Duration,
     pub max_message_size: usize,
+    /// Which proxy each URL goes through (from --proxy, --no-proxy and the environment).
+    pub proxy: ProxyRules,
+    /// Redirects to follow (-L, --max-redirects); `None` reports them as rejections.
+    pub follow_redirects: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -305,6 +310,12 @@ impl ClientConfig {
             tls,
             connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
             max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
+            proxy: ProxyRules::new(conn.proxy.as_deref(), conn.no_proxy, |name| {
+                std::env::var(name).ok()
+            })?,
+            follow_redirects: conn
+                .location
+                .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
         };
 
         let res = &cli.resilience;
@@ -526,6 +537,9 @@ fn read_script(path: &Path) -> Result<(String, String)> {
         .map_err(|_| Error::Usage(format!("--script {name}: the file is not UTF-8 text")))?;
     Ok((text, name))
 }
+/// Redirects followed with -L unless --max-redirects says otherwise: enough
+/// for any sane chain, few enough to stop a loop quickly.
+const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
 /// Marks credentials so the http crate's Debug output hides them.
 fn sensitive(mut value: HeaderValue) -> HeaderValue {

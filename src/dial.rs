@@ -1,6 +1,7 @@
-//! Opening one WebSocket connection: DNS, TCP, TLS and the HTTP upgrade,
-//! under one `--connect-timeout`, with every failure classified into a typed
-//! [`Error`] so the supervisor can decide whether to retry.
+//! Opening one WebSocket connection: DNS, TCP (directly or through a proxy),
+//! TLS and the HTTP upgrade, following redirects with `-L`, all under one
+//! `--connect-timeout`, with every failure classified into a typed [`Error`]
+//! so the supervisor can decide whether to retry.
 
 use std::time::Duration;
 
@@ -12,8 +13,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::config::DialConfig;
+use crate::config::{DialConfig, is_secret_header};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::proxy::{self, Route};
+use crate::redirect;
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -21,8 +25,11 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Connection {
     pub socket: Socket,
     pub subprotocol: Option<String>,
-    /// Something the user should hear about (e.g. no subprotocol was picked).
-    pub warning: Option<String>,
+    /// The URL connected to: the configured one, or where redirects led.
+    pub url: String,
+    /// Things the user should hear about (no subprotocol was picked, a
+    /// redirect left TLS).
+    pub warnings: Vec<String>,
 }
 
 /// Dials the configured server. Built once per session: TLS settings are
@@ -32,9 +39,16 @@ pub struct Dialer {
     tls: Option<tokio_native_tls::TlsConnector>,
 }
 
+/// What one request led to.
+enum Step {
+    Connected(Box<Socket>, Option<String>),
+    Redirect { status: u16, location: String },
+}
+
 impl Dialer {
     pub fn new(config: DialConfig) -> Result<Dialer> {
-        let tls = if config.endpoint.tls {
+        // With -L a ws:// URL may lead to wss://.
+        let tls = if config.endpoint.tls || config.follow_redirects.is_some() {
             Some(build_tls(&config)?)
         } else {
             None
@@ -51,7 +65,10 @@ impl Dialer {
         match tokio::time::timeout(timeout, self.dial_unbounded()).await {
             Ok(result) => result,
             Err(_) => Err(Error::ConnectTimeout {
-                target: self.target(),
+                target: match self.config.proxy.route(&self.config.endpoint) {
+                    Route::Proxy(proxy) => format!("{} through proxy {proxy}", self.target()),
+                    Route::Direct(_) => self.target(),
+                },
                 timeout,
             }),
         }
@@ -64,7 +81,7 @@ impl Dialer {
             // subprotocols; the spec wants a warning, so dial again without.
             Err(Error::HandshakeInvalid { detail, .. }) if detail == NO_SUBPROTOCOL => {
                 let mut conn = self.dial_once(false).await?;
-                conn.warning = Some(format!(
+                conn.warnings.push(format!(
                     "the server accepted none of the offered subprotocols ({}); connected without one",
                     self.config.subprotocols.join(", ")
                 ));
@@ -74,31 +91,86 @@ impl Dialer {
         }
     }
 
+    /// One connection, following redirects when -L asks for it.
     async fn dial_once(&self, offer_subprotocols: bool) -> Result<Connection> {
-        let ep = &self.config.endpoint;
-        let tcp = self.connect_tcp().await?;
-        let stream = match &self.tls {
-            Some(connector) => {
-                let tls = connector
-                    .connect(ep.bare_host(), tcp)
-                    .await
-                    .map_err(|err| Error::Tls {
-                        target: self.target(),
-                        detail: describe_tls_error(&err),
-                    })?;
-                MaybeTlsStream::NativeTls(tls)
+        let original = &self.config.endpoint;
+        let mut endpoint = original.clone();
+        let mut followed = 0;
+        loop {
+            let (status, location) = match self.request(&endpoint, offer_subprotocols).await? {
+                Step::Connected(socket, subprotocol) => {
+                    // Judged by where the chain ends: the user asked for TLS.
+                    let warnings = if original.tls && !endpoint.tls {
+                        vec![format!(
+                            "the redirect from {original} to {endpoint} leaves TLS: this session is not encrypted"
+                        )]
+                    } else {
+                        Vec::new()
+                    };
+                    return Ok(Connection {
+                        socket: *socket,
+                        subprotocol,
+                        url: endpoint.to_string(),
+                        warnings,
+                    });
+                }
+                Step::Redirect { status, location } => (status, location),
+            };
+            let max = self.config.follow_redirects.unwrap_or_default();
+            if followed >= max {
+                return Err(Error::Redirect {
+                    target: original.to_string(),
+                    detail: format!(
+                        "it redirects more than {max} time{} (--max-redirects)",
+                        if max == 1 { "" } else { "s" }
+                    ),
+                });
             }
-            None => MaybeTlsStream::Plain(tcp),
+            let next =
+                redirect::resolve(&endpoint, &location).map_err(|detail| Error::Redirect {
+                    target: endpoint.to_string(),
+                    detail,
+                })?;
+            tracing::debug!("{endpoint}: HTTP {status}, redirected to {next}");
+            followed += 1;
+            endpoint = next;
+        }
+    }
+
+    /// Connects to `endpoint` and asks for the upgrade.
+    async fn request(&self, endpoint: &Endpoint, offer_subprotocols: bool) -> Result<Step> {
+        let route = self.config.proxy.route(endpoint);
+        tracing::debug!("connecting to {endpoint} {route}");
+        let tcp = match route {
+            Route::Direct(_) => self.connect_tcp(endpoint).await?,
+            Route::Proxy(proxy) => proxy::open(proxy, endpoint).await?,
+        };
+        let stream = if endpoint.tls {
+            let connector = self.tls.as_ref().ok_or_else(|| {
+                Error::Runtime(format!("no TLS settings for {endpoint} (a bug in tether)"))
+            })?;
+            let tls = connector
+                .connect(endpoint.bare_host(), tcp)
+                .await
+                .map_err(|err| Error::Tls {
+                    target: endpoint.to_string(),
+                    detail: describe_tls_error(&err),
+                })?;
+            MaybeTlsStream::NativeTls(tls)
+        } else {
+            MaybeTlsStream::Plain(tcp)
         };
 
-        let mut request = ep
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|err| Error::Usage(format!("cannot make a request for {ep}: {err}")))?;
+        let mut request =
+            endpoint.url.as_str().into_client_request().map_err(|err| {
+                Error::Usage(format!("cannot make a request for {endpoint}: {err}"))
+            })?;
+        let trusted = redirect::same_origin(&self.config.endpoint, endpoint);
         let headers = request.headers_mut();
         for (name, value) in &self.config.headers {
-            headers.append(name.clone(), value.clone());
+            if trusted || !is_secret_header(name.as_str()) {
+                headers.append(name.clone(), value.clone());
+            }
         }
         if offer_subprotocols {
             let list = self.config.subprotocols.join(", ");
@@ -111,29 +183,33 @@ impl Dialer {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size));
-        let (socket, response) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
-                .await
-                .map_err(|err| self.classify_handshake_error(err))?;
-        let subprotocol = response
-            .headers()
-            .get("sec-websocket-protocol")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok(Connection {
-            socket,
-            subprotocol,
-            warning: None,
-        })
+        match tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config)).await {
+            Ok((socket, response)) => {
+                let subprotocol = response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok(Step::Connected(Box::new(socket), subprotocol))
+            }
+            Err(tungstenite::Error::Http(response)) => match location(&response) {
+                Some(location) if self.config.follow_redirects.is_some() => Ok(Step::Redirect {
+                    status: response.status().as_u16(),
+                    location: location.to_owned(),
+                }),
+                _ => Err(rejected(endpoint, &response)),
+            },
+            Err(err) => Err(classify_handshake_error(endpoint, err)),
+        }
     }
 
-    async fn connect_tcp(&self) -> Result<TcpStream> {
-        let ep = &self.config.endpoint;
-        let addrs: Vec<_> = tokio::net::lookup_host((ep.bare_host(), ep.port))
+    async fn connect_tcp(&self, endpoint: &Endpoint) -> Result<TcpStream> {
+        let host = endpoint.bare_host();
+        let addrs: Vec<_> = tokio::net::lookup_host((host, endpoint.port))
             .await
             .map_err(|err| Error::Connect {
-                target: self.target(),
-                detail: format!("cannot resolve {}: {err}", ep.bare_host()),
+                target: endpoint.to_string(),
+                detail: format!("cannot resolve {host}: {err}"),
             })?
             .collect();
         let mut last_err = None;
@@ -148,47 +224,59 @@ impl Dialer {
             }
         }
         Err(Error::Connect {
-            target: self.target(),
-            detail: last_err.unwrap_or_else(|| format!("{} resolved to no address", ep.host)),
+            target: endpoint.to_string(),
+            detail: last_err.unwrap_or_else(|| format!("{} resolved to no address", endpoint.host)),
         })
     }
+}
 
-    fn classify_handshake_error(&self, err: tungstenite::Error) -> Error {
-        let target = self.target();
-        match err {
-            tungstenite::Error::Http(response) => rejected(target, &response),
-            tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
-                SubProtocolError::NoSubProtocol,
-            )) => Error::HandshakeInvalid {
-                target,
-                detail: NO_SUBPROTOCOL.into(),
-            },
-            tungstenite::Error::Io(err) => Error::Connect {
-                target,
-                detail: format!("connection failed during the handshake: {err}"),
-            },
-            tungstenite::Error::Url(UrlError::UnableToConnect(detail)) => {
-                Error::Connect { target, detail }
-            }
-            tungstenite::Error::Url(err) => Error::Usage(format!("bad URL {target}: {err}")),
-            tungstenite::Error::Tls(err) => Error::Tls {
-                target,
-                detail: err.to_string(),
-            },
-            // A server going down mid-handshake is as transient as a refused
-            // connection.
-            tungstenite::Error::ConnectionClosed
-            | tungstenite::Error::AlreadyClosed
-            | tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => Error::Connect {
-                target,
-                detail: "the server closed the connection before answering the upgrade".into(),
-            },
-            other => Error::HandshakeInvalid {
-                target,
-                detail: other.to_string(),
-            },
+fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error) -> Error {
+    let target = endpoint.to_string();
+    match err {
+        tungstenite::Error::Http(response) => rejected(endpoint, &response),
+        tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol,
+        )) => Error::HandshakeInvalid {
+            target,
+            detail: NO_SUBPROTOCOL.into(),
+        },
+        tungstenite::Error::Io(err) => Error::Connect {
+            target,
+            detail: format!("connection failed during the handshake: {err}"),
+        },
+        tungstenite::Error::Url(UrlError::UnableToConnect(detail)) => {
+            Error::Connect { target, detail }
         }
+        tungstenite::Error::Url(err) => Error::Usage(format!("bad URL {target}: {err}")),
+        tungstenite::Error::Tls(err) => Error::Tls {
+            target,
+            detail: err.to_string(),
+        },
+        // A server going down mid-handshake is as transient as a refused
+        // connection.
+        tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => Error::Connect {
+            target,
+            detail: "the server closed the connection before answering the upgrade".into(),
+        },
+        other => Error::HandshakeInvalid {
+            target,
+            detail: other.to_string(),
+        },
     }
+}
+
+/// The `Location` of a redirect response.
+fn location(response: &Response<Option<Vec<u8>>>) -> Option<&str> {
+    if !redirect::is_redirect(response.status().as_u16()) {
+        return None;
+    }
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
 }
 
 const NO_SUBPROTOCOL: &str = "the server picked none of the offered subprotocols";
@@ -196,7 +284,7 @@ const NO_SUBPROTOCOL: &str = "the server picked none of the offered subprotocols
 /// How much of a rejection's body is worth showing.
 const BODY_PREVIEW: usize = 200;
 
-fn rejected(target: String, response: &Response<Option<Vec<u8>>>) -> Error {
+fn rejected(endpoint: &Endpoint, response: &Response<Option<Vec<u8>>>) -> Error {
     let status = response.status();
     let body = response
         .body()
@@ -211,8 +299,12 @@ fn rejected(target: String, response: &Response<Option<Vec<u8>>>) -> Error {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
+    let location = location(response).map(|raw| match redirect::resolve(endpoint, raw) {
+        Ok(next) => next.to_string(),
+        Err(_) => format!("{raw:?}"),
+    });
     Error::Handshake {
-        target,
+        target: endpoint.to_string(),
         status: status.as_u16(),
         status_line: format!(
             "{} {}",
@@ -223,6 +315,7 @@ fn rejected(target: String, response: &Response<Option<Vec<u8>>>) -> Error {
         .to_owned(),
         body,
         retry_after,
+        location,
     }
 }
 

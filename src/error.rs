@@ -22,6 +22,7 @@ pub enum ExitCode {
     ConnectionLost = 8,
     ServerClosed = 9,
     Protocol = 10,
+    Proxy = 11,
     Interrupted = 130,
 }
 
@@ -38,12 +39,12 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
     (2, "usage error (bad flag, bad URL)"),
     (
         3,
-        "could not connect (DNS, TCP, connect timeout), retries exhausted or disabled",
+        "could not connect (DNS, TCP, connect timeout, a proxy that is down or cannot reach the server), retries exhausted or disabled",
     ),
     (4, "TLS failure"),
     (
         5,
-        "handshake rejected (non-101 HTTP status, or not a WebSocket server)",
+        "handshake rejected (non-101 HTTP status, a redirect without -L, or not a WebSocket server)",
     ),
     (6, "--timeout deadline reached"),
     (
@@ -59,12 +60,38 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
         10,
         "the server broke the WebSocket protocol, or sent a message over --max-message-size",
     ),
+    (
+        11,
+        "the proxy refused the connection (HTTP 407 or 403, SOCKS authentication or rules), or is not a proxy of the kind its URL says",
+    ),
     (130, "interrupted (Ctrl-C, SIGTERM)"),
 ];
 
 impl From<ExitCode> for std::process::ExitCode {
     fn from(code: ExitCode) -> Self {
         std::process::ExitCode::from(code as u8)
+    }
+}
+
+/// How a proxy failed, which decides whether to retry and the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFailure {
+    /// The proxy itself could not be reached (retried; exit 3).
+    Unreachable,
+    /// The proxy could not reach the server: HTTP 5xx, SOCKS "host
+    /// unreachable" and the like (retried; exit 3).
+    Upstream,
+    /// The proxy wants other credentials: HTTP 407, SOCKS authentication (exit 11).
+    Auth,
+    /// The proxy's rules forbid the destination: HTTP 403, SOCKS ruleset (exit 11).
+    Refused,
+    /// Whatever answered is not the kind of proxy the URL says (exit 11).
+    Protocol,
+}
+
+impl ProxyFailure {
+    fn transient(self) -> bool {
+        matches!(self, ProxyFailure::Unreachable | ProxyFailure::Upstream)
     }
 }
 
@@ -91,8 +118,17 @@ pub enum Error {
     #[error("TLS failure with {target}: {detail}")]
     Tls { target: String, detail: String },
 
+    #[error("proxy {proxy}: {detail}")]
+    Proxy {
+        /// Shown with credentials redacted.
+        proxy: String,
+        failure: ProxyFailure,
+        detail: String,
+    },
+
     #[error(
-        "handshake rejected by {target}: HTTP {status_line}{}",
+        "handshake rejected by {target}: HTTP {status_line}{}{}",
+        location_suffix(location.as_deref()),
         body_suffix(body)
     )]
     Handshake {
@@ -101,7 +137,12 @@ pub enum Error {
         status_line: String,
         body: String,
         retry_after: Option<Duration>,
+        /// Where a redirect (3xx) pointed, when it was not followed.
+        location: Option<String>,
     },
+
+    #[error("cannot follow the redirect from {target}: {detail}")]
+    Redirect { target: String, detail: String },
 
     #[error("the WebSocket handshake with {target} failed: {detail}")]
     HandshakeInvalid { target: String, detail: String },
@@ -149,7 +190,11 @@ impl Error {
             Error::Usage(_) => ExitCode::Usage,
             Error::Connect { .. } | Error::ConnectTimeout { .. } => ExitCode::Connect,
             Error::Tls { .. } => ExitCode::Tls,
-            Error::Handshake { .. } | Error::HandshakeInvalid { .. } => ExitCode::Handshake,
+            Error::Proxy { failure, .. } if failure.transient() => ExitCode::Connect,
+            Error::Proxy { .. } => ExitCode::Proxy,
+            Error::Handshake { .. } | Error::HandshakeInvalid { .. } | Error::Redirect { .. } => {
+                ExitCode::Handshake
+            }
             Error::Timeout(_) => ExitCode::Timeout,
             Error::Expectation(_) => ExitCode::Expectation,
             Error::ConnectionLost(_) => ExitCode::ConnectionLost,
@@ -168,6 +213,7 @@ impl Error {
             Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::ConnectionLost(_) => {
                 Retry::Backoff
             }
+            Error::Proxy { failure, .. } if failure.transient() => Retry::Backoff,
             Error::Handshake {
                 status,
                 retry_after,
@@ -188,6 +234,8 @@ impl Error {
             Error::Connect { .. } => "connect",
             Error::ConnectTimeout { .. } => "connect_timeout",
             Error::Tls { .. } => "tls",
+            Error::Proxy { .. } => "proxy",
+            Error::Redirect { .. } => "redirect",
             Error::Handshake { .. } => "handshake_rejected",
             Error::HandshakeInvalid { .. } => "handshake_invalid",
             Error::Timeout(_) => "timeout",
@@ -216,6 +264,27 @@ impl Error {
                 Some("check the credentials (-H 'Authorization: ...' or --user)")
             }
             Error::Handshake { status, .. } if *status == 404 => Some("check the URL's path"),
+            Error::Handshake {
+                location: Some(_), ..
+            } => Some("add -L/--location to follow redirects"),
+            Error::Proxy { failure, .. } => Some(match failure {
+                ProxyFailure::Unreachable => {
+                    "check the proxy's host and port; --no-proxy or NO_PROXY bypass it"
+                }
+                ProxyFailure::Upstream => {
+                    "the proxy could not reach the server: check the URL's host and port"
+                }
+                ProxyFailure::Auth => {
+                    "check the proxy credentials: USER:PASS@ in --proxy or in the *_PROXY variable"
+                }
+                ProxyFailure::Refused => {
+                    "the proxy's rules forbid this destination; --no-proxy or NO_PROXY bypass it"
+                }
+                ProxyFailure::Protocol => {
+                    "check that the proxy URL's scheme (http://, socks5://, socks5h://) matches what the proxy speaks"
+                }
+            }),
+            Error::Redirect { .. } => Some("see -L/--location and --max-redirects"),
             Error::HandshakeInvalid { .. } => {
                 Some("the server did not speak WebSocket at that URL; check the URL")
             }
@@ -231,6 +300,13 @@ impl Error {
 /// internal error, service restart, try again later, bad gateway.
 pub fn is_retryable_close(code: u16) -> bool {
     matches!(code, 1001 | 1011 | 1012 | 1013 | 1014)
+}
+
+fn location_suffix(location: Option<&str>) -> String {
+    match location {
+        Some(location) => format!(", redirecting to {location}"),
+        None => String::new(),
+    }
 }
 
 fn body_suffix(body: &str) -> String {
@@ -272,12 +348,35 @@ mod tests {
             status_line: String::new(),
             body: String::new(),
             retry_after: None,
+            location: None,
         };
         assert_eq!(rejected(503).retry(), Retry::Backoff);
         assert_eq!(rejected(429).retry(), Retry::Backoff);
         assert_eq!(rejected(401).retry(), Retry::Never);
         assert_eq!(rejected(404).retry(), Retry::Never);
         assert_eq!(rejected(404).exit_code(), ExitCode::Handshake);
+    }
+
+    #[test]
+    fn proxies_that_cannot_reach_the_server_are_retried_and_refusals_are_not() {
+        let proxy = |failure| Error::Proxy {
+            proxy: "http://p:1".into(),
+            failure,
+            detail: "x".into(),
+        };
+        for failure in [ProxyFailure::Unreachable, ProxyFailure::Upstream] {
+            assert_eq!(proxy(failure).retry(), Retry::Backoff, "{failure:?}");
+            assert_eq!(proxy(failure).exit_code(), ExitCode::Connect, "{failure:?}");
+        }
+        for failure in [
+            ProxyFailure::Auth,
+            ProxyFailure::Refused,
+            ProxyFailure::Protocol,
+        ] {
+            assert_eq!(proxy(failure).retry(), Retry::Never, "{failure:?}");
+            assert_eq!(proxy(failure).exit_code(), ExitCode::Proxy, "{failure:?}");
+        }
+        assert_eq!(proxy(ProxyFailure::Auth).to_string(), "proxy http://p:1: x");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod frontend;
 pub mod generate;
 pub mod input;
 pub mod output;
+pub mod proxy;
+pub mod redirect;
 pub mod render;
 pub mod script;
 pub mod serve;
@@ -57,6 +59,8 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 let listener = serve::bind("127.0.0.1:0").await?;
                 let url = format!("ws://{}/", local_addr(&listener)?);
                 config.session.dial.endpoint = Endpoint::parse(&url)?.endpoint;
+                // The server is in this process: no proxy could reach it.
+                config.session.dial.proxy = proxy::ProxyRules::direct();
                 render::eprint_line(&format!(
                     "demo: an echo server is running at {url}; what you send comes back"
                 ));

@@ -1,10 +1,18 @@
-//! Dialing: TLS, handshake rejections, unreachable servers and bad URLs,
-//! each with its documented exit code and message.
+//! Dialing: TLS (in process and behind a real nginx), handshake rejections,
+//! redirects, unreachable servers and bad URLs, each with its documented
+//! exit code and message.
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use support::proxies::Nginx;
 use support::tls::TestPki;
 use support::{Server, Tether};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http;
 
 fn tls_echo(pki: &TestPki) -> Server {
     Server::start_tls(pki.server_acceptor(), |mut conn| async move {
@@ -56,23 +64,65 @@ fn insecure_skips_verification_and_says_so() {
 }
 
 #[test]
+fn wss_through_nginx_needs_the_test_ca() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_to(dir.path());
+    let upstream = Server::echo();
+    let nginx = Nginx::tls(&files, upstream.addr().port()).start();
+    Tether::new()
+        .args([&nginx.wss_url("/"), "--cacert"])
+        .arg(&files.ca)
+        .args(["-n", "1"])
+        .stdin("through nginx\n")
+        .run()
+        .code(0)
+        .stdout_is("through nginx\n");
+    Tether::new()
+        .arg(nginx.wss_url("/"))
+        .stdin("x\n")
+        .run()
+        .code(4)
+        .stderr_has("certificate verify failed");
+    assert_eq!(upstream.connections().len(), 1);
+}
+
+#[test]
 fn a_client_certificate_is_presented_when_asked() {
     let pki = TestPki::generate();
     let dir = tempfile::tempdir().unwrap();
     let files = pki.write_to(dir.path());
-    let server = tls_echo(&pki);
+    let upstream = Server::echo();
+    let nginx = Nginx::tls(&files, upstream.addr().port())
+        .verify_clients()
+        .start();
     Tether::new()
-        .arg(server.wss_url("/"))
+        .arg(nginx.wss_url("/"))
         .arg("--cacert")
         .arg(&files.ca)
         .arg("--cert")
         .arg(&files.client_cert)
         .arg("--key")
         .arg(&files.client_key)
+        .args(["-n", "1"])
         .stdin("me\n")
         .run()
         .code(0)
         .stdout_is("me\n");
+    let conns = upstream.connections();
+    let subject = conns[0].header("x-client-subject").unwrap_or_default();
+    assert!(subject.contains("CN=tether test client"), "{subject:?}");
+
+    Tether::new()
+        .arg(nginx.wss_url("/"))
+        .arg("--cacert")
+        .arg(&files.ca)
+        .stdin("me\n")
+        .run()
+        .code(5)
+        .stderr_has("HTTP 400")
+        .stderr_has("No required SSL certificate was sent");
+    assert_eq!(upstream.connections().len(), 1);
 }
 
 #[test]
@@ -176,4 +226,156 @@ fn a_subprotocol_is_offered_and_the_choice_reported() {
     run.code(0)
         .stdout_is("hi\n")
         .stderr_has("none of the offered subprotocols");
+}
+
+#[test]
+fn a_redirect_is_a_rejection_that_suggests_location() {
+    let server = Server::http(
+        "301 Moved Permanently",
+        "Location: http://127.0.0.1:1/moved\r\n",
+        "",
+    );
+    Tether::new()
+        .arg(server.url("/old"))
+        .run()
+        .code(5)
+        .stderr_has("HTTP 301 Moved Permanently, redirecting to ws://127.0.0.1:1/moved")
+        .stderr_has("hint: add -L/--location");
+    Tether::new()
+        .args(["ws://127.0.0.1:1/", "--max-redirects", "2"])
+        .run()
+        .code(2)
+        .stderr_has("--location");
+}
+
+/// Who asked for what: (path, Authorization header).
+type Requests = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// A WebSocket echo server that redirects `/old` to `/new` on itself, and
+/// `/away` to `away`, recording each request.
+#[allow(clippy::result_large_err)] // tungstenite's callback type, not ours
+fn redirecting_echo(away: String, seen: Requests) -> Server {
+    Server::raw(move |stream| {
+        let (away, seen) = (away.clone(), Arc::clone(&seen));
+        async move {
+            let route = |request: &Request, response: Response| {
+                let path = request.uri().path().to_owned();
+                let auth = request
+                    .headers()
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap_or_default().to_owned());
+                seen.lock().unwrap().push((path.clone(), auth));
+                let location = match path.as_str() {
+                    "/old" => "/new".to_owned(),
+                    "/away" => away,
+                    _ => return Ok(response),
+                };
+                let redirect: ErrorResponse = http::Response::builder()
+                    .status(307)
+                    .header("Location", location)
+                    .body(None)
+                    .unwrap();
+                Err(redirect)
+            };
+            if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, route).await {
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn location_follows_redirects_and_credentials_stay_with_the_server_named() {
+    let elsewhere = Server::echo();
+    let seen = Requests::default();
+    let server = redirecting_echo(elsewhere.url("/landed"), Arc::clone(&seen));
+
+    Tether::new()
+        .args(["-L", "--user", "ann:pw", &server.url("/old")])
+        .args(["-n", "1"])
+        .stdin("moved\n")
+        .run()
+        .code(0)
+        .stdout_is("moved\n")
+        .stderr_has(&format!("connected to {}", server.url("/new")));
+    let basic = Some("Basic YW5uOnB3".to_owned());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("/old".into(), basic.clone()), ("/new".into(), basic)]
+    );
+
+    // To another server: the same request, minus the credentials.
+    Tether::new()
+        .args(["--location", &server.url("/away")])
+        .args(["-H", "Authorization: Bearer t0ken", "-H", "X-Trace: 7"])
+        .args(["-n", "1"])
+        .stdin("away\n")
+        .run()
+        .code(0)
+        .stdout_is("away\n")
+        .stderr_has(&format!("connected to {}", elsewhere.url("/landed")));
+    let conns = elsewhere.connections();
+    assert_eq!(conns[0].path, "/landed");
+    assert_eq!(conns[0].header("x-trace"), Some("7"));
+    assert_eq!(conns[0].header("authorization"), None);
+    assert_eq!(seen.lock().unwrap()[2].1.as_deref(), Some("Bearer t0ken"));
+}
+
+#[test]
+fn redirect_loops_stop_at_max_redirects() {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
+    let server = Server::raw(move |mut stream| {
+        let counter = Arc::clone(&counter);
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = vec![0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = "HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n";
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    Tether::new()
+        .args(["-L", "--max-redirects", "3", &server.url("/")])
+        .args(["--max-reconnects", "2", "--backoff-initial", "10ms"])
+        .run()
+        .code(5)
+        .stderr_has("it redirects more than 3 times (--max-redirects)")
+        .stderr_lacks("reconnecting");
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn a_redirect_from_wss_to_ws_is_followed_with_a_warning() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_to(dir.path());
+    let upstream = Server::echo();
+    let plain = Server::echo();
+    let nginx = Nginx::tls(&files, upstream.addr().port())
+        .location("/down", &format!("return 302 {};", plain.url("/plain")))
+        .start();
+    Tether::new()
+        .args(["-L", &nginx.wss_url("/down"), "--cacert"])
+        .arg(&files.ca)
+        .args(["-H", "Cookie: session=s3cret"])
+        .args(["-n", "1"])
+        .stdin("downgraded\n")
+        .run()
+        .code(0)
+        .stdout_is("downgraded\n")
+        .stderr_has(&format!(
+            "warning: the redirect from {} to {} leaves TLS: this session is not encrypted",
+            nginx.wss_url("/down"),
+            plain.url("/plain")
+        ));
+    let conns = plain.connections();
+    assert_eq!(conns[0].header("cookie"), None);
+    assert!(upstream.connections().is_empty());
 }

@@ -163,7 +163,7 @@ impl Supervisor {
                 Err(ending) => return ending,
                 Ok(Err(err)) => err,
                 Ok(Ok(conn)) => {
-                    if let Some(warning) = conn.warning {
+                    for warning in conn.warnings {
                         self.emit(Event::Warning(warning));
                     }
                     self.state = State::Connected;
@@ -171,7 +171,7 @@ impl Supervisor {
                     self.subprotocol = conn.subprotocol.clone();
                     self.connected_since = Some((SystemTime::now(), Instant::now()));
                     self.emit(Event::Connected {
-                        url: self.url.clone(),
+                        url: conn.url,
                         subprotocol: conn.subprotocol,
                         attempt: streak + 1,
                     });

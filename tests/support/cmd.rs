@@ -44,6 +44,7 @@ impl Tether {
                 "HTTP_PROXY",
                 "HTTPS_PROXY",
                 "ALL_PROXY",
+                "NO_PROXY",
             ]
             .iter()
             .flat_map(|v| [v.to_string(), v.to_lowercase()])

@@ -2,6 +2,7 @@
 
 pub mod cmd;
 pub mod fault_proxy;
+pub mod proxies;
 pub mod python;
 pub mod server;
 pub mod tls;
