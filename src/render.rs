@@ -367,7 +367,9 @@ impl Renderer {
             Event::Disconnected { .. } | Event::Reconnecting { .. } => {
                 self.marked("*", YELLOW, &escape_controls(&line))
             }
-            Event::Closed { code, .. } if code.is_some_and(|c| c != 1000) => {
+            Event::Closed {
+                code, by_server, ..
+            } if *by_server && code.is_some_and(|c| c != 1000) => {
                 self.marked("*", RED, &escape_controls(&line))
             }
             _ => self.repl_note(&line),
@@ -416,18 +418,17 @@ impl Renderer {
     /// `/help`: the commands and keys.
     pub fn repl_help(&self, commands: &[(&str, &str, &str)]) -> String {
         let mut out = String::from("commands:\n");
-        let width = commands
+        let rows = commands
             .iter()
-            .map(|(name, args, _)| name.len() + 1 + args.len())
-            .max()
-            .unwrap_or(0);
-        for (name, args, what) in commands {
-            let usage = format!("{name} {args}");
+            .map(|(name, args, what)| (format!("{name} {args}"), *what))
+            .chain([("//TEXT".to_owned(), "send TEXT with its leading /")])
+            .collect::<Vec<_>>();
+        let width = rows.iter().map(|(usage, _)| usage.len()).max().unwrap_or(0);
+        for (usage, what) in rows {
             let _ = writeln!(out, "  {usage:<width$}  {what}");
         }
         out.push_str(
-            "  //TEXT  sends TEXT with a leading /\n\
-             keys: Tab completes a command, Up/Down and Ctrl-R search the history,\n\
+            "keys: Tab completes a command, Up/Down and Ctrl-R search the history,\n\
              Ctrl-C clears the line, Ctrl-D closes (1000) and exits",
         );
         self.marked("*", CYAN, &out)

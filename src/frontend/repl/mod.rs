@@ -177,7 +177,7 @@ impl Repl {
             }
             Event::Delivered { count } => {
                 self.in_flight = self.in_flight.saturating_sub(*count);
-                if self.queued > self.in_flight {
+                if self.queued > self.in_flight && !self.renderer.json() {
                     let sent = self.queued - self.in_flight;
                     self.queued = self.in_flight;
                     terminal
@@ -283,7 +283,7 @@ impl Repl {
             return;
         }
         self.in_flight += 1;
-        if self.link() != LinkState::Connected {
+        if self.link() != LinkState::Connected && !self.renderer.json() {
             self.queued += 1;
             let waiting = self.in_flight;
             terminal
@@ -305,12 +305,14 @@ impl Repl {
         } else {
             format!("closing with {code} ({reason})")
         };
-        terminal
-            .print(
-                self.renderer
-                    .repl_note(&format!("{how}; Ctrl-C leaves without waiting")),
-            )
-            .await;
+        if !self.renderer.json() {
+            terminal
+                .print(
+                    self.renderer
+                        .repl_note(&format!("{how}; Ctrl-C leaves without waiting")),
+                )
+                .await;
+        }
         let _ = self
             .commands
             .send(Command::Close {
