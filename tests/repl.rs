@@ -267,3 +267,22 @@ fn a_server_that_closes_ends_the_session_and_gives_the_terminal_back() {
     assert!(after.contains("\x1b[?2004l"), "{after:?}");
     assert_eq!(server.connections()[0].close, Some((1000, "done".into())));
 }
+
+#[test]
+fn a_history_that_cannot_be_written_is_a_warning_not_a_failure() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    // A file where the tether directory should be.
+    std::fs::write(state.path().join("tether"), "not a directory").unwrap();
+    let mut pty = Pty::tether([server.url("/").as_str(), "--color", "never"], state.path());
+    pty.expect(&format!(
+        "! warning: history will not be saved: {}/tether/history: ",
+        state.path().display()
+    ));
+    pty.expect("connected > ");
+    pty.line("still works");
+    pty.expect("< still works\r\n");
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0);
+}
