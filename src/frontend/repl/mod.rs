@@ -189,15 +189,12 @@ impl Repl {
                 }
                 return;
             }
-            Event::Connecting { attempt } => {
-                if !self.closing {
-                    self.set_link(LinkState::Connecting);
-                }
-                // Not printed: redraw the prompt so it stops counting down.
-                if *attempt > 1 {
-                    terminal.repaint().await;
-                }
-            }
+            _ => {}
+        }
+        let before = self.link();
+        let mut shown = event;
+        match &shown {
+            Event::Connecting { .. } if !self.closing => self.set_link(LinkState::Connecting),
             Event::Connected { .. } if !self.closing => self.set_link(LinkState::Connected),
             Event::Disconnected { reason, .. } if !self.closing => {
                 self.set_link(LinkState::Connecting);
@@ -213,24 +210,20 @@ impl Repl {
                 });
                 if self.lost.take().as_ref() == Some(reason) {
                     // The line above already says why.
-                    let short = Event::Reconnecting {
+                    shown = Event::Reconnecting {
                         attempt: *attempt,
                         delay: *delay,
                         reason: String::new(),
                     };
-                    if let Some(line) = self.renderer.repl_status(&short) {
-                        terminal.print(line).await;
-                    }
-                    return;
                 }
             }
             Event::Closed { .. } => self.set_link(LinkState::Closed),
             _ => {}
         }
-        if let Some(line) = self.renderer.repl_status(&event) {
+        if let Some(line) = self.renderer.repl_status(&shown) {
+            // Printing redraws the prompt too.
             terminal.print(line).await;
-        } else if !matches!(event, Event::Connecting { .. } | Event::Drained) {
-            // The state changed without a line to show: redraw the prompt.
+        } else if self.link() != before {
             terminal.repaint().await;
         }
     }
