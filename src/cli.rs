@@ -63,7 +63,8 @@ const VERSION: &str = concat!(
     version = VERSION,
     about = "A resilient command-line WebSocket client",
     long_about = "A resilient command-line WebSocket client.\n\n\
-        With a terminal on both stdin and stdout, tether opens an interactive session. \
+        With a terminal on both stdin and stdout, tether opens an interactive session \
+        (/help there lists its commands; history is kept in $XDG_STATE_HOME/tether/history). \
         Otherwise each stdin line is sent as one message and each received message is \
         printed as one stdout line; diagnostics go to stderr.",
     after_help = "See 'tether --help' for exit codes and examples.",

@@ -85,7 +85,8 @@ async fn connect(config: &ClientConfig, started: std::time::Instant) -> Result<E
     match config.frontend {
         Frontend::Echo => frontend::pipe::run(config, handle, true).await,
         Frontend::Smoke => frontend::smoke::run(config, handle, started).await,
-        Frontend::Pipe | Frontend::Repl => frontend::pipe::run(config, handle, false).await,
+        Frontend::Pipe => frontend::pipe::run(config, handle, false).await,
+        Frontend::Repl => frontend::repl::run(config, handle).await,
     }
 }
 

@@ -63,13 +63,18 @@ impl Renderer {
     }
 
     fn text(&self, out: &mut Vec<u8>, text: &str) {
+        self.text_plain(out, &self.pretty(text))
+    }
+
+    /// The text pretty-printed when `--pretty` asks and it is JSON.
+    fn pretty<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
         if self.config.pretty
             && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
             && let Ok(pretty) = serde_json::to_string_pretty(&value)
         {
-            return self.text_plain(out, &pretty);
+            return std::borrow::Cow::Owned(pretty);
         }
-        self.text_plain(out, text)
+        std::borrow::Cow::Borrowed(text)
     }
 
     fn text_plain(&self, out: &mut Vec<u8>, text: &str) {
@@ -110,6 +115,14 @@ impl Renderer {
                 format!("pong: rtt {}", format_rtt(*rtt))
             }
             Event::Disconnected { reason, .. } => format!("disconnected: {reason}"),
+            Event::Reconnecting {
+                attempt,
+                delay,
+                reason,
+            } if reason.is_empty() => format!(
+                "reconnecting in {} (attempt {attempt})",
+                format_delay(*delay)
+            ),
             Event::Reconnecting {
                 attempt,
                 delay,
@@ -242,6 +255,246 @@ impl Renderer {
             err.exit_code() as u8,
         );
     }
+}
+
+/// The connection as the interactive prompt shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Connected,
+    /// Waiting this long before the next attempt.
+    Retry(Duration),
+    Closing,
+    Closed,
+}
+
+/// Width of the prompt's state label. Every state is padded (or cut) to it:
+/// the line editor measures the prompt once per line, so a prompt that
+/// changes while a line is being typed must keep its width.
+pub const PROMPT_LABEL_WIDTH: usize = 10;
+
+/// SGR colours, used only when colour is on.
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+const CYAN: &str = "\x1b[36m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// The interactive session's output: every line it prints above the prompt,
+/// and the prompt itself. Each piece ends with a newline; what came from the
+/// server is escaped, whatever `--color` says.
+impl Renderer {
+    fn paint(&self, colour: &str, text: &str) -> String {
+        if self.config.color {
+            format!("{colour}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// `marker text`, continuation lines indented under the text, with the
+    /// time first when `--timestamps` asks for it.
+    fn marked(&self, marker: &str, colour: &str, body: &str) -> String {
+        let mut out = String::new();
+        if self.config.timestamps {
+            out.push_str(&self.paint(DIM, &timestamp(SystemTime::now())));
+            out.push(' ');
+        }
+        out.push_str(&self.paint(colour, marker));
+        out.push(' ');
+        let indent = " ".repeat(marker.chars().count() + 1);
+        for (i, line) in body.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+                out.push_str(&indent);
+            }
+            out.push_str(line);
+        }
+        out.push('\n');
+        out
+    }
+
+    /// A received message: `< text`, or a binary header and its dump.
+    pub fn repl_message(&self, payload: &Payload) -> String {
+        if self.config.json {
+            let mut out = Vec::new();
+            self.json_event(&mut out, &Event::Message(payload.clone()));
+            // JSON escapes C0 controls but not DEL or C1 ones (e.g. CSI).
+            return escape_controls(&String::from_utf8_lossy(&out)).into_owned();
+        }
+        let body = match payload {
+            Payload::Text(text) => escape_controls(&self.pretty(text)).into_owned(),
+            Payload::Binary(data) => match self.config.binary_format {
+                BinaryFormat::Hex => format!("[binary] {}", hex(data)),
+                BinaryFormat::Base64 => {
+                    let mut out = b"[binary] ".to_vec();
+                    base64_into(&mut out, data);
+                    String::from_utf8_lossy(&out).into_owned()
+                }
+                BinaryFormat::HexDump | BinaryFormat::Raw => {
+                    let plural = if data.len() == 1 { "" } else { "s" };
+                    if data.is_empty() {
+                        "[binary, empty]".to_owned()
+                    } else {
+                        format!(
+                            "[binary, {} byte{plural}]\n{}",
+                            data.len(),
+                            hexdump(data, HEXDUMP_LIMIT)
+                        )
+                    }
+                }
+            },
+        };
+        self.marked("<", GREEN, &body)
+    }
+
+    /// A status event as a line above the prompt, or `None` when it is not
+    /// worth showing (the same choices as [`Renderer::status`]).
+    pub fn repl_status(&self, event: &Event) -> Option<String> {
+        if self.config.json {
+            if matches!(event, Event::Delivered { .. } | Event::Drained) {
+                return None;
+            }
+            let mut out = Vec::new();
+            self.json_event(&mut out, event);
+            return Some(escape_controls(&String::from_utf8_lossy(&out)).into_owned());
+        }
+        let line = self.status(event)?;
+        Some(match event {
+            Event::Warning(_) => self.repl_warning(line.trim_start_matches("warning: ")),
+            Event::Disconnected { .. } | Event::Reconnecting { .. } => {
+                self.marked("*", YELLOW, &escape_controls(&line))
+            }
+            Event::Closed {
+                code, by_server, ..
+            } if *by_server && code.is_some_and(|c| c != 1000) => {
+                self.marked("*", RED, &escape_controls(&line))
+            }
+            _ => self.repl_note(&line),
+        })
+    }
+
+    /// Something tether says, e.g. `* connected to ...`.
+    pub fn repl_note(&self, text: &str) -> String {
+        self.marked("*", CYAN, &escape_controls(text))
+    }
+
+    /// What happened to a line the user sent, e.g. that it waits in the queue.
+    pub fn repl_outgoing(&self, text: &str) -> String {
+        self.marked(">", DIM, &escape_controls(text))
+    }
+
+    pub fn repl_warning(&self, text: &str) -> String {
+        self.marked("!", YELLOW, &format!("warning: {}", escape_controls(text)))
+    }
+
+    pub fn repl_error(&self, text: &str) -> String {
+        self.marked("!", RED, &escape_controls(text))
+    }
+
+    /// The prompt without colour: what the line editor measures.
+    pub fn prompt_plain(link: Link) -> String {
+        format!("{}> ", prompt_label(link))
+    }
+
+    /// The prompt as shown: the same width as [`Renderer::prompt_plain`].
+    pub fn prompt(&self, link: Link) -> String {
+        let label = prompt_label(link);
+        if !self.config.color {
+            return format!("{label}> ");
+        }
+        let colour = match link {
+            Link::Connected => GREEN,
+            Link::Connecting | Link::Retry(_) => YELLOW,
+            Link::Closing | Link::Closed => RED,
+        };
+        let name = label.trim_end();
+        let pad = &label[name.len()..];
+        format!("{colour}{name}{RESET}{pad}{BOLD}>{RESET} ")
+    }
+
+    /// `/help`: the commands and keys.
+    pub fn repl_help(&self, commands: &[(&str, &str, &str)]) -> String {
+        let mut out = String::from("commands:\n");
+        let rows = commands
+            .iter()
+            .map(|(name, args, what)| (format!("{name} {args}"), *what))
+            .chain([("//TEXT".to_owned(), "send TEXT with its leading /")])
+            .collect::<Vec<_>>();
+        let width = rows.iter().map(|(usage, _)| usage.len()).max().unwrap_or(0);
+        for (usage, what) in rows {
+            let _ = writeln!(out, "  {usage:<width$}  {what}");
+        }
+        out.push_str(
+            "keys: Tab completes a command, Up/Down and Ctrl-R search the history,\n\
+             Ctrl-C clears the line, Ctrl-D closes (1000) and exits",
+        );
+        self.marked("*", CYAN, &out)
+    }
+
+    /// `/status`: a snapshot of the session.
+    pub fn repl_status_report(&self, status: &crate::session::Status) -> String {
+        let mut out = String::new();
+        let state = match (status.state, status.uptime) {
+            (crate::session::State::Connected, Some(up)) => format!(
+                "connected for {}",
+                humantime::format_duration(Duration::from_secs(up.as_secs()))
+            ),
+            (state, _) => state.as_str().to_owned(),
+        };
+        let _ = writeln!(out, "state:       {state}");
+        let _ = writeln!(out, "url:         {}", status.url);
+        if let Some(protocol) = &status.subprotocol {
+            let _ = writeln!(out, "subprotocol: {}", escape_controls(protocol));
+        }
+        let _ = writeln!(out, "reconnects:  {}", status.reconnects);
+        let rtt = &status.rtt;
+        match (rtt.last, rtt.min, rtt.avg(), rtt.max) {
+            (Some(last), Some(min), Some(avg), Some(max)) => {
+                let _ = writeln!(
+                    out,
+                    "rtt:         last {}, min {}, avg {}, max {} ({} pong{})",
+                    format_rtt(last),
+                    format_rtt(min),
+                    format_rtt(avg),
+                    format_rtt(max),
+                    rtt.count,
+                    if rtt.count == 1 { "" } else { "s" }
+                );
+            }
+            _ => out.push_str("rtt:         no pong yet\n"),
+        }
+        let _ = writeln!(out, "queued:      {}", status.queued);
+        let _ = write!(
+            out,
+            "messages:    {} sent, {} received",
+            status.sent, status.received
+        );
+        self.marked("*", CYAN, &out)
+    }
+}
+
+/// The state label, padded or cut to [`PROMPT_LABEL_WIDTH`].
+fn prompt_label(link: Link) -> String {
+    let label = match link {
+        Link::Connecting => "connecting".to_owned(),
+        Link::Connected => "connected".to_owned(),
+        Link::Retry(left) => {
+            // Rounded up: "retry 0s" would claim the attempt is under way.
+            let secs = left.as_millis().div_ceil(1000).max(1);
+            if secs < 100 {
+                format!("retry {secs}s")
+            } else {
+                format!("retry {}m", secs.div_ceil(60))
+            }
+        }
+        Link::Closing => "closing".to_owned(),
+        Link::Closed => "closed".to_owned(),
+    };
+    let label: String = label.chars().take(PROMPT_LABEL_WIDTH).collect();
+    format!("{label:<PROMPT_LABEL_WIDTH$}")
 }
 
 /// One finished (or failed) step of a smoke test, as `--json` and `-v` show it.
@@ -598,6 +851,83 @@ mod tests {
             received_tail(7, recent.into_iter()),
             "\n  7 messages were received; the last 2:\n    #6: six\n    #7: [binary] 00ff"
         );
+    }
+
+    fn terminal(color: bool) -> Renderer {
+        Renderer::new(OutputConfig {
+            binary_format: BinaryFormat::HexDump,
+            timestamps: false,
+            json: false,
+            pretty: false,
+            color,
+            terminal: true,
+            separator: b'\n',
+            verbosity: Verbosity::Normal,
+        })
+    }
+
+    #[test]
+    fn repl_messages_are_marked_escaped_and_indented() {
+        let r = terminal(false);
+        assert_eq!(r.repl_message(&Payload::text("hi")), "< hi\n");
+        assert_eq!(
+            r.repl_message(&Payload::text("\x1b[2Jtwo\nlines\x07")),
+            "< \\e[2Jtwo\n  lines\\x07\n"
+        );
+        let binary = r.repl_message(&Payload::Binary(bytes::Bytes::from_static(b"\x00\xff")));
+        assert_eq!(
+            binary,
+            "< [binary, 2 bytes]\n  00000000  00 ff                                             |..|\n"
+        );
+    }
+
+    #[test]
+    fn repl_colour_only_when_asked() {
+        let plain = terminal(false).repl_message(&Payload::text("x"));
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        let coloured = terminal(true).repl_message(&Payload::text("x"));
+        assert_eq!(coloured, "\x1b[32m<\x1b[0m x\n");
+        // The server's escapes are escaped even when ours are used.
+        let hostile = terminal(true).repl_message(&Payload::text("\x1b[31m"));
+        assert_eq!(hostile, "\x1b[32m<\x1b[0m \\e[31m\n");
+    }
+
+    #[test]
+    fn every_prompt_has_the_same_width() {
+        let states = [
+            Link::Connecting,
+            Link::Connected,
+            Link::Retry(Duration::from_millis(1)),
+            Link::Retry(Duration::from_millis(2500)),
+            Link::Retry(Duration::from_secs(99)),
+            Link::Retry(Duration::from_secs(599)),
+            Link::Retry(Duration::from_secs(10_000_000)),
+            Link::Closing,
+            Link::Closed,
+        ];
+        let width = PROMPT_LABEL_WIDTH + 2;
+        for link in states {
+            let plain = Renderer::prompt_plain(link);
+            assert_eq!(plain.chars().count(), width, "{plain:?}");
+            assert_eq!(terminal(false).prompt(link), plain);
+            let coloured = terminal(true).prompt(link);
+            assert!(coloured.contains('\x1b'), "{coloured:?}");
+            assert_eq!(strip_sgr(&coloured), plain, "{coloured:?}");
+        }
+        assert_eq!(Renderer::prompt_plain(Link::Connected), "connected > ");
+        assert_eq!(
+            Renderer::prompt_plain(Link::Retry(Duration::from_millis(2500))),
+            "retry 3s  > "
+        );
+        assert_eq!(
+            Renderer::prompt_plain(Link::Retry(Duration::from_secs(599))),
+            "retry 10m > "
+        );
+    }
+
+    fn strip_sgr(text: &str) -> String {
+        let re = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap();
+        re.replace_all(text, "").into_owned()
     }
 
     #[test]

@@ -3,4 +3,5 @@
 //! [`crate::render::Renderer`].
 
 pub mod pipe;
+pub mod repl;
 pub mod smoke;

@@ -3,6 +3,7 @@
 pub mod cmd;
 pub mod fault_proxy;
 pub mod proxies;
+pub mod pty;
 pub mod python;
 pub mod server;
 pub mod tls;

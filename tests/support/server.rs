@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -153,6 +153,34 @@ impl Server {
         Self::start(|mut conn| async move { conn.echo().await })
     }
 
+    /// An echo server listening on `addr`: to restart a server where a
+    /// client expects it.
+    pub fn echo_at(addr: SocketAddr) -> Server {
+        Self::start_inner_at(addr, None, |mut conn| async move { conn.echo().await })
+    }
+
+    /// An echo server that also sends every connection whatever the test
+    /// pushes through the returned [`Pusher`], when it pushes it.
+    pub fn echo_with_push() -> (Server, Pusher) {
+        let (tx, _) = broadcast::channel::<Message>(64);
+        let pusher = Pusher(tx.clone());
+        let server = Self::start(move |mut conn| {
+            let mut pushed = tx.subscribe();
+            async move {
+                loop {
+                    tokio::select! {
+                        message = conn.recv() => match message {
+                            Some(message) => conn.send(message).await,
+                            None => return,
+                        },
+                        Ok(message) = pushed.recv() => conn.send(message).await,
+                    }
+                }
+            }
+        });
+        (server, pusher)
+    }
+
     /// A server that speaks raw TCP: for HTTP rejections and hostile peers.
     pub fn raw<F, Fut>(handler: F) -> Server
     where
@@ -191,9 +219,18 @@ impl Server {
         F: Fn(Conn) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        Self::start_inner_at(SocketAddr::from(([127, 0, 0, 1], 0)), acceptor, handler)
+    }
+
+    fn start_inner_at<F, Fut>(addr: SocketAddr, acceptor: Acceptor, handler: F) -> Server
+    where
+        F: Fn(Conn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let handler = Arc::new(handler);
         let log = Arc::new(Log::default());
-        Self::spawn(
+        Self::spawn_at(
+            addr,
             log,
             move |listener: TcpListener, log: Arc<Log>| async move {
                 loop {
@@ -254,7 +291,17 @@ impl Server {
         F: FnOnce(TcpListener, Arc<Log>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
+        Self::spawn_at(SocketAddr::from(([127, 0, 0, 1], 0)), log, serve)
+    }
+
+    fn spawn_at<F, Fut>(addr: SocketAddr, log: Arc<Log>, serve: F) -> Server
+    where
+        F: FnOnce(TcpListener, Arc<Log>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        assert!(addr.ip().is_loopback(), "test servers bind loopback only");
+        // std sets SO_REUSEADDR, so a port just freed can be bound again.
+        let std_listener = std::net::TcpListener::bind(addr).expect("binding 127.0.0.1");
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -324,6 +371,29 @@ impl Drop for Server {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Sends messages to every connection of an [`Server::echo_with_push`] server.
+#[derive(Clone)]
+pub struct Pusher(broadcast::Sender<Message>);
+
+impl Pusher {
+    pub fn text(&self, text: &str) {
+        self.0
+            .send(Message::text(text))
+            .expect("a connection is listening");
+    }
+
+    /// Starts the close handshake on every connection.
+    pub fn close(&self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        self.0
+            .send(Message::Close(Some(frame)))
+            .expect("a connection is listening");
     }
 }
 

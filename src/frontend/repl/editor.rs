@@ -1,0 +1,400 @@
+//! The line editor's side of the REPL: rustyline on a thread of its own,
+//! typed lines parsed and handed to the runtime over a channel, and the
+//! printer thread that puts output above the line being typed.
+//!
+//! rustyline fixes the prompt when `readline` starts. The prompt shows the
+//! connection's state, which changes while the user types, so the helper
+//! draws it from shared state on every repaint ([`Highlighter::highlight_prompt`]).
+//! rustyline places the cursor by the width of the prompt it was given, so
+//! every state's prompt has the same width (see `render::prompt_plain`).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustyline::completion::Completer;
+use rustyline::config::{ColorMode, CompletionType, Config};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, ExternalPrinter, Helper};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+
+use super::command::{self, Input};
+use super::history;
+use crate::render::{Link, Renderer};
+
+/// Most lines kept in the history file.
+const HISTORY_SIZE: usize = 1000;
+
+/// What the editor thread reports.
+#[derive(Debug)]
+pub enum Typed {
+    Input(Input),
+    /// Ctrl-C: the line was abandoned.
+    Interrupt,
+    /// Ctrl-D on an empty line.
+    Eof,
+    Warning(String),
+    /// The terminal failed; the editor has stopped.
+    Failed(String),
+}
+
+/// The connection state the prompt shows; the runtime writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Connected,
+    Retry { until: Instant },
+    Closing,
+    Closed,
+}
+
+impl LinkState {
+    pub fn link(self) -> Link {
+        match self {
+            LinkState::Connecting => Link::Connecting,
+            LinkState::Connected => Link::Connected,
+            LinkState::Retry { until } => {
+                Link::Retry(until.saturating_duration_since(Instant::now()))
+            }
+            LinkState::Closing => Link::Closing,
+            LinkState::Closed => Link::Closed,
+        }
+    }
+}
+
+pub type SharedLink = Arc<Mutex<LinkState>>;
+
+enum Print {
+    Text(String),
+    /// Redraw the prompt (its state changed) without printing a line.
+    Repaint,
+    /// Answer once everything before it is on the screen.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Prints nothing, but makes rustyline redraw the prompt: its external
+/// printer clears the edited line, prints this (cursor up a row, then a
+/// newline back down to the cleared row) and draws the prompt and line
+/// again. Outside `readline`, at the start of a line, it moves nothing.
+const REPAINT: &str = "\x1b[A\n";
+
+/// The runtime's handle on the editor and printer threads.
+pub struct Terminal {
+    print: mpsc::Sender<Print>,
+    typed: mpsc::Receiver<Typed>,
+    /// Tells the editor thread not to read another line.
+    stop: Arc<AtomicBool>,
+    /// Whether the editor thread is still running.
+    reading: bool,
+    /// Whether rustyline runs the terminal raw (not a dumb terminal), so
+    /// that stopping it must interrupt its `readline`.
+    raw: Arc<AtomicBool>,
+}
+
+impl Terminal {
+    /// Starts the editor thread (which starts the printer thread).
+    pub fn spawn(renderer: Renderer, link: SharedLink, history: Option<PathBuf>) -> Terminal {
+        let (print_tx, print_rx) = mpsc::channel(64);
+        let (typed_tx, typed_rx) = mpsc::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let raw = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread_raw = Arc::clone(&raw);
+        std::thread::Builder::new()
+            .name("editor".into())
+            .spawn(move || {
+                edit(
+                    renderer,
+                    link,
+                    history,
+                    print_rx,
+                    &typed_tx,
+                    &thread_stop,
+                    &thread_raw,
+                )
+            })
+            .expect("spawning the editor thread");
+        Terminal {
+            print: print_tx,
+            typed: typed_rx,
+            stop,
+            reading: true,
+            raw,
+        }
+    }
+
+    /// The next thing the editor reports; `None` once it has stopped.
+    pub async fn typed(&mut self) -> Option<Typed> {
+        if !self.reading {
+            return std::future::pending().await;
+        }
+        let typed = self.typed.recv().await;
+        if typed.is_none() {
+            self.reading = false;
+        }
+        typed
+    }
+
+    /// Prints text (ending with a newline) above the prompt.
+    pub async fn print(&self, text: String) {
+        if !text.is_empty() {
+            let _ = self.print.send(Print::Text(text)).await;
+        }
+    }
+
+    pub async fn repaint(&self) {
+        let _ = self.print.send(Print::Repaint).await;
+    }
+
+    /// Waits until everything printed so far is on the screen.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.print.send(Print::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stops the editor, so the terminal is restored before the process
+    /// exits. A `readline` in progress returns only for a key or a signal:
+    /// rustyline turns SIGINT into an interrupted line while it reads, and
+    /// the editor thread, seeing `stop`, then ends.
+    pub async fn stop(&mut self) {
+        self.flush().await;
+        self.stop.store(true, Ordering::SeqCst);
+        if !self.reading {
+            return;
+        }
+        if !self.raw.load(Ordering::SeqCst) {
+            // A dumb terminal is never raw: nothing to restore.
+            return;
+        }
+        // The signal can land between two `readline` calls, where tokio's
+        // handler takes it; the editor then sees `stop` before reading again.
+        // Each round waits a bounded time, and gives up after a few.
+        for _ in 0..20 {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
+            loop {
+                match timeout(Duration::from_millis(100), self.typed.recv()).await {
+                    Ok(None) => {
+                        self.reading = false;
+                        return;
+                    }
+                    Ok(Some(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// Completion of slash commands, and the prompt drawn from the shared state.
+struct ReplHelper {
+    renderer: Renderer,
+    link: SharedLink,
+}
+
+impl Completer for ReplHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let candidates = command::complete(&line[..pos])
+            .into_iter()
+            .map(|name| {
+                let takes_args = command::COMMANDS
+                    .iter()
+                    .any(|(n, args, _)| *n == name && !args.is_empty());
+                if takes_args {
+                    format!("{name} ")
+                } else {
+                    name.to_owned()
+                }
+            })
+            .collect();
+        Ok((0, candidates))
+    }
+}
+
+impl Hinter for ReplHelper {
+    type Hint = String;
+}
+
+impl Validator for ReplHelper {}
+
+impl Highlighter for ReplHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        default: bool,
+    ) -> Cow<'b, str> {
+        if !default {
+            // rustyline's own prompts, e.g. for reverse search.
+            return Cow::Borrowed(prompt);
+        }
+        let link = *self.link.lock().unwrap_or_else(|e| e.into_inner());
+        Cow::Owned(self.renderer.prompt(link.link()))
+    }
+}
+
+impl Helper for ReplHelper {}
+
+fn edit(
+    renderer: Renderer,
+    link: SharedLink,
+    history: Option<PathBuf>,
+    print: mpsc::Receiver<Print>,
+    typed: &mpsc::Sender<Typed>,
+    stop: &AtomicBool,
+    raw: &AtomicBool,
+) {
+    let report = |t: Typed| typed.blocking_send(t).is_ok();
+    let config = Config::builder()
+        .max_history_size(HISTORY_SIZE)
+        .and_then(|c| c.history_ignore_dups(true))
+        .map(|c| {
+            c.history_ignore_space(true)
+                .auto_add_history(false)
+                .completion_type(CompletionType::List)
+                // The helper draws the prompt; colour itself follows --color.
+                .color_mode(ColorMode::Forced)
+                .build()
+        });
+    let editor = config.and_then(Editor::<ReplHelper, DefaultHistory>::with_config);
+    let mut editor = match editor {
+        Ok(editor) => editor,
+        Err(err) => {
+            spawn_printer(None, print);
+            report(Typed::Failed(format!(
+                "cannot start the line editor: {err}"
+            )));
+            return;
+        }
+    };
+    editor.set_helper(Some(ReplHelper {
+        renderer,
+        link: Arc::clone(&link),
+    }));
+    let printer = editor
+        .create_external_printer()
+        .ok()
+        .map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
+    raw.store(printer.is_some(), Ordering::SeqCst);
+    spawn_printer(printer, print);
+
+    let history = history.and_then(|path| match history::prepare(&path) {
+        Ok(()) => Some(path),
+        Err(err) => {
+            report(Typed::Warning(format!(
+                "history will not be saved: {}: {err}",
+                path.display()
+            )));
+            None
+        }
+    });
+    if let Some(path) = &history
+        && let Err(err) = editor.load_history(path)
+    {
+        report(Typed::Warning(format!(
+            "cannot read the history {}: {err}",
+            path.display()
+        )));
+    }
+    let mut history_failed = false;
+
+    while !stop.load(Ordering::SeqCst) {
+        let prompt = Renderer::prompt_plain(link.lock().unwrap_or_else(|e| e.into_inner()).link());
+        match editor.readline(&prompt) {
+            Ok(line) => {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if !line.is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                    if let Some(path) = &history
+                        && let Err(err) = editor.append_history(path)
+                        && !history_failed
+                    {
+                        history_failed = true;
+                        report(Typed::Warning(format!(
+                            "cannot save the history to {}: {err}",
+                            path.display()
+                        )));
+                    }
+                }
+                let input = command::parse(&line);
+                let ends = input.ends_session();
+                if !report(Typed::Input(input)) || ends {
+                    return;
+                }
+            }
+            Err(ReadlineError::Interrupted) => {
+                if stop.load(Ordering::SeqCst) || !report(Typed::Interrupt) {
+                    return;
+                }
+            }
+            Err(ReadlineError::Eof) => {
+                report(Typed::Eof);
+                return;
+            }
+            Err(err) => {
+                report(Typed::Failed(format!("the terminal failed: {err}")));
+                return;
+            }
+        }
+    }
+}
+
+/// The printer thread: output reaches the screen through rustyline's
+/// external printer, which redraws the prompt and the half-typed line below
+/// it. Without one (a dumb terminal), output goes straight to stdout.
+fn spawn_printer(printer: Option<Box<dyn ExternalPrinter + Send>>, print: mpsc::Receiver<Print>) {
+    std::thread::Builder::new()
+        .name("printer".into())
+        .spawn(move || run_printer(printer, print))
+        .expect("spawning the printer thread");
+}
+
+fn run_printer(
+    mut printer: Option<Box<dyn ExternalPrinter + Send>>,
+    mut print: mpsc::Receiver<Print>,
+) {
+    use std::io::Write;
+    while let Some(job) = print.blocking_recv() {
+        match (job, printer.as_mut()) {
+            (Print::Text(text), Some(printer)) => {
+                let _ = printer.print(text);
+            }
+            (Print::Text(text), None) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(text.as_bytes());
+                let _ = stdout.flush();
+            }
+            (Print::Repaint, Some(printer)) => {
+                let _ = printer.print(REPAINT.into());
+            }
+            (Print::Repaint, None) => {}
+            (Print::Flush(done), Some(printer)) => {
+                // The external printer holds one message at a time: once the
+                // second repaint is accepted, the first has been taken, so
+                // everything before it has been drawn.
+                let _ = printer.print(REPAINT.into());
+                let _ = printer.print(REPAINT.into());
+                let _ = done.send(());
+            }
+            (Print::Flush(done), None) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The interactive session through a real pseudo-terminal: the real binary,
+//! real keys, real servers. Every wait is for something the terminal shows
+//! or the server records, with a deadline.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use support::Server;
+use support::pty::Pty;
+use support::server::{ConnLog, binary};
+use tokio_tungstenite::tungstenite::Message;
+
+/// For what the server records; only a failure waits this long.
+const WAIT: Duration = Duration::from_secs(20);
+const ENTER: &str = "\r";
+const CTRL_C: &str = "\x03";
+const CTRL_D: &str = "\x04";
+const UP: &str = "\x1b[A";
+
+/// tether on a terminal, connected to `url`, at an empty prompt.
+///
+/// Keys typed between two lines, while the editor is not reading, meet a
+/// cooked terminal (where Ctrl-C and Ctrl-D mean something else), so tests
+/// wait for the next prompt before typing a control key.
+fn open(url: &str, state: &tempfile::TempDir, extra: &[&str]) -> Pty {
+    let mut args = vec![url, "--color", "never"];
+    args.extend_from_slice(extra);
+    let mut pty = Pty::tether(args, state.path());
+    pty.expect(&format!("* connected to {url}"));
+    pty.expect("connected > ");
+    pty
+}
+
+fn texts(server: &Server, conn: usize) -> Vec<String> {
+    server.connections()[conn].texts()
+}
+
+/// Waits until connection `conn` has received `n` messages.
+fn received(server: &Server, conn: usize, n: usize) -> ConnLog {
+    server.wait_until(WAIT, |c| c.get(conn).is_some_and(|c| c.messages.len() >= n))[conn].clone()
+}
+
+#[test]
+fn a_typed_line_is_sent_and_its_echo_shown() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("hello");
+    pty.expect("< hello\r\n");
+    pty.line("//starts with a slash");
+    pty.expect("< /starts with a slash\r\n");
+    assert_eq!(
+        received(&server, 0, 2).texts(),
+        ["hello", "/starts with a slash"]
+    );
+
+    // Ctrl-D closes with 1000 and exits 0.
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, String::new())));
+}
+
+#[test]
+fn a_message_arriving_mid_line_leaves_the_half_typed_line_intact() {
+    let (server, push) = Server::echo_with_push();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send("half a li");
+    pty.expect("half a li");
+
+    push.text("pushed while you typed");
+    pty.expect("< pushed while you typed\r\n");
+    // The prompt and the half line are drawn again below the message.
+    pty.expect_regex(r"connected > (\x1b\[[0-9;?]*[A-Za-z])*half a li");
+
+    pty.send("ne");
+    pty.send(ENTER);
+    pty.expect("< half a line\r\n");
+    assert_eq!(received(&server, 0, 1).texts(), ["half a line"]);
+}
+
+#[test]
+fn ping_prints_the_round_trip() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("/ping");
+    pty.expect_regex(r"\* pong: rtt \d+\.\d ms\r\n");
+    pty.line("/ping with a payload");
+    pty.expect_regex(r"\* pong: rtt \d+\.\d ms\r\n");
+    // Pings are not messages.
+    assert!(texts(&server, 0).is_empty());
+}
+
+#[test]
+fn close_with_a_code_and_reason_reaches_the_server() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("/close 4000 bye");
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((4000, "bye".to_string())));
+    pty.expect("* closed (4000: bye)");
+    assert_eq!(pty.exit_code(), 0);
+}
+
+#[test]
+fn hex_sends_those_bytes_and_a_bad_argument_sends_nothing() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("/hex 0g");
+    pty.expect("! 'g' is not a hex digit; usage: /hex HEX\r\n");
+    pty.line("/close 99");
+    pty.expect("usage: /close [CODE [REASON]]\r\n");
+    pty.line("/hex 00ff");
+    pty.expect("< [binary, 2 bytes]\r\n  00000000  00 ff");
+    assert_eq!(received(&server, 0, 1).messages, [binary(&[0x00, 0xff])]);
+    assert_eq!(
+        server.connections()[0].close,
+        None,
+        "/close 99 closed nothing"
+    );
+}
+
+#[test]
+fn escape_sequences_and_control_bytes_from_the_server_are_shown_escaped() {
+    let (server, push) = Server::echo_with_push();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    push.text("\x1b[2Jwiped?\x07\x1b]0;pwned\x07\x08\r\u{9b}1m");
+    pty.expect("< \\e[2Jwiped?\\x07\\e]0;pwned\\x07\\x08\\r\\x9b1m\r\n");
+    let output = pty.all_output();
+    for raw in ["\x1b[2J", "\x1b]0;", "\x07", "\u{9b}"] {
+        assert!(
+            !output.contains(raw),
+            "{raw:?} reached the terminal: {output:?}"
+        );
+    }
+}
+
+#[test]
+fn history_survives_a_restart_and_is_private() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut first = open(&server.url("/"), &state, &[]);
+    first.line("remember me");
+    first.expect("< remember me\r\n");
+    first.expect("connected > ");
+    first.send(CTRL_D);
+    assert_eq!(first.exit_code(), 0);
+
+    let file = state.path().join("tether/history");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+
+    let mut second = open(&server.url("/"), &state, &[]);
+    second.send(UP);
+    second.expect("remember me");
+    second.send(ENTER);
+    second.expect("< remember me\r\n");
+    assert_eq!(received(&server, 1, 1).texts(), ["remember me"]);
+}
+
+#[test]
+fn a_line_typed_while_the_server_is_down_is_delivered_after_the_reconnect() {
+    let server = Server::echo();
+    let addr = server.addr();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(
+        &server.url("/"),
+        &state,
+        &[
+            "--backoff-initial",
+            "200ms",
+            "--backoff-max",
+            "200ms",
+            // Only the queue is under test: no re-sending of "before".
+            "--replay-window",
+            "0",
+        ],
+    );
+    pty.line("before");
+    pty.expect("< before\r\n");
+
+    drop(server);
+    pty.expect("* disconnected: ");
+    pty.expect_regex(r"retry 1s  > ");
+    pty.line("while down");
+    pty.expect("> queued: not connected; it goes out after the reconnect (1 waiting)\r\n");
+
+    let server = Server::echo_at(addr);
+    pty.expect(&format!("* connected to ws://{addr}/"));
+    pty.expect("> sent 1 queued message\r\n");
+    pty.expect("< while down\r\n");
+    pty.expect("connected > ");
+    assert_eq!(received(&server, 0, 1).texts(), ["while down"]);
+}
+
+#[test]
+fn ctrl_c_clears_the_line_and_a_second_while_closing_forces_the_exit() {
+    // Holds the connection without ever reading: our Close gets no answer.
+    let server = Server::start(|conn| async move {
+        let _held = conn;
+        std::future::pending::<()>().await;
+    });
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send("never sent");
+    pty.expect("never sent");
+    pty.send(CTRL_C);
+    // Keys typed before the next prompt would meet a cooked terminal.
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    pty.expect("* closing with 1000; Ctrl-C leaves without waiting\r\n");
+    pty.send(CTRL_C);
+    // A clean close would wait for the server and exit 0.
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+}
+
+#[test]
+fn tab_completes_commands_and_status_reports_the_session() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("one");
+    pty.expect("< one\r\n");
+    pty.send("/sta\t");
+    pty.expect("/status");
+    pty.send(ENTER);
+    pty.expect("* state:       connected for ");
+    pty.expect(&format!("  url:         {}\r\n", server.url("/")));
+    pty.expect("  reconnects:  0\r\n");
+    pty.expect("  queued:      0\r\n");
+    pty.expect("  messages:    1 sent, 1 received\r\n");
+    pty.line("/help");
+    pty.expect("/close [CODE [REASON]]");
+    pty.line("/nope");
+    pty.expect("! unknown command /nope;");
+    assert_eq!(texts(&server, 0), ["one"]);
+    assert!(
+        !server.connections()[0]
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Binary(_))),
+        "nothing but the text went out"
+    );
+}
+
+#[test]
+fn a_server_that_closes_ends_the_session_and_gives_the_terminal_back() {
+    let (server, push) = Server::echo_with_push();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send("typing, ");
+    pty.expect("typing, ");
+    push.close(1000, "done");
+    pty.expect("* server closed (1000: done)\r\n");
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    // rustyline left raw mode and turned bracketed paste off again.
+    let output = pty.all_output();
+    let after = &output[output.rfind("server closed").unwrap()..];
+    assert!(after.contains("\x1b[?2004l"), "{after:?}");
+    assert_eq!(server.connections()[0].close, Some((1000, "done".into())));
+}
+
+#[test]
+fn a_history_that_cannot_be_written_is_a_warning_not_a_failure() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    // A file where the tether directory should be.
+    std::fs::write(state.path().join("tether"), "not a directory").unwrap();
+    let mut pty = Pty::tether([server.url("/").as_str(), "--color", "never"], state.path());
+    pty.expect(&format!(
+        "! warning: history will not be saved: {}/tether/history: ",
+        state.path().display()
+    ));
+    pty.expect("connected > ");
+    pty.line("still works");
+    pty.expect("< still works\r\n");
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0);
+}
