@@ -264,6 +264,9 @@ impl Error {
                 Some("check the credentials (-H 'Authorization: ...' or --user)")
             }
             Error::Handshake { status, .. } if *status == 404 => Some("check the URL's path"),
+            Error::Handshake { status, .. } if (200..300).contains(status) => Some(
+                "the server answered like a web server, not with a WebSocket upgrade; check the URL's path",
+            ),
             Error::Handshake {
                 location: Some(_), ..
             } => Some("add -L/--location to follow redirects"),

@@ -513,6 +513,14 @@ impl Supervisor {
                 }
                 // tungstenite queued our reply; send it before hanging up.
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+                if is_substituted_close(code, &reason) {
+                    return Some(ConnectionEnd::Lost(Error::Protocol(
+                        "its Close frame carries a reserved or invalid close code \
+                         (such as 1005, 1006 or 1015, which must never be sent); \
+                         tether answered with 1002"
+                            .into(),
+                    )));
+                }
                 if code == 1000 || code == 1005 {
                     return Some(ConnectionEnd::Closed(Ending {
                         code: Some(code),
@@ -801,6 +809,15 @@ fn close_frame(code: u16, reason: String) -> CloseFrame {
     }
 }
 
+/// tungstenite hands over a Close whose code may not appear on the wire as
+/// this exact frame, the one it answers with, and keeps the real code to
+/// itself. A server could send these words itself, claiming that tether broke
+/// the protocol; it is then reported as a violation (exit 10) rather than as
+/// a 1002 close (exit 9). Neither is retried.
+fn is_substituted_close(code: u16, reason: &str) -> bool {
+    code == u16::from(CloseCode::Protocol) && reason == "Protocol violation"
+}
+
 fn lost(err: tungstenite::Error) -> Error {
     Error::ConnectionLost(err.to_string())
 }
@@ -820,9 +837,9 @@ fn classify_read_error(err: tungstenite::Error) -> Error {
             )
         }
         tungstenite::Error::Protocol(err) => Error::Protocol(err.to_string()),
-        tungstenite::Error::Utf8(detail) => {
-            Error::Protocol(format!("a text message is not valid UTF-8 ({detail})"))
-        }
+        tungstenite::Error::Utf8(detail) => Error::Protocol(format!(
+            "a text message or Close reason is not valid UTF-8 ({detail})"
+        )),
         other => lost(other),
     }
 }
