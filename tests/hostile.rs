@@ -45,6 +45,12 @@ fn not_retried(server: &Hostile, run: &Run) {
     assert_eq!(conns.len(), 1, "{}", run.describe());
 }
 
+/// tether failed the connection with a Close frame carrying `code`, as RFC 6455 asks.
+fn closed_with(server: &Hostile, code: u16) {
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    assert_eq!(client_close_code(&conns[0].after), Some(code), "{conns:?}");
+}
+
 /// Answers the upgrade properly, sends `bytes`, then reads until tether hangs up.
 fn after_handshake(bytes: Vec<u8>) -> Hostile {
     Hostile::start(vec![Step::Accept, Step::Send(bytes), Step::Drain])
@@ -171,6 +177,7 @@ fn a_masked_frame_from_the_server_is_a_protocol_violation() {
     fails_with(&run, 10, "masked");
     run.stdout_is("");
     not_retried(&server, &run);
+    closed_with(&server, 1002);
 }
 
 #[test]
@@ -180,6 +187,7 @@ fn reserved_bits_are_a_protocol_violation() {
     fails_with(&run, 10, "Reserved bits");
     run.stdout_is("");
     not_retried(&server, &run);
+    closed_with(&server, 1002);
 }
 
 #[test]
@@ -189,6 +197,7 @@ fn invalid_utf8_in_a_text_frame_is_a_protocol_violation() {
     fails_with(&run, 10, "not valid UTF-8");
     run.stdout_is("");
     not_retried(&server, &run);
+    closed_with(&server, 1007);
 }
 
 #[test]
@@ -197,6 +206,7 @@ fn a_control_frame_over_125_bytes_is_a_protocol_violation() {
     let run = tether(&server).run();
     fails_with(&run, 10, "Control frame too big");
     not_retried(&server, &run);
+    closed_with(&server, 1002);
 }
 
 #[test]
@@ -205,6 +215,7 @@ fn a_fragmented_control_frame_is_a_protocol_violation() {
     let run = tether(&server).run();
     fails_with(&run, 10, "Fragmented control frame");
     not_retried(&server, &run);
+    closed_with(&server, 1002);
 }
 
 #[test]
@@ -216,13 +227,7 @@ fn a_close_frame_with_an_invalid_code_is_a_protocol_violation() {
         let run = tether(&server).run();
         fails_with(&run, 10, "reserved or invalid close code");
         not_retried(&server, &run);
-        // tether failed the connection with 1002 (protocol error), as RFC 6455 asks.
-        let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
-        assert_eq!(
-            client_close_code(&conns[0].after),
-            Some(1002),
-            "code {code}: {conns:?}"
-        );
+        closed_with(&server, 1002);
     }
 }
 
@@ -232,6 +237,7 @@ fn a_close_frame_with_a_one_byte_payload_is_a_protocol_violation() {
     let run = tether(&server).run();
     fails_with(&run, 10, "Invalid close sequence");
     not_retried(&server, &run);
+    closed_with(&server, 1002);
 }
 
 #[test]
@@ -240,6 +246,7 @@ fn a_close_reason_that_is_not_utf8_is_a_protocol_violation() {
     let run = tether(&server).run();
     fails_with(&run, 10, "Close reason is not valid UTF-8");
     not_retried(&server, &run);
+    closed_with(&server, 1007);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -258,6 +265,7 @@ fn a_message_over_max_message_size_is_refused() {
         "a message of 2048 bytes exceeds --max-message-size (1024 bytes)",
     );
     not_retried(&server, &run);
+    closed_with(&server, 1009);
 }
 
 /// What tether may read, and hold, of a message it must refuse: far below what the
