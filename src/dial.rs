@@ -254,6 +254,12 @@ fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error) -> Err
                         .into(),
             }
         }
+        tungstenite::Error::AttackAttempt => Error::HandshakeInvalid {
+            target,
+            detail: "the server's answer to the upgrade is over 64 KiB, or came in too many \
+                     tiny pieces (refused as a denial-of-service attempt)"
+                .into(),
+        },
         tungstenite::Error::Io(err) => Error::Connect {
             target,
             detail: format!("connection failed during the handshake: {err}"),

@@ -135,6 +135,26 @@ fn a_101_with_the_wrong_accept_key_is_rejected() {
 }
 
 #[test]
+fn an_endless_handshake_answer_is_refused_at_64_kib() {
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Send(b"HTTP/1.1 101 Switching Protocols\r\nX-Padding: ".to_vec()),
+        Step::Flood {
+            chunk: vec![b'a'; 16 * 1024],
+            limit: 1 << 30,
+            stall: Duration::from_secs(5),
+        },
+    ]);
+    let run = tether(&server)
+        .args(["--connect-timeout", "1h", "--max-reconnects", "3"])
+        .run();
+    fails_with(&run, 5, "the server's answer to the upgrade is over 64 KiB");
+    not_retried(&server, &run);
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    assert!(conns[0].written < 64 << 20, "{conns:?}");
+}
+
+#[test]
 fn a_handshake_trickled_a_byte_a_second_meets_the_connect_timeout() {
     let server = Hostile::start(vec![
         Step::ReadRequest,
