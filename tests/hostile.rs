@@ -282,8 +282,9 @@ fn a_message_over_max_message_size_is_refused() {
     fails_with(
         &run,
         10,
-        "a message of 2048 bytes exceeds --max-message-size (1024 bytes)",
+        "the server sent a message of 2048 bytes, over --max-message-size (1024 bytes)",
     );
+    run.stderr_has("raise --max-message-size");
     not_retried(&server, &run);
     closed_with(&server, 1009);
 }
@@ -326,7 +327,7 @@ fn a_huge_frame_is_refused_from_its_header_without_buffering_it() {
     fails_with(
         &run,
         10,
-        "a message of 4294967296 bytes exceeds --max-message-size (1048576 bytes)",
+        "a message of 4294967296 bytes, over --max-message-size (1048576 bytes)",
     );
     not_retried(&server, &run);
     bounded(&server, &run, peak_kib);
@@ -348,7 +349,7 @@ fn an_endless_fragmented_message_is_refused_at_the_limit() {
     let (run, peak_kib) = tether(&server)
         .args(["--max-message-size", "1MiB"])
         .run_peak_rss();
-    fails_with(&run, 10, "exceeds --max-message-size (1048576 bytes)");
+    fails_with(&run, 10, "over --max-message-size (1048576 bytes)");
     not_retried(&server, &run);
     bounded(&server, &run, peak_kib);
 }

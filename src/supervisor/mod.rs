@@ -849,9 +849,10 @@ fn classify_read_error(err: tungstenite::Error) -> Error {
     use tungstenite::error::CapacityError;
     match err {
         tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            Error::Protocol(format!(
-                "a message of {size} bytes exceeds --max-message-size ({max_size} bytes)"
-            ))
+            Error::TooBig {
+                size,
+                max: max_size,
+            }
         }
         tungstenite::Error::Capacity(other) => Error::Protocol(other.to_string()),
         tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
