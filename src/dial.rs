@@ -240,6 +240,26 @@ fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error) -> Err
             target,
             detail: NO_SUBPROTOCOL.into(),
         },
+        tungstenite::Error::Protocol(ProtocolError::HttparseError(err)) => {
+            Error::HandshakeInvalid {
+                target,
+                detail: format!("the server's answer is not HTTP ({err})"),
+            }
+        }
+        tungstenite::Error::Protocol(ProtocolError::SecWebSocketAcceptKeyMismatch) => {
+            Error::HandshakeInvalid {
+                target,
+                detail:
+                    "the server's Sec-WebSocket-Accept header does not match the key tether sent"
+                        .into(),
+            }
+        }
+        tungstenite::Error::AttackAttempt => Error::HandshakeInvalid {
+            target,
+            detail: "the server's answer to the upgrade is over 64 KiB, or came in too many \
+                     tiny pieces (refused as a denial-of-service attempt)"
+                .into(),
+        },
         tungstenite::Error::Io(err) => Error::Connect {
             target,
             detail: format!("connection failed during the handshake: {err}"),

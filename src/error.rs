@@ -165,6 +165,11 @@ pub enum Error {
     #[error("the server broke the WebSocket protocol: {0}")]
     Protocol(String),
 
+    #[error(
+        "the server sent a message of {size} bytes, over --max-message-size ({max} bytes); tether refused it"
+    )]
+    TooBig { size: usize, max: usize },
+
     #[error("{0}")]
     Input(String),
 
@@ -199,7 +204,7 @@ impl Error {
             Error::Expectation(_) => ExitCode::Expectation,
             Error::ConnectionLost(_) => ExitCode::ConnectionLost,
             Error::ServerClosed { .. } => ExitCode::ServerClosed,
-            Error::Protocol(_) => ExitCode::Protocol,
+            Error::Protocol(_) | Error::TooBig { .. } => ExitCode::Protocol,
             Error::Input(_) | Error::Runtime(_) => ExitCode::Failure,
             Error::Interrupted => ExitCode::Interrupted,
             Error::GaveUp { source, .. } => source.exit_code(),
@@ -242,7 +247,8 @@ impl Error {
             Error::Expectation(_) => "expectation",
             Error::ConnectionLost(_) => "connection_lost",
             Error::ServerClosed { .. } => "server_closed",
-            Error::Protocol(_) => "protocol",
+            // Same kind as before it had its own variant: --json readers rely on it.
+            Error::Protocol(_) | Error::TooBig { .. } => "protocol",
             Error::Input(_) => "input",
             Error::Runtime(_) => "runtime",
             Error::Interrupted => "interrupted",
@@ -264,6 +270,9 @@ impl Error {
                 Some("check the credentials (-H 'Authorization: ...' or --user)")
             }
             Error::Handshake { status, .. } if *status == 404 => Some("check the URL's path"),
+            Error::Handshake { status, .. } if (200..300).contains(status) => Some(
+                "the server answered like a web server, not with a WebSocket upgrade; check the URL's path",
+            ),
             Error::Handshake {
                 location: Some(_), ..
             } => Some("add -L/--location to follow redirects"),
@@ -291,6 +300,9 @@ impl Error {
             Error::ConnectionLost(_) => {
                 Some("reconnects are disabled or exhausted; see --max-reconnects")
             }
+            Error::TooBig { .. } => Some(
+                "if the server's messages are meant to be this large, raise --max-message-size",
+            ),
             _ => None,
         }
     }
@@ -391,6 +403,17 @@ mod tests {
         for code in [1002, 1003, 1007, 1008, 4000] {
             assert_eq!(closed(code).retry(), Retry::Never, "{code}");
         }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_a_protocol_failure_that_is_not_retried() {
+        let err = Error::TooBig {
+            size: 2048,
+            max: 1024,
+        };
+        assert_eq!(err.exit_code(), ExitCode::Protocol);
+        assert_eq!(err.retry(), Retry::Never);
+        assert_eq!(err.kind(), "protocol");
     }
 
     #[test]

@@ -37,6 +37,8 @@ const EVENT_BUFFER: usize = 1024;
 const WRITE_BATCH: usize = 256;
 /// How long to wait for the server's Close after ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long telling a misbehaving server why we hang up may take.
+const FAIL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Unconfirmed messages or bytes that call for an acknowledging ping.
 const ACK_EVERY_MESSAGES: usize = 256;
 const ACK_EVERY_BYTES: usize = 64 * 1024;
@@ -451,7 +453,15 @@ impl Supervisor {
                     self.closed_by_us(None, err.to_string()),
                 ));
             }
-            Some(Err(err)) => return Some(ConnectionEnd::Lost(classify_read_error(err))),
+            Some(Err(err)) => {
+                if let Some(code) = failure_close_code(&err) {
+                    // RFC 6455 7.1.7: say why before hanging up, without waiting
+                    // for an answer from a server that is already misbehaving.
+                    let frame = Message::Close(Some(close_frame(code, String::new())));
+                    let _ = tokio::time::timeout(FAIL_TIMEOUT, sink.send(frame)).await;
+                }
+                return Some(ConnectionEnd::Lost(classify_read_error(err)));
+            }
             None if closing => {
                 return Some(ConnectionEnd::Closed(
                     self.closed_by_us(None, String::new()),
@@ -513,6 +523,14 @@ impl Supervisor {
                 }
                 // tungstenite queued our reply; send it before hanging up.
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+                if is_substituted_close(code, &reason) {
+                    return Some(ConnectionEnd::Lost(Error::Protocol(
+                        "its Close frame carries a reserved or invalid close code \
+                         (such as 1005, 1006 or 1015, which must never be sent); \
+                         tether answered with 1002"
+                            .into(),
+                    )));
+                }
                 if code == 1000 || code == 1005 {
                     return Some(ConnectionEnd::Closed(Ending {
                         code: Some(code),
@@ -801,6 +819,28 @@ fn close_frame(code: u16, reason: String) -> CloseFrame {
     }
 }
 
+/// tungstenite hands over a Close whose code may not appear on the wire as
+/// this exact frame, the one it answers with, and keeps the real code to
+/// itself. A server could send these words itself, claiming that tether broke
+/// the protocol; it is then reported as a violation (exit 10) rather than as
+/// a 1002 close (exit 9). Neither is retried.
+fn is_substituted_close(code: u16, reason: &str) -> bool {
+    code == u16::from(CloseCode::Protocol) && reason == "Protocol violation"
+}
+
+/// The close code that tells the server what it did wrong, when a read
+/// failed because of something it sent: 1007 for bad UTF-8, 1009 for a
+/// message over the limit, 1002 for any other protocol violation.
+fn failure_close_code(err: &tungstenite::Error) -> Option<u16> {
+    match err {
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        tungstenite::Error::Protocol(_) => Some(u16::from(CloseCode::Protocol)),
+        tungstenite::Error::Utf8(_) => Some(u16::from(CloseCode::Invalid)),
+        tungstenite::Error::Capacity(_) => Some(u16::from(CloseCode::Size)),
+        _ => None,
+    }
+}
+
 fn lost(err: tungstenite::Error) -> Error {
     Error::ConnectionLost(err.to_string())
 }
@@ -809,9 +849,10 @@ fn classify_read_error(err: tungstenite::Error) -> Error {
     use tungstenite::error::CapacityError;
     match err {
         tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            Error::Protocol(format!(
-                "a message of {size} bytes exceeds --max-message-size ({max_size} bytes)"
-            ))
+            Error::TooBig {
+                size,
+                max: max_size,
+            }
         }
         tungstenite::Error::Capacity(other) => Error::Protocol(other.to_string()),
         tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
@@ -820,9 +861,9 @@ fn classify_read_error(err: tungstenite::Error) -> Error {
             )
         }
         tungstenite::Error::Protocol(err) => Error::Protocol(err.to_string()),
-        tungstenite::Error::Utf8(detail) => {
-            Error::Protocol(format!("a text message is not valid UTF-8 ({detail})"))
-        }
+        tungstenite::Error::Utf8(detail) => Error::Protocol(format!(
+            "a text message or Close reason is not valid UTF-8 ({detail})"
+        )),
         other => lost(other),
     }
 }

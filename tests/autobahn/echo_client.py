@@ -2,8 +2,8 @@
 """Stand-in testee: the behaviour `tether --echo URL` is meant to have.
 
 Connects to URL, sends every received message back unchanged (text stays text, binary
-stays binary, same bytes), and exits when the server closes. Used to validate the
-Autobahn harness before tether's --echo exists (run with TESTEE=standin).
+stays binary, same bytes), and exits when the server closes. Used to check the harness
+itself against a known peer (run with TESTEE=standin).
 
 Options mirror what tether offers the server: no permessage-deflate, no message size
 limit (cases 9.* send messages up to 16 MiB), and no client pings of its own.

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Summarise an Autobahn fuzzingserver report and decide pass/fail.
 
-Usage: report.py OUTDIR AGENT EXPECTED_CASES
+Usage: report.py OUTDIR AGENT EXPECTED_CASES [TIMED_OUT...]
 
 OUTDIR is the spec's "outdir" (holding index.json and one JSON file per case).
-EXPECTED_CASES may be empty to skip the count check. Exits 1 if any case is FAILED or
-if the number of cases in the report differs from EXPECTED_CASES.
+EXPECTED_CASES may be empty to skip the count check. TIMED_OUT are the run's case
+numbers (1-based, in the server's order) whose testee had to be killed. Exits 1 if any
+case is FAILED, if any testee timed out, or if the number of cases in the report differs
+from EXPECTED_CASES.
 """
 import collections
 import json
@@ -20,7 +22,7 @@ def case_key(case_id):
     return [int(p) if p.isdigit() else p for p in case_id.split(".")]
 
 
-def main(outdir, agent, expected):
+def main(outdir, agent, expected, timed_out):
     index_path = os.path.join(outdir, "index.json")
     try:
         with open(index_path) as f:
@@ -57,7 +59,18 @@ def main(outdir, agent, expected):
         print(f"  result:      {detail.get('result', '?')}")
         print(f"  close:       {cases[cid]['behaviorClose']}: {detail.get('resultClose', '?')}")
 
+    # The server numbers the selected cases in case order; a testee that had to be
+    # killed did not finish its case, whatever the server recorded for it.
+    order = sorted(cases, key=case_key)
+    for number in timed_out:
+        n = int(number)
+        cid = order[n - 1] if 0 < n <= len(order) else "?"
+        print(f"\nTIMED OUT case number {n} ({cid}): the testee was still running and was killed")
+
     status = 0
+    if timed_out:
+        print(f"\nautobahn: the testee timed out in {len(timed_out)} case(s)")
+        status = 1
     if failed:
         print(f"\nautobahn: {len(failed)} FAILED case(s)")
         status = 1
@@ -69,6 +82,6 @@ def main(outdir, agent, expected):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) < 4:
         sys.exit(__doc__)
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]))

@@ -112,6 +112,65 @@ impl Tether {
         run
     }
 
+    /// As [`Tether::run`] (with stdin closed), and also the highest `VmHWM` (peak
+    /// resident memory, KiB) read from `/proc/PID/status` while the process ran. It is
+    /// sampled every millisecond: memory that grows with what is read from the network
+    /// grows over many samples, which is what the tests using this look for. (`ru_maxrss`
+    /// from `wait4` is no use here: Linux charges the forking test process's own peak to it.)
+    pub fn run_peak_rss(self) -> (Run, u64) {
+        let mut child = self.command().spawn().expect("starting tether");
+        drop(child.stdin.take());
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let err = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let status_file = format!("/proc/{}/status", child.id());
+        let started = std::time::Instant::now();
+        let mut peak = 0;
+        let mut samples = 0;
+        let status = loop {
+            if let Some(hwm) = std::fs::read_to_string(&status_file)
+                .ok()
+                .and_then(|s| vm_hwm_kib(&s))
+            {
+                peak = peak.max(hwm);
+                samples += 1;
+            }
+            if let Some(status) = child.try_wait().expect("waiting for tether") {
+                break Some(status);
+            }
+            if started.elapsed() > self.deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let run = Run {
+            code: status.and_then(|s| s.code()),
+            stdout: out.join().unwrap_or_default(),
+            stderr: String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned(),
+            elapsed: started.elapsed(),
+        };
+        assert!(
+            status.is_some(),
+            "tether {:?} did not finish within {:?}\n{}",
+            self.args,
+            self.deadline,
+            run.describe()
+        );
+        assert!(samples > 0, "no memory sample\n{}", run.describe());
+        (run, peak)
+    }
+
     /// Starts the binary and hands back its pipes, for scenarios that need
     /// to act while it runs.
     pub fn spawn(self) -> Running {
@@ -150,6 +209,12 @@ impl Tether {
             deadline: self.deadline,
         }
     }
+}
+
+/// The `VmHWM` line of a `/proc/PID/status`, in KiB.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn wait_with_deadline(mut child: Child, deadline: Duration, args: &[OsString]) -> Run {

@@ -2,6 +2,7 @@
 
 pub mod cmd;
 pub mod fault_proxy;
+pub mod hostile;
 pub mod proxies;
 pub mod pty;
 pub mod python;

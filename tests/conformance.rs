@@ -1,0 +1,132 @@
+//! WebSocket conformance: the Autobahn Testsuite's fuzzingserver against the binary under
+//! test, as `tether --echo --no-reconnect`, through the 301 cases that need no
+//! permessage-deflate (12.* and 13.* are excluded: tokio-tungstenite does not offer it).
+//!
+//! `tests/autobahn/run` does the work: it installs the suite on first use (Python 2.7 from
+//! pyenv, into `.peers/autobahn`, about a minute and a half), starts the fuzzingserver on
+//! 127.0.0.1, runs one testee per case and summarises the verdicts. This test gives it a
+//! free port and a fresh output directory, then reads the report itself. The summary is
+//! printed on stderr: `cargo test --test conformance -- --nocapture` shows it.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The cases without permessage-deflate: 517 minus the 216 of 12.* and 13.*.
+const CASES: usize = 301;
+
+/// Install (about 80 s on a fresh machine) plus the run (about 30 s with the debug build)
+/// on 2 busy cores, with room to spare; only a hang should reach it.
+const DEADLINE: Duration = Duration::from_secs(20 * 60);
+
+#[test]
+fn autobahn_reports_no_failed_case_out_of_301() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().expect("temp dir");
+    let binary = env!("CARGO_BIN_EXE_tether");
+    assert!(
+        !binary.contains(char::is_whitespace),
+        "tests/autobahn/run splits TESTEE on whitespace, and the binary's path has some: {binary}"
+    );
+    let testee = format!("{binary} --echo --no-reconnect");
+
+    let mut command = Command::new(root.join("tests/autobahn/run"));
+    command
+        .current_dir(root)
+        .env("TESTEE", &testee)
+        .env("AUTOBAHN_HOME", root.join(".peers/autobahn"))
+        .env("AUTOBAHN_OUT", out.path())
+        .env("AUTOBAHN_PORT", free_port().to_string())
+        .env("AGENT", "tether")
+        .env("CASE_TIMEOUT", "30")
+        .env_remove("CASES")
+        .env_remove("EXPECTED_CASES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a hang can be ended with the server and the testee.
+        .process_group(0);
+    // The testee talks to 127.0.0.1 only: no proxy from the developer's environment.
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var).env_remove(var.to_lowercase());
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().expect("starting tests/autobahn/run");
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the runner") {
+            break Some(status);
+        }
+        if started.elapsed() > DEADLINE {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = format!(
+        "{}{}",
+        stderr.join().unwrap_or_default(),
+        stdout.join().unwrap_or_default()
+    );
+    eprintln!("{output}");
+    eprintln!("autobahn: the whole run took {:.0?}", started.elapsed());
+    let status = status.unwrap_or_else(|| panic!("no verdict within {DEADLINE:?}\n{output}"));
+
+    let verdicts = verdicts(&out.path().join("reports/clients/index.json"), &output);
+    eprintln!("autobahn: verdicts {verdicts:?}");
+    assert_eq!(
+        verdicts.values().sum::<usize>(),
+        CASES,
+        "cases in the report\n{output}"
+    );
+    assert_eq!(verdicts.get("FAILED"), None, "FAILED cases\n{output}");
+    assert_eq!(
+        verdicts.get("UNIMPLEMENTED"),
+        None,
+        "UNIMPLEMENTED cases\n{output}"
+    );
+    assert!(status.success(), "the runner said {status}\n{output}");
+}
+
+/// How many cases got each verdict (OK, NON-STRICT, INFORMATIONAL, FAILED, ...).
+fn verdicts(index: &Path, output: &str) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(index)
+        .unwrap_or_else(|e| panic!("no report at {}: {e}\n{output}", index.display()));
+    let report: serde_json::Value = serde_json::from_str(&text).expect("index.json is JSON");
+    let cases = report["tether"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no results for agent tether\n{output}"));
+    let mut counts = BTreeMap::new();
+    for case in cases.values() {
+        let verdict = case["behavior"].as_str().unwrap_or("?").to_owned();
+        *counts.entry(verdict).or_default() += 1;
+    }
+    counts
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// A port nothing listens on right now. The runner refuses a port that is taken, so a
+/// race with another process fails loudly rather than talking to the wrong server.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
+    listener.local_addr().expect("local address").port()
+}

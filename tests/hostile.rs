@@ -1,0 +1,355 @@
+//! Hostile servers: peers that break HTTP or the WebSocket protocol on purpose. Each one
+//! must get one clear line on stderr, the exit code the README documents, no panic, a
+//! reconnect only where the reconnect table says so, and memory that stays bounded.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Tether;
+use support::cmd::Run;
+use support::hostile::{
+    Hostile, Step, client_close_code, close_payload, frame, frame_header, masked_frame,
+};
+
+/// First bytes of frames: FIN plus the opcode.
+const TEXT: u8 = 0x81;
+const BINARY: u8 = 0x82;
+const CONTINUATION: u8 = 0x00;
+const CLOSE: u8 = 0x88;
+const PING: u8 = 0x89;
+const RSV1: u8 = 0x40;
+const NOT_FIN: u8 = 0x7f;
+
+/// The common checks: the exit code, one `error:` line naming the problem, no panic.
+fn fails_with(run: &Run, code: i32, problem: &str) {
+    run.code(code).stderr_lacks("panicked");
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("tether: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line\n{}", run.describe());
+    assert!(
+        errors[0].contains(problem),
+        "the error line does not say {problem:?}\n{}",
+        run.describe()
+    );
+}
+
+/// A broken server is not retried: one connection, no "reconnecting" line, even though
+/// tether reconnects without limit after a connection that worked.
+fn not_retried(server: &Hostile, run: &Run) {
+    run.stderr_lacks("reconnecting");
+    let conns = server.wait_until(Duration::from_secs(10), |c| !c.is_empty());
+    assert_eq!(conns.len(), 1, "{}", run.describe());
+}
+
+/// tether failed the connection with a Close frame carrying `code`, as RFC 6455 asks.
+fn closed_with(server: &Hostile, code: u16) {
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    assert_eq!(client_close_code(&conns[0].after), Some(code), "{conns:?}");
+}
+
+/// Answers the upgrade properly, sends `bytes`, then reads until tether hangs up.
+fn after_handshake(bytes: Vec<u8>) -> Hostile {
+    Hostile::start(vec![Step::Accept, Step::Send(bytes), Step::Drain])
+}
+
+/// tether against `server`, reconnecting after a working connection (the default).
+fn tether(server: &Hostile) -> Tether {
+    Tether::new()
+        .arg(server.url("/"))
+        .args(["--backoff-initial", "10ms", "--backoff-max", "10ms"])
+}
+
+// ---------------------------------------------------------------------------------------
+// The handshake
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_http_server_that_is_not_a_websocket_server_is_rejected() {
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Send(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 22\r\n\
+              Connection: close\r\n\r\n<html>a web page</html>"
+                .to_vec(),
+        ),
+    ]);
+    let run = tether(&server).args(["--max-reconnects", "3"]).run();
+    fails_with(&run, 5, "HTTP 200 OK");
+    run.stderr_has("not with a WebSocket upgrade");
+    not_retried(&server, &run);
+}
+
+#[test]
+fn garbage_instead_of_http_is_rejected_at_once() {
+    // The server keeps the connection open: tether must not wait for --connect-timeout.
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Send(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".to_vec()),
+        Step::Drain,
+    ]);
+    let run = tether(&server)
+        .args(["--connect-timeout", "1h", "--max-reconnects", "3"])
+        .run();
+    fails_with(&run, 5, "the server's answer is not HTTP");
+    not_retried(&server, &run);
+}
+
+#[test]
+fn binary_garbage_instead_of_http_is_rejected_at_once() {
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Send(vec![
+            0x16, 0x03, 0x01, 0x00, 0xff, 0x00, 0x80, 0xfe, b'\r', b'\n',
+        ]),
+        Step::Drain,
+    ]);
+    let run = tether(&server)
+        .args(["--connect-timeout", "1h", "--max-reconnects", "3"])
+        .run();
+    fails_with(&run, 5, "the server's answer is not HTTP");
+    not_retried(&server, &run);
+}
+
+#[test]
+fn a_101_with_the_wrong_accept_key_is_rejected() {
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+                .to_vec(),
+        ),
+        Step::Drain,
+    ]);
+    let run = tether(&server).args(["--max-reconnects", "3"]).run();
+    fails_with(
+        &run,
+        5,
+        "Sec-WebSocket-Accept header does not match the key tether sent",
+    );
+    not_retried(&server, &run);
+}
+
+#[test]
+fn an_endless_handshake_answer_is_refused_at_64_kib() {
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Send(b"HTTP/1.1 101 Switching Protocols\r\nX-Padding: ".to_vec()),
+        Step::Flood {
+            chunk: vec![b'a'; 16 * 1024],
+            limit: 1 << 30,
+            stall: Duration::from_secs(5),
+        },
+    ]);
+    let run = tether(&server)
+        .args(["--connect-timeout", "1h", "--max-reconnects", "3"])
+        .run();
+    fails_with(&run, 5, "the server's answer to the upgrade is over 64 KiB");
+    not_retried(&server, &run);
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    assert!(conns[0].written < 64 << 20, "{conns:?}");
+}
+
+#[test]
+fn a_handshake_trickled_a_byte_a_second_meets_the_connect_timeout() {
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Trickle(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n".to_vec(),
+            Duration::from_secs(1),
+        ),
+    ]);
+    let run = tether(&server).args(["--connect-timeout", "2s"]).run();
+    fails_with(&run, 3, "no connection within 2s (--connect-timeout)");
+    // tether hung up: the trickle ended long before its 54 bytes.
+    let conns = server.wait_until(Duration::from_secs(10), |c| c.iter().all(|s| s.hung_up));
+    assert_eq!(conns.len(), 1);
+    assert!(conns[0].written < 54, "{conns:?}");
+}
+
+#[test]
+fn a_trickled_handshake_is_retried_when_reconnects_are_allowed() {
+    // A connect timeout is transient: with --max-reconnects it is tried again.
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Trickle(b"HTTP/1.1 101 Switching".to_vec(), Duration::from_secs(1)),
+    ]);
+    let run = tether(&server)
+        .args(["--connect-timeout", "1s", "--max-reconnects", "1"])
+        .run();
+    fails_with(&run, 3, "gave up after 2 attempts");
+    run.stderr_has("reconnecting");
+    server.wait_until(Duration::from_secs(10), |c| c.len() == 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_masked_frame_from_the_server_is_a_protocol_violation() {
+    let server = after_handshake(masked_frame(TEXT, [1, 2, 3, 4], b"hello"));
+    let run = tether(&server).run();
+    fails_with(&run, 10, "masked");
+    run.stdout_is("");
+    not_retried(&server, &run);
+    closed_with(&server, 1002);
+}
+
+#[test]
+fn reserved_bits_are_a_protocol_violation() {
+    let server = after_handshake(frame(TEXT | RSV1, b"compressed?"));
+    let run = tether(&server).run();
+    fails_with(&run, 10, "Reserved bits");
+    run.stdout_is("");
+    not_retried(&server, &run);
+    closed_with(&server, 1002);
+}
+
+#[test]
+fn invalid_utf8_in_a_text_frame_is_a_protocol_violation() {
+    let server = after_handshake(frame(TEXT, b"caf\xc3"));
+    let run = tether(&server).run();
+    fails_with(&run, 10, "not valid UTF-8");
+    run.stdout_is("");
+    not_retried(&server, &run);
+    closed_with(&server, 1007);
+}
+
+#[test]
+fn a_control_frame_over_125_bytes_is_a_protocol_violation() {
+    let server = after_handshake(frame(PING, &[b'p'; 126]));
+    let run = tether(&server).run();
+    fails_with(&run, 10, "Control frame too big");
+    not_retried(&server, &run);
+    closed_with(&server, 1002);
+}
+
+#[test]
+fn a_fragmented_control_frame_is_a_protocol_violation() {
+    let server = after_handshake(frame(PING & NOT_FIN, b"half a ping"));
+    let run = tether(&server).run();
+    fails_with(&run, 10, "Fragmented control frame");
+    not_retried(&server, &run);
+    closed_with(&server, 1002);
+}
+
+#[test]
+fn a_close_frame_with_an_invalid_code_is_a_protocol_violation() {
+    // 1005, 1006 and 1015 stand for "no code", "dropped" and "TLS failed": they must never
+    // be sent. The others are outside the ranges a Close may use.
+    for code in [999, 1005, 1006, 1015, 2000, 5000] {
+        let server = after_handshake(frame(CLOSE, &close_payload(code, b"")));
+        let run = tether(&server).run();
+        fails_with(&run, 10, "reserved or invalid close code");
+        not_retried(&server, &run);
+        closed_with(&server, 1002);
+    }
+}
+
+#[test]
+fn a_close_frame_with_a_one_byte_payload_is_a_protocol_violation() {
+    let server = after_handshake(frame(CLOSE, &[0x03]));
+    let run = tether(&server).run();
+    fails_with(&run, 10, "Invalid close sequence");
+    not_retried(&server, &run);
+    closed_with(&server, 1002);
+}
+
+#[test]
+fn a_close_reason_that_is_not_utf8_is_a_protocol_violation() {
+    let server = after_handshake(frame(CLOSE, &close_payload(1000, b"bye \xff")));
+    let run = tether(&server).run();
+    fails_with(&run, 10, "Close reason is not valid UTF-8");
+    not_retried(&server, &run);
+    closed_with(&server, 1007);
+}
+
+// ---------------------------------------------------------------------------------------
+// Size and memory
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_message_over_max_message_size_is_refused() {
+    let server = after_handshake(frame(BINARY, &[7u8; 2048]));
+    let run = tether(&server)
+        .args(["--max-message-size", "1KiB", "--binary-format", "hex"])
+        .run();
+    fails_with(
+        &run,
+        10,
+        "the server sent a message of 2048 bytes, over --max-message-size (1024 bytes)",
+    );
+    run.stderr_has("raise --max-message-size");
+    not_retried(&server, &run);
+    closed_with(&server, 1009);
+}
+
+/// What tether may read, and hold, of a message it must refuse: far below what the
+/// server pushes (gigabytes), and far above the 1 MiB limit plus socket buffers.
+const BOUND: u64 = 64 << 20;
+
+/// The server wrote less than [`BOUND`], so tether read less than that (the socket
+/// buffers hold the rest), and its memory peak stayed below it too.
+fn bounded(server: &Hostile, run: &Run, peak_kib: u64) {
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    assert!(
+        conns[0].written < BOUND,
+        "the server wrote {} bytes before tether refused the message",
+        conns[0].written
+    );
+    assert!(
+        peak_kib * 1024 < BOUND,
+        "peak RSS {peak_kib} KiB\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_huge_frame_is_refused_from_its_header_without_buffering_it() {
+    // The header announces 4 GiB, and the server streams as much of it as tether reads.
+    let server = Hostile::start(vec![
+        Step::Accept,
+        Step::Send(frame_header(BINARY, 4 << 30)),
+        Step::Flood {
+            chunk: vec![0u8; 64 * 1024],
+            limit: 4 << 30,
+            stall: Duration::from_secs(5),
+        },
+    ]);
+    let (run, peak_kib) = tether(&server)
+        .args(["--max-message-size", "1MiB"])
+        .run_peak_rss();
+    fails_with(
+        &run,
+        10,
+        "a message of 4294967296 bytes, over --max-message-size (1048576 bytes)",
+    );
+    not_retried(&server, &run);
+    bounded(&server, &run, peak_kib);
+}
+
+#[test]
+fn an_endless_fragmented_message_is_refused_at_the_limit() {
+    // Fragments of 60 KiB, none too big on its own, that never end: the limit is on the
+    // message, so tether refuses it once the fragments add up to more than 1 MiB.
+    let server = Hostile::start(vec![
+        Step::Accept,
+        Step::Send(frame(BINARY & NOT_FIN, &[1u8; 60 * 1024])),
+        Step::Flood {
+            chunk: frame(CONTINUATION, &[2u8; 60 * 1024]),
+            limit: 4 << 30,
+            stall: Duration::from_secs(5),
+        },
+    ]);
+    let (run, peak_kib) = tether(&server)
+        .args(["--max-message-size", "1MiB"])
+        .run_peak_rss();
+    fails_with(&run, 10, "over --max-message-size (1048576 bytes)");
+    not_retried(&server, &run);
+    bounded(&server, &run, peak_kib);
+}
