@@ -304,3 +304,44 @@ async fn giving_up_reports_the_cause_and_the_unsent_count() {
         "{text}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_interrupted_by_an_incoming_message_still_completes() {
+    // The server reads nothing at first, so the client's flush of one large
+    // message stalls on full socket buffers. A message from the server then
+    // wakes the client's reader mid-flush. With nothing else queued, the rest
+    // of the message must still go out.
+    const SIZE: usize = 15 << 20;
+    // A small receive buffer, so the message cannot fit in the socket buffers.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ws.send(Message::text("interrupt")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(data))) => return data.len(),
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended first: {other:?}"),
+            }
+        }
+    });
+    let mut handle = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    handle
+        .commands
+        .send(Command::Send(Payload::Binary(vec![7u8; SIZE].into())))
+        .await
+        .unwrap();
+    next_matching(&mut handle, |e| matches!(e, Event::Message(_))).await;
+    let received = tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("the rest of the message never left the client")
+        .unwrap();
+    assert_eq!(received, SIZE);
+}

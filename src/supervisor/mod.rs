@@ -141,6 +141,15 @@ enum Offline {
 type Sink = SplitSink<Socket, Message>;
 type Stream = SplitStream<Socket>;
 
+/// What was handed to tungstenite and not yet flushed. It outlives a
+/// `write_batch` that another branch of the select cancelled, so the next
+/// call flushes it even when nothing else is left to write.
+#[derive(Default)]
+struct Unflushed {
+    frames: bool,
+    close: bool,
+}
+
 /// What one write batch handed to the kernel.
 #[derive(Default)]
 struct Written {
@@ -360,16 +369,20 @@ impl Supervisor {
                 return ConnectionEnd::Lost(lost(err));
             }
         }
-        let mut unflushed = !self.on_connect.is_empty();
+        let mut unflushed = Unflushed {
+            frames: !self.on_connect.is_empty(),
+            close: false,
+        };
         let mut close_deadline: Option<Instant> = None;
 
         loop {
             let send_close = self.closing.is_some()
                 && close_deadline.is_none()
+                && !unflushed.close
                 && self.outbox.is_empty()
                 && self.control.is_empty();
             let want_write =
-                unflushed || send_close || self.outbox.ready() || !self.control.is_empty();
+                unflushed.frames || send_close || self.outbox.ready() || !self.control.is_empty();
             let room = self.commands_open && self.outbox.has_room() && close_deadline.is_none();
             let close = if send_close {
                 self.closing.clone()
@@ -389,12 +402,11 @@ impl Supervisor {
                         return end;
                     }
                 }
-                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, &mut self.acks, close), if want_write => {
+                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, &mut self.acks, &mut unflushed, close), if want_write => {
                     let written = match written {
                         Ok(written) => written,
                         Err(err) => return ConnectionEnd::Lost(lost(err)),
                     };
-                    unflushed = false;
                     if written.ping {
                         heartbeat.written(Instant::now());
                     }
@@ -743,17 +755,20 @@ impl Acks {
 
 /// Hands pings, queued messages and (once the queue is empty) our Close to
 /// the socket, then flushes once. Cancel-safe: progress is recorded as it is
-/// made, and an interrupted flush is resumed by the next call.
+/// made (`unflushed` says a flush is owed), and an interrupted flush is
+/// resumed by the next call.
 async fn write_batch(
     sink: &mut Sink,
     outbox: &mut Outbox,
     control: &mut VecDeque<Message>,
     acks: &mut Acks,
+    unflushed: &mut Unflushed,
     close: Option<CloseFrame>,
 ) -> tungstenite::Result<Written> {
     let mut written = Written::default();
     while let Some(frame) = control.front() {
         sink.feed(frame.clone()).await?;
+        unflushed.frames = true;
         if let Some(Message::Ping(payload)) = control.pop_front() {
             acks.record(payload, outbox.position(), false);
         }
@@ -767,6 +782,7 @@ async fn write_batch(
         };
         let len = message.len();
         sink.feed(message).await?;
+        unflushed.frames = true;
         outbox.mark_fed();
         if outbox.replay_enabled()
             && let Some(payload) = acks.fed(len)
@@ -779,9 +795,12 @@ async fn write_batch(
     }
     if let Some(frame) = close {
         sink.feed(Message::Close(Some(frame))).await?;
-        written.close = true;
+        unflushed.frames = true;
+        unflushed.close = true;
     }
     sink.flush().await?;
+    unflushed.frames = false;
+    written.close = std::mem::take(&mut unflushed.close);
     written.delivered = outbox.flushed();
     written.ping = std::mem::take(&mut acks.ping_unflushed);
     Ok(written)
