@@ -1,8 +1,11 @@
 //! Reading stdin records on a thread of their own and queueing each as one
 //! message. Blocking reads stay off the runtime, and a full queue simply
-//! blocks this thread: that is the backpressure on stdin.
+//! blocks this thread: that is the backpressure on stdin. The queue is full
+//! when it holds enough messages or enough bytes (the supervisor's send
+//! credit), so memory stays flat however large the records are.
 
 use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -11,6 +14,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::config::InputConfig;
 use crate::error::Error;
 use crate::session::{Command, Payload};
+use crate::supervisor::Credit;
 
 /// How stdin ended: the number of records read, or why reading stopped.
 pub type InputEnd = Result<u64, Error>;
@@ -21,12 +25,13 @@ pub fn spawn(
     config: InputConfig,
     reader: impl Read + Send + 'static,
     commands: mpsc::Sender<Command>,
+    credit: Arc<Credit>,
 ) -> oneshot::Receiver<InputEnd> {
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let end = pump(config, reader, &commands);
+            let end = pump(config, reader, &commands, &credit);
             if end.is_ok() || matches!(end, Err(Error::Input(_))) {
                 let _ = commands.blocking_send(Command::Drain);
             }
@@ -36,7 +41,12 @@ pub fn spawn(
     done_rx
 }
 
-fn pump(config: InputConfig, reader: impl Read, commands: &mpsc::Sender<Command>) -> InputEnd {
+fn pump(
+    config: InputConfig,
+    reader: impl Read,
+    commands: &mpsc::Sender<Command>,
+    credit: &Credit,
+) -> InputEnd {
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let mut records = 0u64;
     loop {
@@ -59,6 +69,8 @@ fn pump(config: InputConfig, reader: impl Read, commands: &mpsc::Sender<Command>
                 Err(err) => return Err(invalid_utf8(records, config.separator, &err)),
             }
         };
+        credit.wait_blocking();
+        credit.take(payload.len());
         if commands.blocking_send(Command::Send(payload)).is_err() {
             // The session is over; nobody is left to send to.
             return Ok(records);
@@ -86,7 +98,7 @@ mod tests {
             binary,
             separator: b'\n',
         };
-        let end = pump(config, input, &tx);
+        let end = pump(config, input, &tx, &Credit::new(1 << 20));
         drop(tx);
         let mut commands = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
@@ -121,6 +133,38 @@ mod tests {
             msg.contains("line 2") && msg.contains("0xff") && msg.contains("--binary"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn reading_waits_while_the_send_credit_is_spent() {
+        let credit = Arc::new(Credit::new(10));
+        let (tx, mut rx) = mpsc::channel(100);
+        let config = InputConfig {
+            binary: true,
+            separator: b'\n',
+        };
+        let pump = std::thread::spawn({
+            let credit = Arc::clone(&credit);
+            move || {
+                pump(
+                    config,
+                    &b"1234567\n1234567\n1234567\n1234567\n"[..],
+                    &tx,
+                    &credit,
+                )
+            }
+        });
+        // Each record takes 7 bytes; the third waits until the budget of 10
+        // is no longer spent, and nothing but this loop gives bytes back.
+        for _ in 0..4 {
+            let Some(Command::Send(payload)) = rx.blocking_recv() else {
+                panic!("expected a record")
+            };
+            assert!(credit.used() <= 14, "{} bytes taken", credit.used());
+            credit.give(payload.len());
+        }
+        assert_eq!(pump.join().unwrap().unwrap(), 4);
+        assert_eq!(credit.used(), 0);
     }
 
     #[test]

@@ -23,6 +23,7 @@ const CHUNK: usize = 64 * 1024;
 pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<ExitCode> {
     let Handle {
         commands,
+        send_credit,
         mut events,
         task,
     } = handle;
@@ -36,6 +37,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
             config.input,
             std::io::stdin(),
             commands.clone(),
+            send_credit,
         ))
     };
     let mut input_error: Option<Error> = None;

@@ -5,6 +5,7 @@
 //! and [`Event`]s, so it knows nothing about terminals or stdin.
 
 mod backoff;
+mod credit;
 mod heartbeat;
 mod outbox;
 
@@ -24,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 pub use self::backoff::Backoff;
+pub use self::credit::Credit;
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
 use crate::config::SessionConfig;
@@ -33,6 +35,13 @@ use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status};
 
 /// How many events may wait for a slow frontend before reading pauses.
 const EVENT_BUFFER: usize = 1024;
+/// Bytes of received messages that may wait for the frontend before reading
+/// pauses: the event buffer counts messages, which may be large.
+const EVENT_CREDIT: usize = 4 << 20;
+/// Bytes of stdin records that may wait to be written before stdin reading
+/// pauses (the queue's message count still applies, and the replay window
+/// holds what was written).
+pub const SEND_CREDIT: usize = 4 << 20;
 /// Messages handed to the socket per flush, so reads get their turn.
 const WRITE_BATCH: usize = 256;
 /// How long to wait for the server's Close after ours.
@@ -44,8 +53,43 @@ const ACK_EVERY_BYTES: usize = 64 * 1024;
 /// A running supervisor, as its frontend holds it.
 pub struct Handle {
     pub commands: mpsc::Sender<Command>,
-    pub events: mpsc::Receiver<Event>,
+    /// Bytes of `Command::Send` queued and not yet written. A sender that can
+    /// outpace the socket (stdin) waits for room and takes a message's size
+    /// before sending it; the supervisor gives it back once it is written.
+    pub send_credit: Arc<Credit>,
+    pub events: Events,
     pub task: JoinHandle<Result<Ending>>,
+}
+
+/// The supervisor's events. Receiving a message gives its bytes back to the
+/// supervisor, which reads from the socket only while few enough are waiting.
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+    credit: Arc<Credit>,
+}
+
+impl Events {
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.rx.recv().await;
+        self.received(event.as_ref());
+        event
+    }
+
+    pub fn try_recv(&mut self) -> std::result::Result<Event, mpsc::error::TryRecvError> {
+        let event = self.rx.try_recv();
+        self.received(event.as_ref().ok());
+        event
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    fn received(&self, event: Option<&Event>) {
+        if let Some(Event::Message(payload)) = event {
+            self.credit.give(payload.len());
+        }
+    }
 }
 
 /// Starts the supervisor on the current runtime. Fails only on settings that
@@ -59,6 +103,8 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
     let dialer = Arc::new(Dialer::new(config.dial.clone())?);
     let (command_tx, command_rx) = mpsc::channel(config.queue_capacity.min(1024));
     let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
+    let send_credit = Arc::new(Credit::new(SEND_CREDIT));
+    let event_credit = Arc::new(Credit::new(EVENT_CREDIT));
     let supervisor = Supervisor {
         backoff: Backoff::new(config.reconnect.initial, config.reconnect.max, seed),
         on_connect: config
@@ -73,6 +119,8 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         commands: command_rx,
         commands_open: true,
         events: event_tx,
+        send_credit: Arc::clone(&send_credit),
+        event_credit: Arc::clone(&event_credit),
         control: VecDeque::new(),
         user_pings: VecDeque::new(),
         acks: Acks::default(),
@@ -89,7 +137,11 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
     };
     Ok(Handle {
         commands: command_tx,
-        events: event_rx,
+        send_credit,
+        events: Events {
+            rx: event_rx,
+            credit: event_credit,
+        },
         task: tokio::spawn(supervisor.run()),
     })
 }
@@ -101,6 +153,9 @@ struct Supervisor {
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
     events: mpsc::Sender<Event>,
+    send_credit: Arc<Credit>,
+    /// Bytes of messages emitted and not yet received by the frontend.
+    event_credit: Arc<Credit>,
     backoff: Backoff,
     on_connect: Vec<Message>,
     outbox: Outbox,
@@ -154,8 +209,17 @@ struct Unflushed {
 #[derive(Default)]
 struct Written {
     delivered: usize,
+    first_time_bytes: usize,
     ping: bool,
     close: bool,
+}
+
+impl Drop for Supervisor {
+    /// Nothing will be written any more: a sender waiting for room must not
+    /// wait forever.
+    fn drop(&mut self) {
+        self.send_credit.close();
+    }
 }
 
 impl Supervisor {
@@ -392,7 +456,7 @@ impl Supervisor {
 
             tokio::select! {
                 () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
-                incoming = next_incoming(&mut stream, &self.events), if self.backlog.is_empty() => {
+                incoming = next_incoming(&mut stream, &self.events, &self.event_credit), if self.backlog.is_empty() => {
                     if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, close_deadline.is_some()).await {
                         return end;
                     }
@@ -407,6 +471,7 @@ impl Supervisor {
                         Ok(written) => written,
                         Err(err) => return ConnectionEnd::Lost(lost(err)),
                     };
+                    self.send_credit.give(written.first_time_bytes);
                     if written.ping {
                         heartbeat.written(Instant::now());
                     }
@@ -429,7 +494,9 @@ impl Supervisor {
                         Tick::SendPing(payload) => self.control.push_back(Message::Ping(payload)),
                         // A full event buffer means our reader is paused by a
                         // slow consumer: the pong may be sitting unread.
-                        Tick::Dead if self.events.capacity() == 0 => heartbeat.extend(now),
+                        Tick::Dead if self.events.capacity() == 0 || !self.event_credit.has_room() => {
+                            heartbeat.extend(now)
+                        }
                         Tick::Dead => {
                             return ConnectionEnd::Lost(Error::ConnectionLost(format!(
                                 "heartbeat timeout: no pong within {:?}",
@@ -478,10 +545,12 @@ impl Supervisor {
         match message {
             Message::Text(text) => {
                 self.received += 1;
+                self.event_credit.take(text.len());
                 self.emit(Event::Message(Payload::Text(text)));
             }
             Message::Binary(data) => {
                 self.received += 1;
+                self.event_credit.take(data.len());
                 self.emit(Event::Message(Payload::Binary(data)));
             }
             // tungstenite queued the Pong; make sure it leaves promptly.
@@ -697,13 +766,15 @@ async fn room_for_event(events: &mpsc::Sender<Event>) {
     }
 }
 
-/// Waits for room for one event before reading, so a slow consumer pauses
-/// reading (TCP backpressure) instead of growing memory.
+/// Waits for room for one event, in count and in bytes, before reading, so a
+/// slow consumer pauses reading (TCP backpressure) instead of growing memory.
 async fn next_incoming(
     stream: &mut Stream,
     events: &mpsc::Sender<Event>,
+    credit: &Credit,
 ) -> Option<tungstenite::Result<Message>> {
     room_for_event(events).await;
+    credit.wait().await;
     stream.next().await
 }
 
@@ -801,7 +872,9 @@ async fn write_batch(
     sink.flush().await?;
     unflushed.frames = false;
     written.close = std::mem::take(&mut unflushed.close);
-    written.delivered = outbox.flushed();
+    let flushed = outbox.flushed();
+    written.delivered = flushed.messages;
+    written.first_time_bytes = flushed.first_time_bytes;
     written.ping = std::mem::take(&mut acks.ping_unflushed);
     Ok(written)
 }
