@@ -4,10 +4,10 @@
 //! when it holds enough messages or enough bytes (the supervisor's send
 //! credit), so memory stays flat however large the records are.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -41,32 +41,55 @@ pub fn spawn(
     done_rx
 }
 
+/// Bytes asked of each read, at most and at least. Records are split off the
+/// buffer they were read into and share it, so a line costs no allocation of
+/// its own. The room read into is zeroed first: a producer that writes a line
+/// at a time gets small reads, so that stays cheap.
+const READ_SIZE: usize = 64 * 1024;
+const MIN_READ_SIZE: usize = 4 * 1024;
+/// A fresh buffer holds this much, so many small records share it.
+const BUFFER_SIZE: usize = 256 * 1024;
+
 fn pump(
     config: InputConfig,
-    reader: impl Read,
+    mut reader: impl Read,
     commands: &mpsc::Sender<Command>,
     credit: &Credit,
 ) -> InputEnd {
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
+    // `buf[..searched]` holds no separator.
+    let mut searched = 0;
     let mut records = 0u64;
+    let mut eof = false;
+    let mut read_size = MIN_READ_SIZE;
     loop {
-        let mut record = Vec::new();
-        let n = reader
-            .read_until(config.separator, &mut record)
-            .map_err(|err| Error::Input(format!("cannot read stdin: {err}")))?;
-        if n == 0 {
-            return Ok(records);
-        }
+        let record = match memchr::memchr(config.separator, &buf[searched..]) {
+            Some(i) => {
+                let mut record = buf.split_to(searched + i + 1);
+                record.truncate(searched + i);
+                searched = 0;
+                record.freeze()
+            }
+            None if eof && buf.is_empty() => return Ok(records),
+            None if eof => {
+                searched = 0;
+                buf.split().freeze()
+            }
+            None => {
+                searched = buf.len();
+                let n = fill(&mut reader, &mut buf, read_size)?;
+                eof = n == 0;
+                read_size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
+                continue;
+            }
+        };
         records += 1;
-        if record.last() == Some(&config.separator) {
-            record.pop();
-        }
         let payload = if config.binary {
-            Payload::Binary(Bytes::from(record))
+            Payload::Binary(record)
         } else {
-            match String::from_utf8(record) {
-                Ok(text) => Payload::Text(Utf8Bytes::from(text)),
-                Err(err) => return Err(invalid_utf8(records, config.separator, &err)),
+            match Utf8Bytes::try_from(record.clone()) {
+                Ok(text) => Payload::Text(text),
+                Err(_) => return Err(invalid_utf8(records, config.separator, &record)),
             }
         };
         credit.wait_blocking();
@@ -78,10 +101,36 @@ fn pump(
     }
 }
 
-fn invalid_utf8(record: u64, separator: u8, err: &std::string::FromUtf8Error) -> Error {
+/// Reads up to `size` bytes once into `buf`'s spare room (making some when it
+/// runs low).
+fn fill(reader: &mut impl Read, buf: &mut BytesMut, size: usize) -> Result<usize, Error> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        // A record longer than the buffer grows it; otherwise a new buffer
+        // takes over the partial record and the old one is freed once the
+        // records split off it are sent.
+        buf.reserve(BUFFER_SIZE.max(buf.len()));
+    }
+    let len = buf.len();
+    buf.resize(buf.capacity().min(len + size), 0);
+    loop {
+        match reader.read(&mut buf[len..]) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                return Ok(n);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                buf.truncate(len);
+                return Err(Error::Input(format!("cannot read stdin: {err}")));
+            }
+        }
+    }
+}
+
+fn invalid_utf8(record: u64, separator: u8, bytes: &[u8]) -> Error {
     let what = if separator == b'\n' { "line" } else { "record" };
-    let at = err.utf8_error().valid_up_to();
-    let byte = err.as_bytes().get(at).copied().unwrap_or(0);
+    let at = std::str::from_utf8(bytes).map_or_else(|err| err.valid_up_to(), |_| bytes.len());
+    let byte = bytes.get(at).copied().unwrap_or(0);
     Error::Input(format!(
         "stdin {what} {record} is not valid UTF-8 (byte 0x{byte:02x} at offset {at}); \
          it was not sent, nor was anything after it. Use --binary to send bytes as they are"
@@ -165,6 +214,47 @@ mod tests {
         }
         assert_eq!(pump.join().unwrap().unwrap(), 4);
         assert_eq!(credit.used(), 0);
+    }
+
+    /// Hands out its data a few bytes at a time, as a slow pipe would.
+    struct Trickle(std::collections::VecDeque<u8>, usize);
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            for (slot, byte) in out.iter_mut().zip(self.0.drain(..n)) {
+                *slot = byte;
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_split_across_reads_or_longer_than_the_buffer_arrive_whole() {
+        let long: Vec<u8> = (0..600_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut input = b"one\ntwo".to_vec();
+        input.extend_from_slice(b"\n");
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nlast");
+        for step in [1, 7, 100_000] {
+            let (tx, mut rx) = mpsc::channel(100);
+            let config = InputConfig {
+                binary: true,
+                separator: b'\n',
+            };
+            let reader = Trickle(input.iter().copied().collect(), step);
+            let end = pump(config, reader, &tx, &Credit::new(usize::MAX));
+            assert_eq!(end.unwrap(), 4);
+            let mut got = Vec::new();
+            while let Ok(Command::Send(Payload::Binary(b))) = rx.try_recv() {
+                got.push(b);
+            }
+            assert_eq!(got.len(), 4, "step {step}");
+            assert_eq!(got[0].as_ref(), b"one");
+            assert_eq!(got[1].as_ref(), b"two");
+            assert!(got[2].as_ref() == long.as_slice(), "step {step}");
+            assert_eq!(got[3].as_ref(), b"last");
+        }
     }
 
     #[test]
