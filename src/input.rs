@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -49,6 +49,10 @@ const READ_SIZE: usize = 64 * 1024;
 const MIN_READ_SIZE: usize = 4 * 1024;
 /// A fresh buffer holds this much, so many small records share it.
 const BUFFER_SIZE: usize = 256 * 1024;
+/// A record at least this long gets an allocation of its own, of its exact
+/// size: one memcpy instead of pinning the buffer it grew in, which can be
+/// twice its size, for as long as it is queued or in the replay window.
+const OWN_ALLOCATION: usize = 64 * 1024;
 
 fn pump(
     config: InputConfig,
@@ -68,12 +72,12 @@ fn pump(
                 let mut record = buf.split_to(searched + i + 1);
                 record.truncate(searched + i);
                 searched = 0;
-                record.freeze()
+                seal(record)
             }
             None if eof && buf.is_empty() => return Ok(records),
             None if eof => {
                 searched = 0;
-                buf.split().freeze()
+                seal(buf.split())
             }
             None => {
                 searched = buf.len();
@@ -98,6 +102,16 @@ fn pump(
             // The session is over; nobody is left to send to.
             return Ok(records);
         }
+    }
+}
+
+/// The record as a `Bytes`: a slice of the shared buffer, or a copy when
+/// it is long.
+fn seal(record: BytesMut) -> Bytes {
+    if record.len() >= OWN_ALLOCATION {
+        Bytes::copy_from_slice(&record)
+    } else {
+        record.freeze()
     }
 }
 

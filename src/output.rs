@@ -21,8 +21,9 @@ impl Stdout {
     }
 
     pub fn spawn_with(mut sink: impl Write + Send + 'static) -> Stdout {
-        // A few chunks in flight keep the writer busy without buffering much.
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        // One chunk waiting while another is written keeps the writer busy;
+        // a chunk holds at least one message, which may be large.
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
         let (closed_tx, closed_rx) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("stdout".into())

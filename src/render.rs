@@ -37,6 +37,9 @@ impl Renderer {
         if self.config.json {
             return self.json_event(out, &Event::Message(payload.clone()));
         }
+        // Exact for an empty buffer: a large message then gets a chunk of its
+        // own size, not twice that.
+        out.reserve(payload.len() + 1);
         if self.config.timestamps {
             out.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
             out.push(b' ');

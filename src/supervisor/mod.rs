@@ -37,11 +37,11 @@ use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status};
 const EVENT_BUFFER: usize = 1024;
 /// Bytes of received messages that may wait for the frontend before reading
 /// pauses: the event buffer counts messages, which may be large.
-const EVENT_CREDIT: usize = 4 << 20;
+const EVENT_CREDIT: usize = 1 << 20;
 /// Bytes of stdin records that may wait to be written before stdin reading
 /// pauses (the queue's message count still applies, and the replay window
 /// holds what was written).
-pub const SEND_CREDIT: usize = 4 << 20;
+pub const SEND_CREDIT: usize = 1 << 20;
 /// Messages handed to the socket per flush, so reads get their turn.
 const WRITE_BATCH: usize = 256;
 /// How long to wait for the server's Close after ours.
