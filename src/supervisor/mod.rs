@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -44,6 +44,8 @@ const EVENT_CREDIT: usize = 1 << 20;
 pub const SEND_CREDIT: usize = 1 << 20;
 /// Messages handed to the socket per flush, so reads get their turn.
 const WRITE_BATCH: usize = 256;
+/// Frames read per pass of the connection loop, so writes get their turn.
+const READ_BURST: usize = 256;
 /// How long to wait for the server's Close after ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Unconfirmed messages or bytes that call for an acknowledging ping.
@@ -457,8 +459,25 @@ impl Supervisor {
             tokio::select! {
                 () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
                 incoming = next_incoming(&mut stream, &self.events, &self.event_credit), if self.backlog.is_empty() => {
-                    if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, close_deadline.is_some()).await {
+                    let closing = close_deadline.is_some();
+                    if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, closing).await {
                         return end;
+                    }
+                    // Take the frames that have already arrived too, so a
+                    // burst costs one pass of this loop, not one per message.
+                    for _ in 1..READ_BURST {
+                        if !self.backlog.is_empty()
+                            || self.events.capacity() == 0
+                            || !self.event_credit.has_room()
+                        {
+                            break;
+                        }
+                        let Some(incoming) = stream.next().now_or_never() else {
+                            break;
+                        };
+                        if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, closing).await {
+                            return end;
+                        }
                     }
                 }
                 cmd = self.commands.recv(), if room => {
