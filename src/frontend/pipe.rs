@@ -74,7 +74,14 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                                 continue;
                             }
                             received += 1;
-                            renderer.message(&mut buf, payload);
+                            match renderer.verbatim(payload) {
+                                Some(bytes) if bytes.len() >= CHUNK => {
+                                    stdout.write(std::mem::take(&mut buf)).await;
+                                    stdout.write(bytes).await;
+                                    buf.push(renderer.separator());
+                                }
+                                _ => renderer.message(&mut buf, payload),
+                            }
                             if echo {
                                 let _ = commands.send(Command::Send(payload.clone())).await;
                             }
