@@ -49,9 +49,11 @@ const READ_SIZE: usize = 64 * 1024;
 const MIN_READ_SIZE: usize = 4 * 1024;
 /// A fresh buffer holds this much, so many small records share it.
 const BUFFER_SIZE: usize = 256 * 1024;
-/// A record at least this long gets an allocation of its own, of its exact
-/// size: one memcpy instead of pinning the buffer it grew in, which can be
-/// twice its size, for as long as it is queued or in the replay window.
+/// A record at least this long gets an allocation of its own, of about its
+/// size, rather than pinning a shared buffer for as long as it is queued or
+/// in the replay window. One still incomplete at this length is read on into
+/// a Vec sized after the previous long record, so a stream of large records
+/// costs no growing and no copying.
 const OWN_ALLOCATION: usize = 64 * 1024;
 
 fn pump(
@@ -66,6 +68,7 @@ fn pump(
     let mut records = 0u64;
     let mut eof = false;
     let mut read_size = MIN_READ_SIZE;
+    let mut long_hint = 0;
     loop {
         let record = match memchr::memchr(config.separator, &buf[searched..]) {
             Some(i) => {
@@ -78,6 +81,13 @@ fn pump(
             None if eof => {
                 searched = 0;
                 seal(buf.split())
+            }
+            None if buf.len() >= OWN_ALLOCATION => {
+                searched = 0;
+                let (record, end) =
+                    read_long(&mut reader, &mut buf, config.separator, &mut long_hint)?;
+                eof = end;
+                record
             }
             None => {
                 searched = buf.len();
@@ -115,28 +125,68 @@ fn seal(record: BytesMut) -> Bytes {
     }
 }
 
+/// Reads the rest of the long record that `buf` begins (and holds no
+/// separator of) into a Vec of its own. What follows the record goes back
+/// into `buf`. Returns the record, and whether input ended.
+fn read_long(
+    reader: &mut impl Read,
+    buf: &mut BytesMut,
+    separator: u8,
+    hint: &mut usize,
+) -> Result<(Bytes, bool), Error> {
+    let mut long = Vec::with_capacity((*hint).max(buf.len()) + READ_SIZE);
+    long.extend_from_slice(buf);
+    buf.clear();
+    let mut size = READ_SIZE;
+    loop {
+        let len = long.len();
+        if long.capacity() - len < size {
+            // Longer than the last one: grow by half, not double.
+            long.reserve_exact(size.max(len / 2));
+        }
+        long.resize(len + size, 0);
+        let n = read_into(reader, &mut long[len..]);
+        long.truncate(len + *n.as_ref().unwrap_or(&0));
+        let n = n?;
+        size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
+        let end = match memchr::memchr(separator, &long[len..]) {
+            Some(i) => len + i,
+            None if n == 0 => long.len(),
+            None => continue,
+        };
+        if end < long.len() {
+            buf.extend_from_slice(&long[end + 1..]);
+        }
+        long.truncate(end);
+        *hint = end + 1;
+        if long.capacity() - long.len() > READ_SIZE + long.len() / 8 {
+            long.shrink_to_fit();
+        }
+        return Ok((Bytes::from(long), n == 0));
+    }
+}
+
 /// Reads up to `size` bytes once into `buf`'s spare room (making some when it
 /// runs low).
 fn fill(reader: &mut impl Read, buf: &mut BytesMut, size: usize) -> Result<usize, Error> {
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
-        // A record longer than the buffer grows it; otherwise a new buffer
-        // takes over the partial record and the old one is freed once the
-        // records split off it are sent.
-        buf.reserve(BUFFER_SIZE.max(buf.len()));
+        // A new buffer takes over the partial record; the old one is freed
+        // once the records split off it are sent.
+        buf.reserve(BUFFER_SIZE);
     }
     let len = buf.len();
     buf.resize(buf.capacity().min(len + size), 0);
+    let n = read_into(reader, &mut buf[len..]);
+    buf.truncate(len + *n.as_ref().unwrap_or(&0));
+    n
+}
+
+fn read_into(reader: &mut impl Read, out: &mut [u8]) -> Result<usize, Error> {
     loop {
-        match reader.read(&mut buf[len..]) {
-            Ok(n) => {
-                buf.truncate(len + n);
-                return Ok(n);
-            }
+        match reader.read(out) {
+            Ok(n) => return Ok(n),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                buf.truncate(len);
-                return Err(Error::Input(format!("cannot read stdin: {err}")));
-            }
+            Err(err) => return Err(Error::Input(format!("cannot read stdin: {err}"))),
         }
     }
 }
@@ -245,12 +295,17 @@ mod tests {
 
     #[test]
     fn records_split_across_reads_or_longer_than_the_buffer_arrive_whole() {
-        let long: Vec<u8> = (0..600_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let long: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
         let mut input = b"one\ntwo".to_vec();
         input.extend_from_slice(b"\n");
         input.extend_from_slice(&long);
+        input.push(b'\n');
+        input.extend_from_slice(&long[..70_000]);
+        input.push(b'\n');
+        input.extend_from_slice(&long);
+        input.extend_from_slice(&long);
         input.extend_from_slice(b"\nlast");
-        for step in [1, 7, 100_000] {
+        for step in [7, 1000, 100_000] {
             let (tx, mut rx) = mpsc::channel(100);
             let config = InputConfig {
                 binary: true,
@@ -258,16 +313,18 @@ mod tests {
             };
             let reader = Trickle(input.iter().copied().collect(), step);
             let end = pump(config, reader, &tx, &Credit::new(usize::MAX));
-            assert_eq!(end.unwrap(), 4);
+            assert_eq!(end.unwrap(), 6);
             let mut got = Vec::new();
             while let Ok(Command::Send(Payload::Binary(b))) = rx.try_recv() {
                 got.push(b);
             }
-            assert_eq!(got.len(), 4, "step {step}");
+            assert_eq!(got.len(), 6, "step {step}");
             assert_eq!(got[0].as_ref(), b"one");
             assert_eq!(got[1].as_ref(), b"two");
             assert!(got[2].as_ref() == long.as_slice(), "step {step}");
-            assert_eq!(got[3].as_ref(), b"last");
+            assert!(got[3].as_ref() == &long[..70_000], "step {step}");
+            assert!(got[4].len() == 2 * long.len(), "step {step}");
+            assert_eq!(got[5].as_ref(), b"last");
         }
     }
 
