@@ -48,7 +48,7 @@ pub fn spawn(
 const READ_SIZE: usize = 64 * 1024;
 const MIN_READ_SIZE: usize = 4 * 1024;
 /// A fresh buffer holds this much, so many small records share it.
-const BUFFER_SIZE: usize = 256 * 1024;
+const BUFFER_SIZE: usize = 128 * 1024;
 /// A record at least this long gets an allocation of its own, of about its
 /// size, rather than pinning a shared buffer for as long as it is queued or
 /// in the replay window. One still incomplete at this length is read on into
@@ -83,6 +83,9 @@ fn pump(
                 seal(buf.split())
             }
             None if buf.len() >= OWN_ALLOCATION => {
+                // Read no further while the budget is spent, so a large record
+                // is not read while the last one is still queued.
+                credit.wait_blocking();
                 searched = 0;
                 let (record, end) =
                     read_long(&mut reader, &mut buf, config.separator, &mut long_hint)?;
@@ -90,6 +93,7 @@ fn pump(
                 record
             }
             None => {
+                credit.wait_blocking();
                 searched = buf.len();
                 let n = fill(&mut reader, &mut buf, read_size)?;
                 eof = n == 0;
@@ -134,17 +138,19 @@ fn read_long(
     separator: u8,
     hint: &mut usize,
 ) -> Result<(Bytes, bool), Error> {
-    let mut long = Vec::with_capacity((*hint).max(buf.len()) + READ_SIZE);
+    // Exactly the last long record's size (with its separator): if this one
+    // has the same size, the last read ends at the separator.
+    let mut long = Vec::with_capacity((*hint).max(buf.len() + READ_SIZE));
     long.extend_from_slice(buf);
     buf.clear();
     let mut size = READ_SIZE;
     loop {
         let len = long.len();
-        if long.capacity() - len < size {
+        if long.capacity() == len {
             // Longer than the last one: grow by half, not double.
             long.reserve_exact(size.max(len / 2));
         }
-        long.resize(len + size, 0);
+        long.resize(long.capacity().min(len + size), 0);
         let n = read_into(reader, &mut long[len..]);
         long.truncate(len + *n.as_ref().unwrap_or(&0));
         let n = n?;

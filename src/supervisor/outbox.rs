@@ -45,7 +45,8 @@ impl Outbox {
     /// `replay_budget` bounds the replay window in bytes; 0 turns it off.
     pub fn new(capacity: usize, replay_budget: usize) -> Outbox {
         Outbox {
-            items: VecDeque::with_capacity(capacity.min(4096)),
+            // Grows on demand: a full-size queue is 200 KiB nobody may need.
+            items: VecDeque::new(),
             fed: 0,
             capacity,
             replay: VecDeque::new(),
