@@ -25,8 +25,9 @@ impl Stdout {
 
     pub fn spawn_with(mut sink: impl Write + Send + 'static) -> Stdout {
         // One chunk waiting while another is written keeps the writer busy;
-        // a chunk holds at least one message, which may be large.
-        let (tx, mut rx) = mpsc::channel::<Bytes>(2);
+        // a chunk holds at least one message, which may be large, and the
+        // frontend keeps rendering into its buffer meanwhile.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(1);
         let (closed_tx, closed_rx) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("stdout".into())
