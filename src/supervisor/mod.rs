@@ -41,7 +41,7 @@ const EVENT_CREDIT: usize = 1 << 20;
 /// Bytes of stdin records that may wait to be written before stdin reading
 /// pauses (the queue's message count still applies, and the replay window
 /// holds what was written).
-pub const SEND_CREDIT: usize = 1 << 20;
+pub const SEND_CREDIT: usize = 256 << 10;
 /// Messages handed to the socket per flush, so reads get their turn.
 const WRITE_BATCH: usize = 256;
 /// Frames read per pass of the connection loop, so writes get their turn.
@@ -397,6 +397,11 @@ impl Supervisor {
     fn offline_command(&mut self, cmd: Option<Command>) -> Offline {
         match cmd {
             Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
+            Some(Command::SendMany(payloads)) => {
+                for payload in payloads {
+                    self.outbox.push(to_message(payload));
+                }
+            }
             Some(Command::Ping(_)) => {
                 self.emit(Event::Warning("not connected: ping not sent".into()))
             }
@@ -646,6 +651,11 @@ impl Supervisor {
         loop {
             match next {
                 Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
+                Some(Command::SendMany(payloads)) => {
+                    for payload in payloads {
+                        self.outbox.push(to_message(payload));
+                    }
+                }
                 Some(Command::Ping(payload)) => {
                     self.user_pings.push_back((payload.clone(), Instant::now()));
                     // Unanswered pings must not pile up forever.
