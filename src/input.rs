@@ -1,16 +1,20 @@
 //! Reading stdin records on a thread of their own and queueing each as one
 //! message. Blocking reads stay off the runtime, and a full queue simply
-//! blocks this thread: that is the backpressure on stdin.
+//! blocks this thread: that is the backpressure on stdin. The queue is full
+//! when it holds enough messages or enough bytes (the supervisor's send
+//! credit), so memory stays flat however large the records are.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
+use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::InputConfig;
 use crate::error::Error;
 use crate::session::{Command, Payload};
+use crate::supervisor::Credit;
 
 /// How stdin ended: the number of records read, or why reading stopped.
 pub type InputEnd = Result<u64, Error>;
@@ -21,12 +25,13 @@ pub fn spawn(
     config: InputConfig,
     reader: impl Read + Send + 'static,
     commands: mpsc::Sender<Command>,
+    credit: Arc<Credit>,
 ) -> oneshot::Receiver<InputEnd> {
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let end = pump(config, reader, &commands);
+            let end = pump(config, reader, &commands, &credit);
             if end.is_ok() || matches!(end, Err(Error::Input(_))) {
                 let _ = commands.blocking_send(Command::Drain);
             }
@@ -36,40 +41,210 @@ pub fn spawn(
     done_rx
 }
 
-fn pump(config: InputConfig, reader: impl Read, commands: &mpsc::Sender<Command>) -> InputEnd {
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+/// Bytes asked of each read, at most and at least. Records are split off the
+/// buffer they were read into and share it, so a line costs no allocation of
+/// its own. The room read into is zeroed first: a producer that writes a line
+/// at a time gets small reads, so that stays cheap.
+const READ_SIZE: usize = 64 * 1024;
+const MIN_READ_SIZE: usize = 4 * 1024;
+/// A fresh buffer holds this much, so many small records share it.
+const BUFFER_SIZE: usize = 128 * 1024;
+/// A record at least this long gets an allocation of its own, of about its
+/// size, rather than pinning a shared buffer for as long as it is queued or
+/// in the replay window. One still incomplete at this length is read on into
+/// a Vec sized after the previous long record, so a stream of large records
+/// costs no growing and no copying.
+const OWN_ALLOCATION: usize = 64 * 1024;
+/// Records queued with one command, at most: a channel send per line was a
+/// quarter of a round trip's CPU time.
+const BATCH: usize = 64;
+
+/// Records read and not yet handed to the supervisor. They go before any read
+/// or wait that may block, so nothing read sits here while stdin is idle.
+struct Batch<'a> {
+    records: Vec<Payload>,
+    commands: &'a mpsc::Sender<Command>,
+}
+
+impl Batch<'_> {
+    /// False when the session is over: nobody is left to send to.
+    fn send(&mut self) -> bool {
+        let command = match self.records.len() {
+            0 => return true,
+            1 => Command::Send(self.records.pop().expect("one record")),
+            _ => Command::SendMany(std::mem::take(&mut self.records)),
+        };
+        self.commands.blocking_send(command).is_ok()
+    }
+}
+
+fn pump(
+    config: InputConfig,
+    mut reader: impl Read,
+    commands: &mpsc::Sender<Command>,
+    credit: &Credit,
+) -> InputEnd {
+    let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
+    // `buf[..searched]` holds no separator.
+    let mut searched = 0;
     let mut records = 0u64;
+    let mut eof = false;
+    let mut read_size = MIN_READ_SIZE;
+    let mut long_hint = 0;
+    let mut batch = Batch {
+        records: Vec::new(),
+        commands,
+    };
     loop {
-        let mut record = Vec::new();
-        let n = reader
-            .read_until(config.separator, &mut record)
-            .map_err(|err| Error::Input(format!("cannot read stdin: {err}")))?;
-        if n == 0 {
-            return Ok(records);
-        }
-        records += 1;
-        if record.last() == Some(&config.separator) {
-            record.pop();
-        }
-        let payload = if config.binary {
-            Payload::Binary(Bytes::from(record))
-        } else {
-            match String::from_utf8(record) {
-                Ok(text) => Payload::Text(Utf8Bytes::from(text)),
-                Err(err) => return Err(invalid_utf8(records, config.separator, &err)),
+        let record = match memchr::memchr(config.separator, &buf[searched..]) {
+            Some(i) => {
+                let mut record = buf.split_to(searched + i + 1);
+                record.truncate(searched + i);
+                searched = 0;
+                seal(record)
+            }
+            None if eof && buf.is_empty() => {
+                batch.send();
+                return Ok(records);
+            }
+            None if eof => {
+                searched = 0;
+                seal(buf.split())
+            }
+            None if buf.len() >= OWN_ALLOCATION => {
+                // Read no further while the budget is spent, so a large record
+                // is not read while the last one is still queued.
+                if !batch.send() {
+                    return Ok(records);
+                }
+                credit.wait_blocking();
+                searched = 0;
+                let (record, end) =
+                    read_long(&mut reader, &mut buf, config.separator, &mut long_hint)?;
+                eof = end;
+                record
+            }
+            None => {
+                if !batch.send() {
+                    return Ok(records);
+                }
+                credit.wait_blocking();
+                searched = buf.len();
+                let n = fill(&mut reader, &mut buf, read_size)?;
+                eof = n == 0;
+                read_size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
+                continue;
             }
         };
-        if commands.blocking_send(Command::Send(payload)).is_err() {
-            // The session is over; nobody is left to send to.
+        records += 1;
+        let payload = if config.binary {
+            Payload::Binary(record)
+        } else {
+            match Utf8Bytes::try_from(record.clone()) {
+                Ok(text) => Payload::Text(text),
+                Err(_) => {
+                    batch.send();
+                    return Err(invalid_utf8(records, config.separator, &record));
+                }
+            }
+        };
+        if !credit.has_room() {
+            // The supervisor gives credit back only for what it has.
+            if !batch.send() {
+                return Ok(records);
+            }
+            credit.wait_blocking();
+        }
+        credit.take(payload.len());
+        batch.records.push(payload);
+        if batch.records.len() >= BATCH && !batch.send() {
             return Ok(records);
         }
     }
 }
 
-fn invalid_utf8(record: u64, separator: u8, err: &std::string::FromUtf8Error) -> Error {
+/// The record as a `Bytes`: a slice of the shared buffer, or a copy when
+/// it is long.
+fn seal(record: BytesMut) -> Bytes {
+    if record.len() >= OWN_ALLOCATION {
+        Bytes::copy_from_slice(&record)
+    } else {
+        record.freeze()
+    }
+}
+
+/// Reads the rest of the long record that `buf` begins (and holds no
+/// separator of) into a Vec of its own. What follows the record goes back
+/// into `buf`. Returns the record, and whether input ended.
+fn read_long(
+    reader: &mut impl Read,
+    buf: &mut BytesMut,
+    separator: u8,
+    hint: &mut usize,
+) -> Result<(Bytes, bool), Error> {
+    // Exactly the last long record's size (with its separator): if this one
+    // has the same size, the last read ends at the separator.
+    let mut long = Vec::with_capacity((*hint).max(buf.len() + READ_SIZE));
+    long.extend_from_slice(buf);
+    buf.clear();
+    let mut size = READ_SIZE;
+    loop {
+        let len = long.len();
+        if long.capacity() == len {
+            // Longer than the last one: grow by half, not double.
+            long.reserve_exact(size.max(len / 2));
+        }
+        long.resize(long.capacity().min(len + size), 0);
+        let n = read_into(reader, &mut long[len..]);
+        long.truncate(len + *n.as_ref().unwrap_or(&0));
+        let n = n?;
+        size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
+        let end = match memchr::memchr(separator, &long[len..]) {
+            Some(i) => len + i,
+            None if n == 0 => long.len(),
+            None => continue,
+        };
+        if end < long.len() {
+            buf.extend_from_slice(&long[end + 1..]);
+        }
+        long.truncate(end);
+        *hint = end + 1;
+        if long.capacity() - long.len() > READ_SIZE + long.len() / 8 {
+            long.shrink_to_fit();
+        }
+        return Ok((Bytes::from(long), n == 0));
+    }
+}
+
+/// Reads up to `size` bytes once into `buf`'s spare room (making some when it
+/// runs low).
+fn fill(reader: &mut impl Read, buf: &mut BytesMut, size: usize) -> Result<usize, Error> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        // A new buffer takes over the partial record; the old one is freed
+        // once the records split off it are sent.
+        buf.reserve(BUFFER_SIZE);
+    }
+    let len = buf.len();
+    buf.resize(buf.capacity().min(len + size), 0);
+    let n = read_into(reader, &mut buf[len..]);
+    buf.truncate(len + *n.as_ref().unwrap_or(&0));
+    n
+}
+
+fn read_into(reader: &mut impl Read, out: &mut [u8]) -> Result<usize, Error> {
+    loop {
+        match reader.read(out) {
+            Ok(n) => return Ok(n),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(Error::Input(format!("cannot read stdin: {err}"))),
+        }
+    }
+}
+
+fn invalid_utf8(record: u64, separator: u8, bytes: &[u8]) -> Error {
     let what = if separator == b'\n' { "line" } else { "record" };
-    let at = err.utf8_error().valid_up_to();
-    let byte = err.as_bytes().get(at).copied().unwrap_or(0);
+    let at = std::str::from_utf8(bytes).map_or_else(|err| err.valid_up_to(), |_| bytes.len());
+    let byte = bytes.get(at).copied().unwrap_or(0);
     Error::Input(format!(
         "stdin {what} {record} is not valid UTF-8 (byte 0x{byte:02x} at offset {at}); \
          it was not sent, nor was anything after it. Use --binary to send bytes as they are"
@@ -80,26 +255,35 @@ fn invalid_utf8(record: u64, separator: u8, err: &std::string::FromUtf8Error) ->
 mod tests {
     use super::*;
 
-    fn read_all(input: &'static [u8], binary: bool) -> (Vec<Command>, InputEnd) {
+    /// The records a command queues, in order.
+    fn records(command: Command) -> Vec<Payload> {
+        match command {
+            Command::Send(payload) => vec![payload],
+            Command::SendMany(payloads) => payloads,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn read_all(input: &'static [u8], binary: bool) -> (Vec<Payload>, InputEnd) {
         let (tx, mut rx) = mpsc::channel(100);
         let config = InputConfig {
             binary,
             separator: b'\n',
         };
-        let end = pump(config, input, &tx);
+        let end = pump(config, input, &tx, &Credit::new(1 << 20));
         drop(tx);
-        let mut commands = Vec::new();
+        let mut payloads = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
-            commands.push(cmd);
+            payloads.extend(records(cmd));
         }
-        (commands, end)
+        (payloads, end)
     }
 
-    fn texts(commands: &[Command]) -> Vec<String> {
-        commands
+    fn texts(payloads: &[Payload]) -> Vec<String> {
+        payloads
             .iter()
-            .map(|c| match c {
-                Command::Send(Payload::Text(t)) => t.to_string(),
+            .map(|p| match p {
+                Payload::Text(t) => t.to_string(),
                 other => panic!("unexpected {other:?}"),
             })
             .collect()
@@ -110,6 +294,31 @@ mod tests {
         let (commands, end) = read_all(b"one\n\ntwo\r\nthree", false);
         assert_eq!(texts(&commands), ["one", "", "two\r", "three"]);
         assert_eq!(end.unwrap(), 4);
+    }
+
+    #[test]
+    fn a_burst_of_lines_is_queued_in_few_commands_in_order() {
+        let input: String = (0..200).map(|i| format!("{i}\n")).collect();
+        let input: &'static [u8] = Box::leak(input.into_bytes().into_boxed_slice());
+        let (tx, mut rx) = mpsc::channel(1000);
+        let config = InputConfig {
+            binary: false,
+            separator: b'\n',
+        };
+        assert_eq!(
+            pump(config, input, &tx, &Credit::new(1 << 20)).unwrap(),
+            200
+        );
+        drop(tx);
+        let mut commands = 0;
+        let mut payloads = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            commands += 1;
+            payloads.extend(records(cmd));
+        }
+        let expected: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+        assert_eq!(texts(&payloads), expected);
+        assert!(commands <= 200 / BATCH + 1, "{commands} commands");
     }
 
     #[test]
@@ -124,10 +333,95 @@ mod tests {
     }
 
     #[test]
+    fn reading_waits_while_the_send_credit_is_spent() {
+        let credit = Arc::new(Credit::new(10));
+        let (tx, mut rx) = mpsc::channel(100);
+        let config = InputConfig {
+            binary: true,
+            separator: b'\n',
+        };
+        let pump = std::thread::spawn({
+            let credit = Arc::clone(&credit);
+            move || {
+                pump(
+                    config,
+                    &b"1234567\n1234567\n1234567\n1234567\n"[..],
+                    &tx,
+                    &credit,
+                )
+            }
+        });
+        // Each record takes 7 bytes; the third waits until the budget of 10
+        // is no longer spent, and nothing but this loop gives bytes back.
+        let mut received = 0;
+        while received < 4 {
+            let command = rx.blocking_recv().expect("a record");
+            assert!(credit.used() <= 14, "{} bytes taken", credit.used());
+            for payload in records(command) {
+                credit.give(payload.len());
+                received += 1;
+            }
+        }
+        assert_eq!(pump.join().unwrap().unwrap(), 4);
+        assert_eq!(credit.used(), 0);
+    }
+
+    /// Hands out its data a few bytes at a time, as a slow pipe would.
+    struct Trickle(std::collections::VecDeque<u8>, usize);
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            for (slot, byte) in out.iter_mut().zip(self.0.drain(..n)) {
+                *slot = byte;
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_split_across_reads_or_longer_than_the_buffer_arrive_whole() {
+        let long: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut input = b"one\ntwo".to_vec();
+        input.extend_from_slice(b"\n");
+        input.extend_from_slice(&long);
+        input.push(b'\n');
+        input.extend_from_slice(&long[..70_000]);
+        input.push(b'\n');
+        input.extend_from_slice(&long);
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nlast");
+        for step in [7, 1000, 100_000] {
+            let (tx, mut rx) = mpsc::channel(100);
+            let config = InputConfig {
+                binary: true,
+                separator: b'\n',
+            };
+            let reader = Trickle(input.iter().copied().collect(), step);
+            let end = pump(config, reader, &tx, &Credit::new(usize::MAX));
+            assert_eq!(end.unwrap(), 6);
+            let mut got = Vec::new();
+            while let Ok(command) = rx.try_recv() {
+                for payload in records(command) {
+                    let Payload::Binary(b) = payload else {
+                        panic!("expected binary")
+                    };
+                    got.push(b);
+                }
+            }
+            assert_eq!(got.len(), 6, "step {step}");
+            assert_eq!(got[0].as_ref(), b"one");
+            assert_eq!(got[1].as_ref(), b"two");
+            assert!(got[2].as_ref() == long.as_slice(), "step {step}");
+            assert!(got[3].as_ref() == &long[..70_000], "step {step}");
+            assert!(got[4].len() == 2 * long.len(), "step {step}");
+            assert_eq!(got[5].as_ref(), b"last");
+        }
+    }
+
+    #[test]
     fn binary_mode_keeps_bytes_as_they_are() {
-        let (commands, _) = read_all(b"\xff\x00\n", true);
-        assert!(
-            matches!(&commands[0], Command::Send(Payload::Binary(b)) if b.as_ref() == b"\xff\x00")
-        );
+        let (payloads, _) = read_all(b"\xff\x00\n", true);
+        assert!(matches!(&payloads[0], Payload::Binary(b) if b.as_ref() == b"\xff\x00"));
     }
 }

@@ -1,28 +1,40 @@
 //! Writing stdout on a thread of its own, in large chunks.
 //!
 //! Frontends render into a buffer and hand it over when no more events are
-//! immediately waiting, so a burst of messages costs one write. A reader that
+//! immediately waiting, so a burst of messages costs one write. A large
+//! message that needs no rendering is handed over as it is (a shared
+//! `Bytes`), never copied. A reader that
 //! closes the pipe (`| head -1`) is reported, not treated as an error.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 pub struct Stdout {
-    chunks: mpsc::Sender<Vec<u8>>,
+    chunks: mpsc::Sender<Bytes>,
     closed: watch::Receiver<bool>,
     thread: JoinHandle<()>,
 }
 
 impl Stdout {
     pub fn spawn() -> Stdout {
-        Self::spawn_with(std::io::stdout())
+        // Our own descriptor for stdout, written without std's line buffering:
+        // chunks are already large, and LineWriter scans each one for its
+        // last newline (memrchr was 7% of a bulk run's samples).
+        match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Self::spawn_with(std::fs::File::from(fd)),
+            Err(_) => Self::spawn_with(std::io::stdout()),
+        }
     }
 
     pub fn spawn_with(mut sink: impl Write + Send + 'static) -> Stdout {
-        // A few chunks in flight keep the writer busy without buffering much.
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        // One chunk waiting while another is written keeps the writer busy;
+        // a chunk holds at least one message, which may be large, and the
+        // frontend keeps rendering into its buffer meanwhile.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(1);
         let (closed_tx, closed_rx) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("stdout".into())
@@ -43,7 +55,8 @@ impl Stdout {
     }
 
     /// Queues a chunk, waiting while the writer is behind.
-    pub async fn write(&self, chunk: Vec<u8>) {
+    pub async fn write(&self, chunk: impl Into<Bytes>) {
+        let chunk = chunk.into();
         if !chunk.is_empty() {
             // An error means the writer stopped: `closed()` reports why.
             let _ = self.chunks.send(chunk).await;

@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
+use bytes::Bytes;
 
 use crate::config::{BinaryFormat, OutputConfig, Verbosity};
 use crate::error::Error;
@@ -37,6 +38,9 @@ impl Renderer {
         if self.config.json {
             return self.json_event(out, &Event::Message(payload.clone()));
         }
+        // Exact for an empty buffer: a large message then gets a chunk of its
+        // own size, not twice that.
+        out.reserve(payload.len() + 1);
         if self.config.timestamps {
             out.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
             out.push(b' ');
@@ -46,6 +50,25 @@ impl Renderer {
             Payload::Binary(data) => self.binary(out, data),
         }
         out.push(self.config.separator);
+    }
+
+    /// The message's own bytes when its output record is exactly those bytes
+    /// plus the separator (raw binary, or plain text in a pipe), so a large
+    /// one can go to stdout as it is, without a copy.
+    pub fn verbatim(&self, payload: &Payload) -> Option<Bytes> {
+        let c = &self.config;
+        if c.json || c.timestamps {
+            return None;
+        }
+        match payload {
+            Payload::Binary(data) if c.binary_format == BinaryFormat::Raw => Some(data.clone()),
+            Payload::Text(text) if !c.terminal && !c.pretty => Some(Bytes::from(text.clone())),
+            _ => None,
+        }
+    }
+
+    pub fn separator(&self) -> u8 {
+        self.config.separator
     }
 
     /// A message rendered as one line, for the REPL and for smoke-test

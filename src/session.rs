@@ -36,6 +36,8 @@ impl Payload {
 pub enum Command {
     /// Queue a message; it goes out in order, after any reconnect.
     Send(Payload),
+    /// Queue several, in order: one command for a burst of stdin records.
+    SendMany(Vec<Payload>),
     /// Send a Ping now; the answer comes back as [`Event::Pong`].
     Ping(Bytes),
     /// Send what is queued, then close with this code and reason.

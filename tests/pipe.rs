@@ -107,6 +107,35 @@ fn binary_frames_render_in_each_format() {
 }
 
 #[test]
+fn large_and_small_records_keep_their_order_and_bytes_both_ways() {
+    // Records of 64 KiB and more are queued and printed without copies;
+    // what comes out must still be exactly what went in, in order.
+    let server = Server::echo();
+    let big = |seed: u8, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| b'a' + (i as u8).wrapping_mul(seed) % 26)
+            .collect()
+    };
+    let mut input = Vec::new();
+    for (i, len) in [3, 70_000, 5, 300_000, 0, 1 << 20, 9]
+        .into_iter()
+        .enumerate()
+    {
+        input.extend_from_slice(&big(i as u8 + 1, len));
+        input.push(b'\n');
+    }
+    for flags in [&["--binary", "--binary-format", "raw"][..], &[][..]] {
+        let run = Tether::new()
+            .arg(server.url("/"))
+            .args(flags)
+            .stdin(&input)
+            .run();
+        run.code(0);
+        assert!(run.stdout == input, "flags {flags:?}: output differs");
+    }
+}
+
+#[test]
 fn binary_input_sends_binary_messages_and_null_separates_records() {
     let server = Server::echo();
     let run = Tether::new()

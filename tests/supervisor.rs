@@ -304,3 +304,143 @@ async fn giving_up_reports_the_cause_and_the_unsent_count() {
         "{text}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_interrupted_by_an_incoming_message_still_completes() {
+    // The server reads nothing at first, so the client's flush of one large
+    // message stalls on full socket buffers. A message from the server then
+    // wakes the client's reader mid-flush. With nothing else queued, the rest
+    // of the message must still go out.
+    const SIZE: usize = 15 << 20;
+    // A small receive buffer, so the message cannot fit in the socket buffers.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ws.send(Message::text("interrupt")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(data))) => return data.len(),
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended first: {other:?}"),
+            }
+        }
+    });
+    let mut handle = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    handle
+        .commands
+        .send(Command::Send(Payload::Binary(vec![7u8; SIZE].into())))
+        .await
+        .unwrap();
+    next_matching(&mut handle, |e| matches!(e, Event::Message(_))).await;
+    let received = tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("the rest of the message never left the client")
+        .unwrap();
+    assert_eq!(received, SIZE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reading_pauses_while_received_bytes_wait_for_the_frontend() {
+    // The server sends 32 MiB in 1 MiB messages as fast as the client reads.
+    // A frontend that does not keep up must hold a few of them, not all: the
+    // event buffer counts messages, so only a byte budget bounds memory.
+    const MESSAGES: usize = 32;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        for _ in 0..MESSAGES {
+            ws.send(Message::binary(vec![1u8; 1 << 20])).await.unwrap();
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let mut handle = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
+    // The clock moves only once every task waits: the server on a full
+    // socket, the supervisor on its byte budget.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut waiting = 0;
+    while let Ok(event) = handle.events.try_recv() {
+        if let Event::Message(_) = event {
+            waiting += 1;
+        }
+    }
+    assert!(
+        (1..=2).contains(&waiting),
+        "{waiting} messages of 1 MiB waited for the frontend; the budget is 1 MiB"
+    );
+    // Reading resumes as the frontend catches up: every message arrives.
+    let mut received = waiting;
+    while received < MESSAGES {
+        if let (Event::Message(payload), _) = next(&mut handle).await {
+            assert_eq!(payload.len(), 1 << 20);
+            received += 1;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn written_messages_give_their_bytes_back_to_the_sender() {
+    // A server that reads nothing for a while: a sender that waits for send
+    // credit, as stdin does, stalls after a few MiB instead of queueing all,
+    // and gets every byte back once the server reads.
+    const MESSAGES: usize = 32;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let _server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut received = 0;
+        while received < MESSAGES {
+            if let Some(Ok(Message::Binary(_))) = ws.next().await {
+                received += 1;
+            }
+        }
+        // Keep answering pings until the client is done.
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let mut handle = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    let credit = std::sync::Arc::clone(&handle.send_credit);
+    let commands = handle.commands.clone();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = tokio::spawn({
+        let sent = std::sync::Arc::clone(&sent);
+        async move {
+            for _ in 0..MESSAGES {
+                credit.wait().await;
+                credit.take(1 << 20);
+                let data = vec![2u8; 1 << 20];
+                commands
+                    .send(Command::Send(Payload::Binary(data.into())))
+                    .await
+                    .unwrap();
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stalled_at = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        stalled_at < MESSAGES / 2,
+        "{stalled_at} MiB went to a server that reads nothing"
+    );
+    assert!(handle.send_credit.used() <= supervisor::SEND_CREDIT + (1 << 20));
+    sender.await.unwrap();
+    // Every byte comes back once written: a Delivered event follows the last flush.
+    let mut delivered = 0;
+    while delivered < MESSAGES {
+        if let (Event::Delivered { count }, _) = next(&mut handle).await {
+            delivered += count;
+        }
+    }
+    assert_eq!(handle.send_credit.used(), 0);
+}

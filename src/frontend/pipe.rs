@@ -19,10 +19,13 @@ use crate::supervisor::Handle;
 
 /// Output is handed to the writer in chunks of about this size at most.
 const CHUNK: usize = 64 * 1024;
+/// Events handled per pass of the loop, so signals and timers get their turn.
+const EVENT_BURST: usize = 256;
 
 pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<ExitCode> {
     let Handle {
         commands,
+        send_credit,
         mut events,
         task,
     } = handle;
@@ -36,6 +39,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
             config.input,
             std::io::stdin(),
             commands.clone(),
+            send_credit,
         ))
     };
     let mut input_error: Option<Error> = None;
@@ -57,50 +61,68 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                match &event {
-                    Event::Message(payload) => {
-                        if config.end.count.is_some_and(|n| received >= n) {
-                            continue;
-                        }
-                        received += 1;
-                        renderer.message(&mut buf, payload);
-                        if echo {
-                            let _ = commands.send(Command::Send(payload.clone())).await;
-                        }
-                        if let Some(linger) = config.end.linger
-                            && linger_until.is_some()
-                        {
-                            linger_until = Some(Instant::now() + linger);
-                        }
-                        if config.end.count == Some(received) && !closing {
-                            closing = true;
-                            let _ = commands.send(close("")).await;
-                        }
-                    }
-                    Event::Drained => {
-                        drained = true;
-                        if connected {
-                            linger_until = config.end.linger.map(|l| Instant::now() + l);
-                        }
-                    }
-                    other => {
-                        match other {
-                            Event::Connected { .. } => {
-                                connected = true;
-                                if drained {
-                                    linger_until = config.end.linger.map(|l| Instant::now() + l);
+                // Handle whatever else is already waiting too: a burst of
+                // messages costs one pass of this loop and one write.
+                let mut first = Some(event);
+                for _ in 0..EVENT_BURST {
+                    let Some(event) = first.take().or_else(|| events.try_recv().ok()) else {
+                        break;
+                    };
+                    match &event {
+                        Event::Message(payload) => {
+                            if config.end.count.is_some_and(|n| received >= n) {
+                                continue;
+                            }
+                            received += 1;
+                            match renderer.verbatim(payload) {
+                                Some(bytes) if bytes.len() >= CHUNK => {
+                                    stdout.write(std::mem::take(&mut buf)).await;
+                                    stdout.write(bytes).await;
+                                    buf.push(renderer.separator());
                                 }
+                                _ => renderer.message(&mut buf, payload),
                             }
-                            Event::Disconnected { .. } | Event::Reconnecting { .. } => {
-                                connected = false;
-                                linger_until = None;
+                            if echo {
+                                let _ = commands.send(Command::Send(payload.clone())).await;
                             }
-                            _ => {}
+                            if let Some(linger) = config.end.linger
+                                && linger_until.is_some()
+                            {
+                                linger_until = Some(Instant::now() + linger);
+                            }
+                            if config.end.count == Some(received) && !closing {
+                                closing = true;
+                                let _ = commands.send(close("")).await;
+                            }
                         }
-                        report(&renderer, &mut buf, other);
+                        Event::Drained => {
+                            drained = true;
+                            if connected {
+                                linger_until = config.end.linger.map(|l| Instant::now() + l);
+                            }
+                        }
+                        other => {
+                            match other {
+                                Event::Connected { .. } => {
+                                    connected = true;
+                                    if drained {
+                                        linger_until = config.end.linger.map(|l| Instant::now() + l);
+                                    }
+                                }
+                                Event::Disconnected { .. } | Event::Reconnecting { .. } => {
+                                    connected = false;
+                                    linger_until = None;
+                                }
+                                _ => {}
+                            }
+                            report(&renderer, &mut buf, other);
+                        }
+                    }
+                    if buf.len() >= CHUNK {
+                        stdout.write(std::mem::take(&mut buf)).await;
                     }
                 }
-                if buf.len() >= CHUNK || events.is_empty() {
+                if events.is_empty() {
                     stdout.write(std::mem::take(&mut buf)).await;
                 }
             }

@@ -47,6 +47,7 @@ pub async fn run(
         .expect("the smoke frontend runs with a smoke config");
     let Handle {
         commands,
+        send_credit,
         mut events,
         task,
     } = handle;
@@ -54,9 +55,14 @@ pub async fn run(
     let deadline = smoke.timeout.map(|t| started + t);
     let stdout = Stdout::spawn();
     let mut signals = Signals::new()?;
-    let mut input_end = smoke
-        .read_stdin
-        .then(|| input::spawn(config.input, std::io::stdin(), commands.clone()));
+    let mut input_end = smoke.read_stdin.then(|| {
+        input::spawn(
+            config.input,
+            std::io::stdin(),
+            commands.clone(),
+            send_credit,
+        )
+    });
     let mut run = Runner::new(config, smoke, commands.clone(), started);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     run.advance(&mut buf).await;

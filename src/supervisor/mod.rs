@@ -5,6 +5,7 @@
 //! and [`Event`]s, so it knows nothing about terminals or stdin.
 
 mod backoff;
+mod credit;
 mod heartbeat;
 mod outbox;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -24,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 pub use self::backoff::Backoff;
+pub use self::credit::Credit;
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
 use crate::config::SessionConfig;
@@ -33,8 +35,17 @@ use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status};
 
 /// How many events may wait for a slow frontend before reading pauses.
 const EVENT_BUFFER: usize = 1024;
+/// Bytes of received messages that may wait for the frontend before reading
+/// pauses: the event buffer counts messages, which may be large.
+const EVENT_CREDIT: usize = 1 << 20;
+/// Bytes of stdin records that may wait to be written before stdin reading
+/// pauses (the queue's message count still applies, and the replay window
+/// holds what was written).
+pub const SEND_CREDIT: usize = 256 << 10;
 /// Messages handed to the socket per flush, so reads get their turn.
 const WRITE_BATCH: usize = 256;
+/// Frames read per pass of the connection loop, so writes get their turn.
+const READ_BURST: usize = 256;
 /// How long to wait for the server's Close after ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long telling a misbehaving server why we hang up may take.
@@ -46,8 +57,43 @@ const ACK_EVERY_BYTES: usize = 64 * 1024;
 /// A running supervisor, as its frontend holds it.
 pub struct Handle {
     pub commands: mpsc::Sender<Command>,
-    pub events: mpsc::Receiver<Event>,
+    /// Bytes of `Command::Send` queued and not yet written. A sender that can
+    /// outpace the socket (stdin) waits for room and takes a message's size
+    /// before sending it; the supervisor gives it back once it is written.
+    pub send_credit: Arc<Credit>,
+    pub events: Events,
     pub task: JoinHandle<Result<Ending>>,
+}
+
+/// The supervisor's events. Receiving a message gives its bytes back to the
+/// supervisor, which reads from the socket only while few enough are waiting.
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+    credit: Arc<Credit>,
+}
+
+impl Events {
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.rx.recv().await;
+        self.received(event.as_ref());
+        event
+    }
+
+    pub fn try_recv(&mut self) -> std::result::Result<Event, mpsc::error::TryRecvError> {
+        let event = self.rx.try_recv();
+        self.received(event.as_ref().ok());
+        event
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    fn received(&self, event: Option<&Event>) {
+        if let Some(Event::Message(payload)) = event {
+            self.credit.give(payload.len());
+        }
+    }
 }
 
 /// Starts the supervisor on the current runtime. Fails only on settings that
@@ -61,6 +107,8 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
     let dialer = Arc::new(Dialer::new(config.dial.clone())?);
     let (command_tx, command_rx) = mpsc::channel(config.queue_capacity.min(1024));
     let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
+    let send_credit = Arc::new(Credit::new(SEND_CREDIT));
+    let event_credit = Arc::new(Credit::new(EVENT_CREDIT));
     let supervisor = Supervisor {
         backoff: Backoff::new(config.reconnect.initial, config.reconnect.max, seed),
         on_connect: config
@@ -75,6 +123,8 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         commands: command_rx,
         commands_open: true,
         events: event_tx,
+        send_credit: Arc::clone(&send_credit),
+        event_credit: Arc::clone(&event_credit),
         control: VecDeque::new(),
         user_pings: VecDeque::new(),
         acks: Acks::default(),
@@ -91,7 +141,11 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
     };
     Ok(Handle {
         commands: command_tx,
-        events: event_rx,
+        send_credit,
+        events: Events {
+            rx: event_rx,
+            credit: event_credit,
+        },
         task: tokio::spawn(supervisor.run()),
     })
 }
@@ -103,6 +157,9 @@ struct Supervisor {
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
     events: mpsc::Sender<Event>,
+    send_credit: Arc<Credit>,
+    /// Bytes of messages emitted and not yet received by the frontend.
+    event_credit: Arc<Credit>,
     backoff: Backoff,
     on_connect: Vec<Message>,
     outbox: Outbox,
@@ -143,12 +200,30 @@ enum Offline {
 type Sink = SplitSink<Socket, Message>;
 type Stream = SplitStream<Socket>;
 
+/// What was handed to tungstenite and not yet flushed. It outlives a
+/// `write_batch` that another branch of the select cancelled, so the next
+/// call flushes it even when nothing else is left to write.
+#[derive(Default)]
+struct Unflushed {
+    frames: bool,
+    close: bool,
+}
+
 /// What one write batch handed to the kernel.
 #[derive(Default)]
 struct Written {
     delivered: usize,
+    first_time_bytes: usize,
     ping: bool,
     close: bool,
+}
+
+impl Drop for Supervisor {
+    /// Nothing will be written any more: a sender waiting for room must not
+    /// wait forever.
+    fn drop(&mut self) {
+        self.send_credit.close();
+    }
 }
 
 impl Supervisor {
@@ -324,6 +399,11 @@ impl Supervisor {
     fn offline_command(&mut self, cmd: Option<Command>) -> Offline {
         match cmd {
             Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
+            Some(Command::SendMany(payloads)) => {
+                for payload in payloads {
+                    self.outbox.push(to_message(payload));
+                }
+            }
             Some(Command::Ping(_)) => {
                 self.emit(Event::Warning("not connected: ping not sent".into()))
             }
@@ -362,16 +442,20 @@ impl Supervisor {
                 return ConnectionEnd::Lost(lost(err));
             }
         }
-        let mut unflushed = !self.on_connect.is_empty();
+        let mut unflushed = Unflushed {
+            frames: !self.on_connect.is_empty(),
+            close: false,
+        };
         let mut close_deadline: Option<Instant> = None;
 
         loop {
             let send_close = self.closing.is_some()
                 && close_deadline.is_none()
+                && !unflushed.close
                 && self.outbox.is_empty()
                 && self.control.is_empty();
             let want_write =
-                unflushed || send_close || self.outbox.ready() || !self.control.is_empty();
+                unflushed.frames || send_close || self.outbox.ready() || !self.control.is_empty();
             let room = self.commands_open && self.outbox.has_room() && close_deadline.is_none();
             let close = if send_close {
                 self.closing.clone()
@@ -381,9 +465,26 @@ impl Supervisor {
 
             tokio::select! {
                 () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
-                incoming = next_incoming(&mut stream, &self.events), if self.backlog.is_empty() => {
-                    if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, close_deadline.is_some()).await {
+                incoming = next_incoming(&mut stream, &self.events, &self.event_credit), if self.backlog.is_empty() => {
+                    let closing = close_deadline.is_some();
+                    if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, closing).await {
                         return end;
+                    }
+                    // Take the frames that have already arrived too, so a
+                    // burst costs one pass of this loop, not one per message.
+                    for _ in 1..READ_BURST {
+                        if !self.backlog.is_empty()
+                            || self.events.capacity() == 0
+                            || !self.event_credit.has_room()
+                        {
+                            break;
+                        }
+                        let Some(incoming) = stream.next().now_or_never() else {
+                            break;
+                        };
+                        if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, closing).await {
+                            return end;
+                        }
                     }
                 }
                 cmd = self.commands.recv(), if room => {
@@ -391,12 +492,12 @@ impl Supervisor {
                         return end;
                     }
                 }
-                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, &mut self.acks, close), if want_write => {
+                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, &mut self.acks, &mut unflushed, close), if want_write => {
                     let written = match written {
                         Ok(written) => written,
                         Err(err) => return ConnectionEnd::Lost(lost(err)),
                     };
-                    unflushed = false;
+                    self.send_credit.give(written.first_time_bytes);
                     if written.ping {
                         heartbeat.written(Instant::now());
                     }
@@ -419,7 +520,9 @@ impl Supervisor {
                         Tick::SendPing(payload) => self.control.push_back(Message::Ping(payload)),
                         // A full event buffer means our reader is paused by a
                         // slow consumer: the pong may be sitting unread.
-                        Tick::Dead if self.events.capacity() == 0 => heartbeat.extend(now),
+                        Tick::Dead if self.events.capacity() == 0 || !self.event_credit.has_room() => {
+                            heartbeat.extend(now)
+                        }
                         Tick::Dead => {
                             return ConnectionEnd::Lost(Error::ConnectionLost(format!(
                                 "heartbeat timeout: no pong within {:?}",
@@ -476,10 +579,12 @@ impl Supervisor {
         match message {
             Message::Text(text) => {
                 self.received += 1;
+                self.event_credit.take(text.len());
                 self.emit(Event::Message(Payload::Text(text)));
             }
             Message::Binary(data) => {
                 self.received += 1;
+                self.event_credit.take(data.len());
                 self.emit(Event::Message(Payload::Binary(data)));
             }
             // tungstenite queued the Pong; make sure it leaves promptly.
@@ -564,6 +669,11 @@ impl Supervisor {
         loop {
             match next {
                 Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
+                Some(Command::SendMany(payloads)) => {
+                    for payload in payloads {
+                        self.outbox.push(to_message(payload));
+                    }
+                }
                 Some(Command::Ping(payload)) => {
                     self.user_pings.push_back((payload.clone(), Instant::now()));
                     // Unanswered pings must not pile up forever.
@@ -703,13 +813,15 @@ async fn room_for_event(events: &mpsc::Sender<Event>) {
     }
 }
 
-/// Waits for room for one event before reading, so a slow consumer pauses
-/// reading (TCP backpressure) instead of growing memory.
+/// Waits for room for one event, in count and in bytes, before reading, so a
+/// slow consumer pauses reading (TCP backpressure) instead of growing memory.
 async fn next_incoming(
     stream: &mut Stream,
     events: &mpsc::Sender<Event>,
+    credit: &Credit,
 ) -> Option<tungstenite::Result<Message>> {
     room_for_event(events).await;
+    credit.wait().await;
     stream.next().await
 }
 
@@ -761,17 +873,20 @@ impl Acks {
 
 /// Hands pings, queued messages and (once the queue is empty) our Close to
 /// the socket, then flushes once. Cancel-safe: progress is recorded as it is
-/// made, and an interrupted flush is resumed by the next call.
+/// made (`unflushed` says a flush is owed), and an interrupted flush is
+/// resumed by the next call.
 async fn write_batch(
     sink: &mut Sink,
     outbox: &mut Outbox,
     control: &mut VecDeque<Message>,
     acks: &mut Acks,
+    unflushed: &mut Unflushed,
     close: Option<CloseFrame>,
 ) -> tungstenite::Result<Written> {
     let mut written = Written::default();
     while let Some(frame) = control.front() {
         sink.feed(frame.clone()).await?;
+        unflushed.frames = true;
         if let Some(Message::Ping(payload)) = control.pop_front() {
             acks.record(payload, outbox.position(), false);
         }
@@ -785,6 +900,7 @@ async fn write_batch(
         };
         let len = message.len();
         sink.feed(message).await?;
+        unflushed.frames = true;
         outbox.mark_fed();
         if outbox.replay_enabled()
             && let Some(payload) = acks.fed(len)
@@ -797,10 +913,15 @@ async fn write_batch(
     }
     if let Some(frame) = close {
         sink.feed(Message::Close(Some(frame))).await?;
-        written.close = true;
+        unflushed.frames = true;
+        unflushed.close = true;
     }
     sink.flush().await?;
-    written.delivered = outbox.flushed();
+    unflushed.frames = false;
+    written.close = std::mem::take(&mut unflushed.close);
+    let flushed = outbox.flushed();
+    written.delivered = flushed.messages;
+    written.first_time_bytes = flushed.first_time_bytes;
     written.ping = std::mem::take(&mut acks.ping_unflushed);
     Ok(written)
 }

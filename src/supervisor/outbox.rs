@@ -28,19 +28,32 @@ pub struct Outbox {
     replay_budget: usize,
     /// Messages flushed since the start; `replay` holds the last ones.
     flushed_total: u64,
+    /// How many of the first `items` are replays, flushed once before.
+    replays_queued: usize,
+}
+
+/// What a completed flush took out of the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Flushed {
+    pub messages: usize,
+    /// Bytes of the messages flushed for the first time (replays excluded):
+    /// what the sender's byte credit gets back.
+    pub first_time_bytes: usize,
 }
 
 impl Outbox {
     /// `replay_budget` bounds the replay window in bytes; 0 turns it off.
     pub fn new(capacity: usize, replay_budget: usize) -> Outbox {
         Outbox {
-            items: VecDeque::with_capacity(capacity.min(4096)),
+            // Grows on demand: a full-size queue is 200 KiB nobody may need.
+            items: VecDeque::new(),
             fed: 0,
             capacity,
             replay: VecDeque::new(),
             replay_bytes: 0,
             replay_budget,
             flushed_total: 0,
+            replays_queued: 0,
         }
     }
 
@@ -86,17 +99,26 @@ impl Outbox {
     }
 
     /// The flush completed: everything fed so far is with the kernel.
-    pub fn flushed(&mut self) -> usize {
+    pub fn flushed(&mut self) -> Flushed {
         let n = self.fed;
         self.flushed_total += n as u64;
-        for message in self.items.drain(..n) {
+        let replays = self.replays_queued.min(n);
+        self.replays_queued -= replays;
+        let mut first_time_bytes = 0;
+        for (i, message) in self.items.drain(..n).enumerate() {
+            if i >= replays {
+                first_time_bytes += message.len();
+            }
             if self.replay_budget > 0 {
                 self.replay_bytes += message.len();
                 self.replay.push_back(message);
             }
         }
         self.fed = 0;
-        n
+        Flushed {
+            messages: n,
+            first_time_bytes,
+        }
     }
 
     /// A new connection starts: what was unflushed goes again, preceded by
@@ -108,6 +130,7 @@ impl Outbox {
             self.items.push_front(message);
         }
         self.replay_bytes = 0;
+        self.replays_queued += replayed;
         replayed
     }
 
@@ -158,10 +181,43 @@ mod tests {
         }
         outbox.mark_fed();
         outbox.mark_fed();
-        assert_eq!(outbox.flushed(), 2);
+        assert_eq!(outbox.flushed().messages, 2);
         outbox.mark_fed();
         assert_eq!(outbox.rewind(), 2);
         assert_eq!(drain_texts(&mut outbox), ["0", "1", "2", "3"]);
+    }
+
+    #[test]
+    fn only_first_flushes_count_as_bytes_given_back() {
+        let mut outbox = Outbox::new(10, 1024);
+        for word in ["a", "bb", "ccc"] {
+            outbox.push(Message::text(word));
+        }
+        outbox.mark_fed();
+        outbox.mark_fed();
+        assert_eq!(
+            outbox.flushed(),
+            Flushed {
+                messages: 2,
+                first_time_bytes: 3
+            }
+        );
+        // After a drop, "a" and "bb" go again: they were counted already.
+        assert_eq!(outbox.rewind(), 2);
+        outbox.mark_fed();
+        assert_eq!(outbox.flushed().first_time_bytes, 0);
+        assert_eq!(outbox.rewind(), 1, "a again, with bb still queued");
+        for _ in 0..3 {
+            outbox.mark_fed();
+        }
+        assert_eq!(
+            outbox.flushed(),
+            Flushed {
+                messages: 3,
+                first_time_bytes: 3
+            },
+            "only ccc is new"
+        );
     }
 
     #[test]
@@ -212,7 +268,7 @@ mod tests {
             outbox.push(Message::text(i.to_string()));
         }
         outbox.mark_fed();
-        assert_eq!(outbox.flushed(), 1);
+        assert_eq!(outbox.flushed().messages, 1);
         outbox.mark_fed();
         outbox.mark_fed();
         assert_eq!(outbox.rewind(), 0);

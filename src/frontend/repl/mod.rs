@@ -29,8 +29,10 @@ use crate::signals::Signals;
 use crate::supervisor::Handle;
 
 pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
+    // Typed lines are small and slow: they need no byte budget.
     let Handle {
         commands,
+        send_credit: _,
         mut events,
         task,
     } = handle;
