@@ -61,7 +61,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand -0 'Input (and output) records end with NUL instead of newline'
             cand --null 'Input (and output) records end with NUL instead of newline'
             cand --keep-open 'Stay connected after stdin ends, until the server closes or Ctrl-C'
-            cand --echo 'Send every received message back unchanged, instead of reading stdin'
+            cand --echo 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
             cand --timestamps 'Prefix every line with the time it was received'
             cand --json 'Print one JSON object per event on stdout (see the README for the schema)'
             cand --pretty 'Pretty-print messages that are JSON'

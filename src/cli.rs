@@ -262,7 +262,8 @@ pub struct InputArgs {
     #[arg(long, conflicts_with = "linger")]
     pub keep_open: bool,
 
-    /// Send every received message back unchanged, instead of reading stdin
+    /// Send every received message back unchanged, instead of reading stdin (each echo
+    /// goes out once: no replay after a drop)
     #[arg(long, conflicts_with_all = ["binary", "null", "send", "expect", "script", "timeout"])]
     pub echo: bool,
 }

@@ -356,7 +356,13 @@ impl ClientConfig {
             },
             on_connect: res.on_connect.clone(),
             queue_capacity: res.queue_size,
-            replay_window: parse_size_or_zero("--replay-window", &res.replay_window)?,
+            replay_window: {
+                let window = parse_size_or_zero("--replay-window", &res.replay_window)?;
+                // An echo answers each message once. Re-sending answers after a drop
+                // would tell the server something it did not send twice, and waiting
+                // for Pongs that sit behind a flood of messages would stall the echo.
+                if cli.input.echo { 0 } else { window }
+            },
         };
 
         let separator = if cli.input.null { b'\0' } else { b'\n' };

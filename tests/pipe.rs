@@ -2,7 +2,11 @@
 
 mod support;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
 
 use support::server::binary;
 use support::{Server, Tether};
@@ -331,4 +335,101 @@ fn echo_mode_answers_every_message_with_itself() {
         .run()
         .code(0);
     assert_eq!(server.connections()[0].messages.len(), 2);
+}
+
+#[test]
+fn echo_mode_keeps_up_with_a_server_that_floods_it() {
+    // The server writes far more than the socket buffers hold before it reads
+    // a single echo, so tether must keep reading while its echoes wait to be
+    // written (and must not wait for Pongs stuck behind the flood).
+    const FLOOD: usize = 50_000;
+    let server = Server::start(|conn| async move {
+        let (mut tx, mut rx) = conn.ws.split();
+        let writer = tokio::spawn(async move {
+            for i in 0..FLOOD {
+                tx.feed(Message::text(format!("{i:06} {}", "x".repeat(90))))
+                    .await
+                    .unwrap();
+            }
+            tx.flush().await.unwrap();
+            tx
+        });
+        let mut echoed = 0;
+        while echoed < FLOOD {
+            match rx.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    assert!(
+                        text.starts_with(&format!("{echoed:06} ")),
+                        "out of order: {text}"
+                    );
+                    echoed += 1;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended after {echoed} echoes: {other:?}"),
+            }
+        }
+        let mut tx = writer.await.unwrap();
+        tx.send(Message::Close(None)).await.unwrap();
+        while let Some(Ok(_)) = rx.next().await {}
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "--echo"])
+        .deadline(Duration::from_secs(60))
+        .run();
+    run.code(0);
+    assert_eq!(run.stdout_lines().len(), FLOOD);
+}
+
+#[test]
+fn sigterm_closes_cleanly_and_exits_130() {
+    let server = Server::echo();
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--keep-open"])
+        .spawn();
+    tether.stderr_line("connected to");
+    tether.signal("TERM");
+    let (code, _) = tether.wait();
+    assert_eq!(code, Some(130));
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+}
+
+#[test]
+fn a_second_signal_ends_tether_even_while_its_stdout_is_stalled() {
+    // The server floods tether, whose reader never reads: everything fills up
+    // and tether is stuck writing stdout, where no signal is looked at.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let server = Server::start(move |conn| {
+        let sent = Arc::clone(&counter);
+        async move {
+            let (mut tx, _rx) = conn.ws.split();
+            let line = "x".repeat(1024);
+            while tx.send(Message::text(line.as_str())).await.is_ok() {
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--keep-open"])
+        .stdout_unread()
+        .spawn();
+    tether.stderr_line("connected to");
+    // Stuck: the server has sent messages and can send no more.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = sent.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        if before > 0 && sent.load(Ordering::SeqCst) == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never got stuck sending"
+        );
+    }
+    // Two different signals, so that they cannot merge into one.
+    tether.signal("INT").signal("TERM");
+    let (code, _) = tether.wait();
+    assert_eq!(code, Some(130));
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, ExitCode, Result};
 use crate::input::{self, InputEnd};
 use crate::output::Stdout;
 use crate::render::{Renderer, eprint_line};
-use crate::session::{Command, Event};
+use crate::session::{Command, Event, Payload};
 use crate::signals::Signals;
 use crate::supervisor::Handle;
 
@@ -21,6 +21,10 @@ use crate::supervisor::Handle;
 const CHUNK: usize = 64 * 1024;
 /// Events handled per pass of the loop, so signals and timers get their turn.
 const EVENT_BURST: usize = 256;
+/// `--echo`: answers waiting for room in the command queue. Past this many,
+/// events wait too, so a server that floods us meets backpressure, and the
+/// loop never blocks on a full queue (signals still get through).
+const ECHO_BACKLOG: usize = 4096;
 
 pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<ExitCode> {
     let Handle {
@@ -51,15 +55,26 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
     let mut closing = false;
     let mut interrupted = false;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut echoes: Vec<Payload> = Vec::new();
 
-    let close = |reason: &str| Command::Close {
-        code: 1000,
-        reason: reason.to_owned(),
+    // Answers still waiting go out before the Close.
+    let close = async |echoes: &mut Vec<Payload>, reason: &str| {
+        if !echoes.is_empty() {
+            let _ = commands
+                .send(Command::SendMany(std::mem::take(echoes)))
+                .await;
+        }
+        let _ = commands
+            .send(Command::Close {
+                code: 1000,
+                reason: reason.to_owned(),
+            })
+            .await;
     };
 
     loop {
         tokio::select! {
-            event = events.recv() => {
+            event = events.recv(), if echoes.len() < ECHO_BACKLOG => {
                 let Some(event) = event else { break };
                 // Handle whatever else is already waiting too: a burst of
                 // messages costs one pass of this loop and one write.
@@ -83,7 +98,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                                 _ => renderer.message(&mut buf, payload),
                             }
                             if echo {
-                                let _ = commands.send(Command::Send(payload.clone())).await;
+                                echoes.push(payload.clone());
                             }
                             if let Some(linger) = config.end.linger
                                 && linger_until.is_some()
@@ -92,7 +107,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                             }
                             if config.end.count == Some(received) && !closing {
                                 closing = true;
-                                let _ = commands.send(close("")).await;
+                                close(&mut echoes, "").await;
                             }
                         }
                         Event::Drained => {
@@ -126,6 +141,11 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                     stdout.write(std::mem::take(&mut buf)).await;
                 }
             }
+            permit = commands.reserve(), if !echoes.is_empty() => match permit {
+                Ok(permit) => permit.send(Command::SendMany(std::mem::take(&mut echoes))),
+                // The supervisor is gone; its end is reported below.
+                Err(_) => echoes.clear(),
+            },
             end = async { input_end.as_mut().expect("guarded").await }, if input_end.is_some() => {
                 input_end = None;
                 if let Ok(Err(err)) = end as std::result::Result<InputEnd, _> {
@@ -134,7 +154,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
             }
             () = sleep_until(linger_until.unwrap_or_else(Instant::now)), if linger_until.is_some() && !closing => {
                 closing = true;
-                let _ = commands.send(close("")).await;
+                close(&mut echoes, "").await;
             }
             () = signals.recv() => {
                 if interrupted {
@@ -144,7 +164,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                 }
                 interrupted = true;
                 closing = true;
-                let _ = commands.send(close("interrupted")).await;
+                close(&mut echoes, "interrupted").await;
             }
             () = stdout.closed() => {
                 // The reader has all it wanted (`| head -1`): a success.

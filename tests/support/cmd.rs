@@ -10,7 +10,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ pub struct Tether {
     stdin: Vec<u8>,
     env: Vec<(OsString, Option<OsString>)>,
     deadline: Duration,
+    /// Whether [`Tether::spawn`] reads stdout (a reader that stalls is a scenario too).
+    read_stdout: bool,
 }
 
 impl Default for Tether {
@@ -51,7 +53,15 @@ impl Tether {
             .map(|v| (OsString::from(v), None))
             .collect(),
             deadline: DEFAULT_DEADLINE,
+            read_stdout: true,
         }
+    }
+
+    /// With [`Tether::spawn`]: hold stdout open but never read it, like a
+    /// reader that has stalled. The pipe fills and tether's writes block.
+    pub fn stdout_unread(mut self) -> Tether {
+        self.read_stdout = false;
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Tether {
@@ -176,10 +186,16 @@ impl Tether {
     pub fn spawn(self) -> Running {
         let mut child = self.command().spawn().expect("starting tether");
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stdout = child.stdout.take();
+        let unread_stdout = if self.read_stdout {
+            None
+        } else {
+            stdout.take()
+        };
         let stderr = child.stderr.take().expect("piped stderr");
         let (line_tx, line_rx) = mpsc::channel();
         let out_thread = std::thread::spawn(move || {
+            let Some(stdout) = stdout else { return };
             for line in BufReader::new(stdout).split(b'\n') {
                 let Ok(line) = line else { break };
                 if line_tx
@@ -202,6 +218,7 @@ impl Tether {
         Running {
             child,
             stdin,
+            unread_stdout,
             lines: line_rx,
             errors: err_rx,
             stderr_seen: Vec::new(),
@@ -325,6 +342,9 @@ impl Run {
 pub struct Running {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// Held open and never read, for [`Tether::stdout_unread`].
+    #[allow(dead_code)]
+    unread_stdout: Option<ChildStdout>,
     lines: mpsc::Receiver<String>,
     errors: mpsc::Receiver<String>,
     stderr_seen: Vec<String>,

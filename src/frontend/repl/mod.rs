@@ -38,7 +38,7 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
     } = handle;
     // Before the editor starts: rustyline swaps in its own SIGINT handler
     // while it reads a line and puts back the one it found.
-    let mut signals = Signals::new()?;
+    let mut signals = Signals::handled_by_frontend()?;
     let renderer = Renderer::new(config.output);
     let link: SharedLink = Arc::new(Mutex::new(LinkState::Connecting));
     let history = history::default_path();
