@@ -63,7 +63,7 @@ enum Behave {
 }
 
 /// A server whose n-th connection (from 0) does `behave(n)`. Returns the URL
-/// and a log of the texts it echoed.
+/// and a log of the texts it received.
 async fn server(
     behave: impl Fn(usize) -> Behave + Send + 'static,
 ) -> (String, mpsc::UnboundedReceiver<String>) {
@@ -89,7 +89,11 @@ async fn server(
                     Behave::StayUp(time) => {
                         // Keep reading so pings are answered meanwhile.
                         let _ = tokio::time::timeout(time, async {
-                            while let Some(Ok(_)) = ws.next().await {}
+                            while let Some(Ok(message)) = ws.next().await {
+                                if let Message::Text(text) = &message {
+                                    let _ = log.send(text.to_string());
+                                }
+                            }
                         })
                         .await;
                         let _ = ws.close(Some(going_away())).await;
@@ -443,4 +447,41 @@ async fn written_messages_give_their_bytes_back_to_the_sender() {
         }
     }
     assert_eq!(handle.send_credit.used(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_line_confirmed_while_idle_is_not_sent_again_after_a_reconnect() {
+    // The first connection reads for 5 s, well before the first heartbeat
+    // (20 s), then goes away; the second echoes.
+    let (url, mut log) = server(|n| {
+        if n == 0 {
+            Behave::StayUp(Duration::from_secs(5))
+        } else {
+            Behave::Echo
+        }
+    })
+    .await;
+    let mut handle = supervisor::spawn(session(&url, &[])).unwrap();
+    next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
+    handle
+        .commands
+        .send(Command::Send(Payload::text("typed by hand")))
+        .await
+        .unwrap();
+    assert_eq!(log.recv().await.unwrap(), "typed by hand");
+
+    // Across the drop and the reconnect, nothing is re-sent.
+    loop {
+        match next(&mut handle).await.0 {
+            Event::Connected { .. } => break,
+            Event::Warning(warning) => panic!("unexpected warning: {warning}"),
+            _ => {}
+        }
+    }
+    handle
+        .commands
+        .send(Command::Send(Payload::text("after the reconnect")))
+        .await
+        .unwrap();
+    assert_eq!(log.recv().await.unwrap(), "after the reconnect");
 }

@@ -53,6 +53,10 @@ const FAIL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Unconfirmed messages or bytes that call for an acknowledging ping.
 const ACK_EVERY_MESSAGES: usize = 256;
 const ACK_EVERY_BYTES: usize = 64 * 1024;
+/// Once writing pauses, how soon unconfirmed messages get an acknowledging
+/// ping anyway: a few typed lines must not wait for the next heartbeat, or a
+/// drop in between would send them again.
+const ACK_WHEN_IDLE: Duration = Duration::from_millis(100);
 
 /// A running supervisor, as its frontend holds it.
 pub struct Handle {
@@ -447,6 +451,8 @@ impl Supervisor {
             close: false,
         };
         let mut close_deadline: Option<Instant> = None;
+        // When writing paused with messages unconfirmed: see ACK_WHEN_IDLE.
+        let mut idle_ack_at: Option<Instant> = None;
 
         loop {
             let send_close = self.closing.is_some()
@@ -454,8 +460,11 @@ impl Supervisor {
                 && !unflushed.close
                 && self.outbox.is_empty()
                 && self.control.is_empty();
-            let want_write =
-                unflushed.frames || send_close || self.outbox.ready() || !self.control.is_empty();
+            let want_write = unflushed.frames
+                || send_close
+                || self.outbox.ready()
+                || !self.control.is_empty()
+                || self.acks.idle.is_some();
             let room = self.commands_open && self.outbox.has_room() && close_deadline.is_none();
             let close = if send_close {
                 self.closing.clone()
@@ -498,6 +507,9 @@ impl Supervisor {
                         Err(err) => return ConnectionEnd::Lost(lost(err)),
                     };
                     self.send_credit.give(written.first_time_bytes);
+                    if self.outbox.replay_enabled() && self.acks.owed() && !self.outbox.has_unfed() {
+                        idle_ack_at.get_or_insert_with(|| Instant::now() + ACK_WHEN_IDLE);
+                    }
                     if written.ping {
                         heartbeat.written(Instant::now());
                     }
@@ -531,6 +543,10 @@ impl Supervisor {
                         }
                         Tick::Nothing => {}
                     }
+                }
+                () = sleep_until(idle_ack_at.unwrap_or_else(Instant::now)), if idle_ack_at.is_some() => {
+                    idle_ack_at = None;
+                    self.acks.request_idle();
                 }
                 () = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
                     return ConnectionEnd::Closed(self.closed_by_us(
@@ -837,6 +853,8 @@ struct Acks {
     counter: u64,
     /// A ping went into the current, not yet flushed, batch.
     ping_unflushed: bool,
+    /// An ack asked for because writing paused, to go out with the next batch.
+    idle: Option<Bytes>,
 }
 
 impl Acks {
@@ -856,10 +874,26 @@ impl Acks {
         if self.messages_since < ACK_EVERY_MESSAGES && self.bytes_since < ACK_EVERY_BYTES {
             return None;
         }
+        Some(self.next_payload())
+    }
+
+    /// Whether messages were written since the last ack.
+    fn owed(&self) -> bool {
+        self.messages_since > 0
+    }
+
+    /// Asks for an ack with the next batch, for what was written since the last.
+    fn request_idle(&mut self) {
+        if self.owed() && self.idle.is_none() {
+            self.idle = Some(self.next_payload());
+        }
+    }
+
+    fn next_payload(&mut self) -> Bytes {
         self.messages_since = 0;
         self.bytes_since = 0;
         self.counter += 1;
-        Some(Bytes::from(format!("tether-ack-{}", self.counter)))
+        Bytes::from(format!("tether-ack-{}", self.counter))
     }
 
     /// The position a pong confirms, and whether the ping was an ack of ours.
@@ -890,6 +924,12 @@ async fn write_batch(
         if let Some(Message::Ping(payload)) = control.pop_front() {
             acks.record(payload, outbox.position(), false);
         }
+    }
+    if let Some(payload) = acks.idle.clone() {
+        sink.feed(Message::Ping(payload.clone())).await?;
+        unflushed.frames = true;
+        acks.idle = None;
+        acks.record(payload, outbox.position(), true);
     }
     for _ in 0..WRITE_BATCH {
         if !outbox.window_open() {
