@@ -433,3 +433,33 @@ fn a_second_signal_ends_tether_even_while_its_stdout_is_stalled() {
     let (code, _) = tether.wait();
     assert_eq!(code, Some(130));
 }
+
+#[test]
+fn a_server_slow_to_answer_our_close_still_gets_a_clean_close() {
+    // The server takes 300 ms to answer our Close: tether must wait for it
+    // (up to 2 s) without writing anything after its own Close.
+    let server = Server::start(|mut conn| async move {
+        while let Some(Ok(message)) = conn.ws.next().await {
+            match message {
+                Message::Text(_) => conn.ws.send(message).await.unwrap(),
+                Message::Close(_) => {
+                    // tungstenite queued the reply; it leaves with this flush.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = conn.ws.flush().await;
+                }
+                _ => {}
+            }
+        }
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "--linger", "0", "--json"])
+        .stdin("hi\n")
+        .run();
+    run.code(0);
+    let events = run.json_events();
+    let closed = events
+        .iter()
+        .find(|e| e["event"] == "closed")
+        .expect("a closed event");
+    assert_eq!(closed["code"], 1000, "{closed}");
+}

@@ -6,6 +6,9 @@
 //! replies keep printing until the connection has been idle for `--linger`,
 //! and only then is the connection closed with 1000.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::ClientConfig;
@@ -15,16 +18,18 @@ use crate::output::Stdout;
 use crate::render::{Renderer, eprint_line};
 use crate::session::{Command, Event, Payload};
 use crate::signals::Signals;
-use crate::supervisor::Handle;
+use crate::supervisor::{Credit, Handle};
 
 /// Output is handed to the writer in chunks of about this size at most.
 const CHUNK: usize = 64 * 1024;
 /// Events handled per pass of the loop, so signals and timers get their turn.
 const EVENT_BURST: usize = 256;
-/// `--echo`: answers waiting for room in the command queue. Past this many,
-/// events wait too, so a server that floods us meets backpressure, and the
-/// loop never blocks on a full queue (signals still get through).
+/// `--echo`: answers waiting to be handed to the supervisor. Past this many
+/// (or bytes), events wait too, so a server that floods us meets backpressure.
 const ECHO_BACKLOG: usize = 4096;
+const ECHO_BACKLOG_BYTES: usize = 1 << 20;
+/// Echoes handed over per command.
+const ECHO_BATCH: usize = 64;
 
 pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<ExitCode> {
     let Handle {
@@ -43,7 +48,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
             config.input,
             std::io::stdin(),
             commands.clone(),
-            send_credit,
+            Arc::clone(&send_credit),
         ))
     };
     let mut input_error: Option<Error> = None;
@@ -52,29 +57,15 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
     let mut drained = false;
     let mut connected = false;
     let mut linger_until: Option<Instant> = None;
-    let mut closing = false;
     let mut interrupted = false;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
-    let mut echoes: Vec<Payload> = Vec::new();
-
-    // Answers still waiting go out before the Close.
-    let close = async |echoes: &mut Vec<Payload>, reason: &str| {
-        if !echoes.is_empty() {
-            let _ = commands
-                .send(Command::SendMany(std::mem::take(echoes)))
-                .await;
-        }
-        let _ = commands
-            .send(Command::Close {
-                code: 1000,
-                reason: reason.to_owned(),
-            })
-            .await;
-    };
+    let mut outgoing = Outgoing::default();
 
     loop {
+        // Echoes wait for send credit, as stdin does; the Close does not.
+        let echoes_waiting = !outgoing.echoes.is_empty();
         tokio::select! {
-            event = events.recv(), if echoes.len() < ECHO_BACKLOG => {
+            event = events.recv(), if !outgoing.full() => {
                 let Some(event) = event else { break };
                 // Handle whatever else is already waiting too: a burst of
                 // messages costs one pass of this loop and one write.
@@ -98,16 +89,15 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                                 _ => renderer.message(&mut buf, payload),
                             }
                             if echo {
-                                echoes.push(payload.clone());
+                                outgoing.echo(payload.clone());
                             }
                             if let Some(linger) = config.end.linger
                                 && linger_until.is_some()
                             {
                                 linger_until = Some(Instant::now() + linger);
                             }
-                            if config.end.count == Some(received) && !closing {
-                                closing = true;
-                                close(&mut echoes, "").await;
+                            if config.end.count == Some(received) {
+                                outgoing.close_with("");
                             }
                         }
                         Event::Drained => {
@@ -141,10 +131,15 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                     stdout.write(std::mem::take(&mut buf)).await;
                 }
             }
-            permit = commands.reserve(), if !echoes.is_empty() => match permit {
-                Ok(permit) => permit.send(Command::SendMany(std::mem::take(&mut echoes))),
+            permit = async {
+                if echoes_waiting {
+                    send_credit.wait().await;
+                }
+                commands.reserve().await
+            }, if outgoing.pending() => match permit {
+                Ok(permit) => permit.send(outgoing.next(&send_credit)),
                 // The supervisor is gone; its end is reported below.
-                Err(_) => echoes.clear(),
+                Err(_) => outgoing = Outgoing::default(),
             },
             end = async { input_end.as_mut().expect("guarded").await }, if input_end.is_some() => {
                 input_end = None;
@@ -152,9 +147,8 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                     input_error = Some(err);
                 }
             }
-            () = sleep_until(linger_until.unwrap_or_else(Instant::now)), if linger_until.is_some() && !closing => {
-                closing = true;
-                close(&mut echoes, "").await;
+            () = sleep_until(linger_until.unwrap_or_else(Instant::now)), if linger_until.is_some() && !outgoing.closing => {
+                outgoing.close_with("");
             }
             () = signals.recv() => {
                 if interrupted {
@@ -163,8 +157,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                     return Err(Error::Interrupted);
                 }
                 interrupted = true;
-                closing = true;
-                close(&mut echoes, "interrupted").await;
+                outgoing.close_with("interrupted");
             }
             () = stdout.closed() => {
                 // The reader has all it wanted (`| head -1`): a success.
@@ -197,6 +190,63 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
     stdout.write(buf).await;
     stdout.finish();
     outcome
+}
+
+/// What the frontend sends itself: `--echo`'s answers, then the Close. It
+/// goes through the loop's `reserve` branch, so the loop never blocks on a
+/// full command queue and keeps reading events and signals.
+#[derive(Default)]
+struct Outgoing {
+    echoes: VecDeque<Payload>,
+    echo_bytes: usize,
+    /// The reason of the Close to send once the echoes are out.
+    close: Option<String>,
+    /// A Close was asked for: what arrives from now on is not answered,
+    /// since nothing may follow the Close.
+    closing: bool,
+}
+
+impl Outgoing {
+    fn echo(&mut self, payload: Payload) {
+        if !self.closing {
+            self.echo_bytes += payload.len();
+            self.echoes.push_back(payload);
+        }
+    }
+
+    /// Asks for the Close, once.
+    fn close_with(&mut self, reason: &str) {
+        if !self.closing {
+            self.close = Some(reason.to_owned());
+            self.closing = true;
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.echoes.len() >= ECHO_BACKLOG || self.echo_bytes >= ECHO_BACKLOG_BYTES
+    }
+
+    fn pending(&self) -> bool {
+        !self.echoes.is_empty() || self.close.is_some()
+    }
+
+    /// The next command: a batch of echoes (taking their bytes from the send
+    /// credit, which the supervisor gives back once they are written), or
+    /// once they are all out, the Close. Call only while `pending()`.
+    fn next(&mut self, credit: &Credit) -> Command {
+        if !self.echoes.is_empty() {
+            let n = self.echoes.len().min(ECHO_BATCH);
+            let batch: Vec<Payload> = self.echoes.drain(..n).collect();
+            let bytes = batch.iter().map(Payload::len).sum();
+            self.echo_bytes -= bytes;
+            credit.take(bytes);
+            return Command::SendMany(batch);
+        }
+        Command::Close {
+            code: 1000,
+            reason: self.close.take().unwrap_or_default(),
+        }
+    }
 }
 
 /// Status events: JSON lines on stdout with `--json`, else lines on stderr.

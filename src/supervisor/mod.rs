@@ -53,9 +53,10 @@ const FAIL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Unconfirmed messages or bytes that call for an acknowledging ping.
 const ACK_EVERY_MESSAGES: usize = 256;
 const ACK_EVERY_BYTES: usize = 64 * 1024;
-/// Once writing pauses, how soon unconfirmed messages get an acknowledging
-/// ping anyway: a few typed lines must not wait for the next heartbeat, or a
-/// drop in between would send them again.
+/// When the queue runs empty with messages unconfirmed, an acknowledging ping
+/// follows within this long (even if more writes come meanwhile): a few typed
+/// lines must not wait for the next heartbeat, or a drop in between would send
+/// them again.
 const ACK_WHEN_IDLE: Duration = Duration::from_millis(100);
 
 /// A running supervisor, as its frontend holds it.
@@ -134,6 +135,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         acks: Acks::default(),
         closing: None,
         drain_requested: false,
+        pong_owed: false,
         backlog: VecDeque::new(),
         state: State::Connecting,
         subprotocol: None,
@@ -175,6 +177,8 @@ struct Supervisor {
     acks: Acks,
     closing: Option<CloseFrame>,
     drain_requested: bool,
+    /// A Ping was read: tungstenite queued its Pong, which a flush sends.
+    pong_owed: bool,
     /// Events the frontend has no room for yet, in order.
     backlog: VecDeque<Event>,
     state: State,
@@ -441,6 +445,7 @@ impl Supervisor {
         self.control.clear();
         self.user_pings.clear();
         self.acks = Acks::default();
+        self.pong_owed = false;
         for message in &self.on_connect {
             if let Err(err) = sink.feed(message.clone()).await {
                 return ConnectionEnd::Lost(lost(err));
@@ -461,6 +466,7 @@ impl Supervisor {
                 && self.outbox.is_empty()
                 && self.control.is_empty();
             let want_write = unflushed.frames
+                || self.pong_owed
                 || send_close
                 || self.outbox.ready()
                 || !self.control.is_empty()
@@ -513,9 +519,14 @@ impl Supervisor {
                     if written.ping {
                         heartbeat.written(Instant::now());
                     }
+                    self.pong_owed = false;
                     if written.close {
                         self.state = State::Closing;
                         close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                        // Nothing may follow our Close.
+                        idle_ack_at = None;
+                        self.acks.idle = None;
+                        self.control.clear();
                     }
                     if written.delivered > 0 {
                         self.sent += written.delivered as u64;
@@ -544,7 +555,7 @@ impl Supervisor {
                         Tick::Nothing => {}
                     }
                 }
-                () = sleep_until(idle_ack_at.unwrap_or_else(Instant::now)), if idle_ack_at.is_some() => {
+                () = sleep_until(idle_ack_at.unwrap_or_else(Instant::now)), if idle_ack_at.is_some() && close_deadline.is_none() => {
                     idle_ack_at = None;
                     self.acks.request_idle();
                 }
@@ -603,12 +614,10 @@ impl Supervisor {
                 self.event_credit.take(data.len());
                 self.emit(Event::Message(Payload::Binary(data)));
             }
-            // tungstenite queued the Pong; make sure it leaves promptly.
-            Message::Ping(_) => {
-                if let Err(err) = sink.flush().await {
-                    return Some(ConnectionEnd::Lost(lost(err)));
-                }
-            }
+            // tungstenite queued the Pong; the write branch flushes it
+            // promptly (not here: a server that stops reading would stall
+            // this branch, and with it the heartbeat and the commands).
+            Message::Ping(_) => self.pong_owed = true,
             Message::Pong(payload) => {
                 let now = Instant::now();
                 if let Some((position, ours)) = self.acks.answered(&payload) {
@@ -917,7 +926,10 @@ async fn write_batch(
     unflushed: &mut Unflushed,
     close: Option<CloseFrame>,
 ) -> tungstenite::Result<Written> {
-    let mut written = Written::default();
+    if unflushed.close {
+        // Our Close is fed: nothing may follow it, only the flush is owed.
+        return flush(sink, outbox, acks, unflushed).await;
+    }
     while let Some(frame) = control.front() {
         sink.feed(frame.clone()).await?;
         unflushed.frames = true;
@@ -955,8 +967,19 @@ async fn write_batch(
         sink.feed(Message::Close(Some(frame))).await?;
         unflushed.frames = true;
         unflushed.close = true;
+        acks.idle = None;
     }
+    flush(sink, outbox, acks, unflushed).await
+}
+
+async fn flush(
+    sink: &mut Sink,
+    outbox: &mut Outbox,
+    acks: &mut Acks,
+    unflushed: &mut Unflushed,
+) -> tungstenite::Result<Written> {
     sink.flush().await?;
+    let mut written = Written::default();
     unflushed.frames = false;
     written.close = std::mem::take(&mut unflushed.close);
     let flushed = outbox.flushed();

@@ -74,7 +74,7 @@ pub fn parse(line: &str) -> Input {
     };
     match name {
         "/help" | "/?" => no_args(name, args, Input::Help),
-        "/ping" => Input::Ping(Bytes::copy_from_slice(args.as_bytes())),
+        "/ping" => ping(args),
         "/close" => close(args),
         "/reconnect" => no_args(name, args, Input::Reconnect),
         "/status" => no_args(name, args, Input::Status),
@@ -85,6 +85,18 @@ pub fn parse(line: &str) -> Input {
             "unknown command {name}; /help lists the commands, and // sends a line starting with /"
         )),
     }
+}
+
+/// A Ping's payload is at most 125 bytes (RFC 6455 5.5).
+fn ping(payload: &str) -> Input {
+    if payload.len() > 125 {
+        return Input::Usage(format!(
+            "a ping payload is at most 125 bytes, not {}; {}",
+            payload.len(),
+            usage("/ping")
+        ));
+    }
+    Input::Ping(Bytes::copy_from_slice(payload.as_bytes()))
 }
 
 /// The usage line of a command, e.g. `usage: /close [CODE [REASON]]`.
@@ -237,6 +249,11 @@ mod tests {
     #[test]
     fn ping_takes_an_optional_payload() {
         assert_eq!(parse("/ping"), Input::Ping(Bytes::new()));
+        let longest = format!("/ping {}", "p".repeat(125));
+        assert_eq!(parse(&longest), Input::Ping(Bytes::from("p".repeat(125))));
+        assert!(
+            matches!(parse(&format!("{longest}p")), Input::Usage(u) if u.contains("at most 125 bytes"))
+        );
         assert_eq!(
             parse("/ping abc 1"),
             Input::Ping(Bytes::from_static(b"abc 1"))
