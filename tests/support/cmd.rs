@@ -12,9 +12,21 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+/// Variables (and their lowercase forms) removed from every run: tests must
+/// not depend on the developer's environment.
+pub const CLEARED_ENV: &[&str] = &[
+    "NO_COLOR",
+    "RUST_LOG",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+];
 
 /// Generous: only a hang should ever reach it.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -39,19 +51,11 @@ impl Tether {
         Tether {
             args: Vec::new(),
             stdin: Vec::new(),
-            // Tests must not depend on the developer's environment.
-            env: [
-                "NO_COLOR",
-                "RUST_LOG",
-                "HTTP_PROXY",
-                "HTTPS_PROXY",
-                "ALL_PROXY",
-                "NO_PROXY",
-            ]
-            .iter()
-            .flat_map(|v| [v.to_string(), v.to_lowercase()])
-            .map(|v| (OsString::from(v), None))
-            .collect(),
+            env: CLEARED_ENV
+                .iter()
+                .flat_map(|v| [v.to_string(), v.to_lowercase()])
+                .map(|v| (OsString::from(v), None))
+                .collect(),
             deadline: DEFAULT_DEADLINE,
             read_stdout: true,
         }
@@ -130,18 +134,7 @@ impl Tether {
     pub fn run_peak_rss(self) -> (Run, u64) {
         let mut child = self.command().spawn().expect("starting tether");
         drop(child.stdin.take());
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let out = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
-            buf
-        });
-        let err = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
+        let (out, err) = read_output(&mut child);
         let status_file = format!("/proc/{}/status", child.id());
         let started = std::time::Instant::now();
         let mut peak = 0;
@@ -234,7 +227,8 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn wait_with_deadline(mut child: Child, deadline: Duration, args: &[OsString]) -> Run {
+/// Threads that read the child's stdout and stderr to the end.
+fn read_output(child: &mut Child) -> (JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) {
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let out = std::thread::spawn(move || {
@@ -247,6 +241,11 @@ fn wait_with_deadline(mut child: Child, deadline: Duration, args: &[OsString]) -
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
+    (out, err)
+}
+
+fn wait_with_deadline(mut child: Child, deadline: Duration, args: &[OsString]) -> Run {
+    let (out, err) = read_output(&mut child);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for tether") {
@@ -348,7 +347,7 @@ pub struct Running {
     lines: mpsc::Receiver<String>,
     errors: mpsc::Receiver<String>,
     stderr_seen: Vec<String>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     deadline: Duration,
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use expectrl::process::Process;
 use expectrl::process::unix::{UnixProcess, WaitStatus};
 
-use super::cmd::BIN;
+use super::cmd::{BIN, CLEARED_ENV};
 
 /// Generous: only a hang should ever reach it.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -47,14 +47,7 @@ impl Pty {
             .args(args)
             .env("TERM", "xterm")
             .env("XDG_STATE_HOME", state_home);
-        for var in [
-            "NO_COLOR",
-            "RUST_LOG",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "NO_PROXY",
-        ] {
+        for var in CLEARED_ENV {
             command.env_remove(var).env_remove(var.to_lowercase());
         }
         Self::spawn(command)
