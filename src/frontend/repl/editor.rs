@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
 use rustyline::completion::Completer;
 use rustyline::config::{ColorMode, CompletionType, Config};
 use rustyline::error::ReadlineError;
@@ -96,11 +97,15 @@ pub struct Terminal {
     /// Whether rustyline runs the terminal raw (not a dumb terminal), so
     /// that stopping it must interrupt its `readline`.
     raw: Arc<AtomicBool>,
+    /// The terminal's settings before the editor touched them, put back if
+    /// the editor cannot be stopped, so the shell is not left raw.
+    saved: Option<Termios>,
 }
 
 impl Terminal {
     /// Starts the editor thread (which starts the printer thread).
     pub fn spawn(renderer: Renderer, link: SharedLink, history: Option<PathBuf>) -> Terminal {
+        let saved = tcgetattr(std::io::stdin()).ok();
         let (print_tx, print_rx) = mpsc::channel(64);
         let (typed_tx, typed_rx) = mpsc::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
@@ -127,6 +132,7 @@ impl Terminal {
             stop,
             reading: true,
             raw,
+            saved,
         }
     }
 
@@ -190,6 +196,9 @@ impl Terminal {
                     Err(_) => break,
                 }
             }
+        }
+        if let Some(saved) = &self.saved {
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, saved);
         }
     }
 }
