@@ -16,14 +16,17 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::config::{DialConfig, is_secret_header};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::meter::{Metered, WriteProgress};
 use crate::proxy::{self, Route};
 use crate::redirect;
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<Metered<TcpStream>>>;
 
 /// A fresh connection and what the handshake settled.
 pub struct Connection {
     pub socket: Socket,
+    /// How the peer drains what is written to the socket.
+    pub progress: WriteProgress,
     pub subprotocol: Option<String>,
     /// The URL connected to: the configured one, or where redirects led.
     pub url: String,
@@ -41,7 +44,7 @@ pub struct Dialer {
 
 /// What one request led to.
 enum Step {
-    Connected(Box<Socket>, Option<String>),
+    Connected(Box<Socket>, WriteProgress, Option<String>),
     Redirect { status: u16, location: String },
 }
 
@@ -98,7 +101,7 @@ impl Dialer {
         let mut followed = 0;
         loop {
             let (status, location) = match self.request(&endpoint, offer_subprotocols).await? {
-                Step::Connected(socket, subprotocol) => {
+                Step::Connected(socket, progress, subprotocol) => {
                     // Judged by where the chain ends: the user asked for TLS.
                     let warnings = if original.tls && !endpoint.tls {
                         vec![format!(
@@ -109,6 +112,7 @@ impl Dialer {
                     };
                     return Ok(Connection {
                         socket: *socket,
+                        progress,
                         subprotocol,
                         url: endpoint.to_string(),
                         warnings,
@@ -145,6 +149,8 @@ impl Dialer {
             Route::Direct(_) => self.connect_tcp(endpoint).await?,
             Route::Proxy(proxy) => proxy::open(proxy, endpoint).await?,
         };
+        let tcp = Metered::new(tcp);
+        let progress = tcp.progress();
         let stream = if endpoint.tls {
             let connector = self.tls.as_ref().ok_or_else(|| {
                 Error::Runtime(format!("no TLS settings for {endpoint} (a bug in tether)"))
@@ -190,7 +196,7 @@ impl Dialer {
                     .get("sec-websocket-protocol")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                Ok(Step::Connected(Box::new(socket), subprotocol))
+                Ok(Step::Connected(Box::new(socket), progress, subprotocol))
             }
             Err(tungstenite::Error::Http(response)) => match location(&response) {
                 Some(location) if self.config.follow_redirects.is_some() => Ok(Step::Redirect {

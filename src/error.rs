@@ -5,6 +5,7 @@
 //! [`Error::exit_code`] what to tell the shell. Both tables are documented in
 //! the README and must stay in step with it.
 
+use crate::session::Unsent;
 use std::time::Duration;
 
 /// Process exit codes. Stable: scripts depend on them.
@@ -183,7 +184,7 @@ pub enum Error {
     GaveUp {
         source: Box<Error>,
         attempts: u32,
-        unsent: usize,
+        unsent: Unsent,
     },
 }
 
@@ -337,10 +338,10 @@ fn reason_suffix(reason: &str) -> String {
     }
 }
 
-fn unsent_suffix(unsent: usize) -> String {
-    match unsent {
+fn unsent_suffix(unsent: Unsent) -> String {
+    match unsent.total() {
         0 => String::new(),
-        n => format!("; {n} queued message{} never sent", plural(n as u32)),
+        _ => format!("; {unsent}"),
     }
 }
 
@@ -421,12 +422,16 @@ mod tests {
         let err = Error::GaveUp {
             source: Box::new(Error::ConnectionLost("heartbeat timeout".into())),
             attempts: 4,
-            unsent: 2,
+            unsent: Unsent {
+                queued: 2,
+                ..Unsent::default()
+            },
         };
         assert_eq!(err.exit_code(), ExitCode::ConnectionLost);
         assert_eq!(
             err.to_string(),
-            "connection lost: heartbeat timeout; gave up after 4 attempts; 2 queued messages never sent"
+            "connection lost: heartbeat timeout; gave up after 4 attempts; \
+             2 messages were never confirmed by the server (2 queued, never written)"
         );
     }
 }

@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +20,26 @@ use crate::supervisor::Credit;
 /// How stdin ended: the number of records read, or why reading stopped.
 pub type InputEnd = Result<u64, Error>;
 
+/// Records read from stdin and not (yet) handed to the supervisor: what the
+/// session loses of stdin if it ends now. Up to date whenever the reader
+/// waits, so it can be read without waiting for a reader blocked on stdin.
+#[derive(Clone, Debug, Default)]
+pub struct NotQueued(Arc<AtomicUsize>);
+
+impl NotQueued {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn sub(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// Starts the reader. At the end of input it asks the supervisor to drain,
 /// and reports how input ended on the returned channel.
 pub fn spawn(
@@ -26,19 +47,21 @@ pub fn spawn(
     reader: impl Read + Send + 'static,
     commands: mpsc::Sender<Command>,
     credit: Arc<Credit>,
-) -> oneshot::Receiver<InputEnd> {
+) -> (oneshot::Receiver<InputEnd>, NotQueued) {
     let (done_tx, done_rx) = oneshot::channel();
+    let not_queued = NotQueued::default();
+    let counter = not_queued.clone();
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let end = pump(config, reader, &commands, &credit);
+            let end = pump(config, reader, &commands, &credit, &counter);
             if end.is_ok() || matches!(end, Err(Error::Input(_))) {
                 let _ = commands.blocking_send(Command::Drain);
             }
             let _ = done_tx.send(end);
         })
         .expect("spawning the stdin thread");
-    done_rx
+    (done_rx, not_queued)
 }
 
 /// Bytes asked of each read, at most and at least. Records are split off the
@@ -64,17 +87,30 @@ const BATCH: usize = 64;
 struct Batch<'a> {
     records: Vec<Payload>,
     commands: &'a mpsc::Sender<Command>,
+    /// Counts the records from when they are read until they are handed over.
+    not_queued: &'a NotQueued,
 }
 
 impl Batch<'_> {
-    /// False when the session is over: nobody is left to send to.
+    fn push(&mut self, payload: Payload) {
+        self.records.push(payload);
+        self.not_queued.add(1);
+    }
+
+    /// False when the session is over: nobody is left to send to, and the
+    /// records stay counted as not queued.
     fn send(&mut self) -> bool {
-        let command = match self.records.len() {
+        let n = self.records.len();
+        let command = match n {
             0 => return true,
             1 => Command::Send(self.records.pop().expect("one record")),
             _ => Command::SendMany(std::mem::take(&mut self.records)),
         };
-        self.commands.blocking_send(command).is_ok()
+        let sent = self.commands.blocking_send(command).is_ok();
+        if sent {
+            self.not_queued.sub(n);
+        }
+        sent
     }
 }
 
@@ -83,6 +119,7 @@ fn pump(
     mut reader: impl Read,
     commands: &mpsc::Sender<Command>,
     credit: &Credit,
+    not_queued: &NotQueued,
 ) -> InputEnd {
     let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
     // `buf[..searched]` holds no separator.
@@ -94,6 +131,7 @@ fn pump(
     let mut batch = Batch {
         records: Vec::new(),
         commands,
+        not_queued,
     };
     loop {
         let record = match memchr::memchr(config.separator, &buf[searched..]) {
@@ -156,8 +194,13 @@ fn pump(
             credit.wait_blocking();
         }
         credit.take(payload.len());
-        batch.records.push(payload);
+        batch.push(payload);
         if batch.records.len() >= BATCH && !batch.send() {
+            // The session is over; the records read along with these count
+            // as not queued too.
+            let complete = memchr::memchr_iter(config.separator, &buf).count();
+            let last = eof && buf.last().is_some_and(|&b| b != config.separator);
+            not_queued.add(complete + usize::from(last));
             return Ok(records);
         }
     }
@@ -270,7 +313,13 @@ mod tests {
             binary,
             separator: b'\n',
         };
-        let end = pump(config, input, &tx, &Credit::new(1 << 20));
+        let end = pump(
+            config,
+            input,
+            &tx,
+            &Credit::new(1 << 20),
+            &NotQueued::default(),
+        );
         drop(tx);
         let mut payloads = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
@@ -306,7 +355,14 @@ mod tests {
             separator: b'\n',
         };
         assert_eq!(
-            pump(config, input, &tx, &Credit::new(1 << 20)).unwrap(),
+            pump(
+                config,
+                input,
+                &tx,
+                &Credit::new(1 << 20),
+                &NotQueued::default()
+            )
+            .unwrap(),
             200
         );
         drop(tx);
@@ -348,6 +404,7 @@ mod tests {
                     &b"1234567\n1234567\n1234567\n1234567\n"[..],
                     &tx,
                     &credit,
+                    &NotQueued::default(),
                 )
             }
         });
@@ -398,7 +455,13 @@ mod tests {
                 separator: b'\n',
             };
             let reader = Trickle(input.iter().copied().collect(), step);
-            let end = pump(config, reader, &tx, &Credit::new(usize::MAX));
+            let end = pump(
+                config,
+                reader,
+                &tx,
+                &Credit::new(usize::MAX),
+                &NotQueued::default(),
+            );
             assert_eq!(end.unwrap(), 6);
             let mut got = Vec::new();
             while let Ok(command) = rx.try_recv() {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod frontend;
 pub mod generate;
 pub mod input;
+pub mod meter;
 pub mod output;
 pub mod proxy;
 pub mod redirect;

@@ -266,7 +266,7 @@ impl Renderer {
     /// The final `error` event for `--json`.
     pub fn json_error(&self, out: &mut Vec<u8>, err: &Error) {
         let unsent = match err {
-            Error::GaveUp { unsent, .. } => *unsent,
+            Error::GaveUp { unsent, .. } => unsent.total(),
             _ => 0,
         };
         let _ = writeln!(

@@ -40,8 +40,16 @@ pub enum Command {
     SendMany(Vec<Payload>),
     /// Send a Ping now; the answer comes back as [`Event::Pong`].
     Ping(Bytes),
-    /// Send what is queued, then close with this code and reason.
-    Close { code: u16, reason: String },
+    /// Send what is queued, then close with this code and reason. With
+    /// `confirm`, the Close waits until a Pong confirms every message written
+    /// (within the ping timeout, extended while the server visibly reads); a
+    /// connection that cannot confirm them counts as lost, so they are sent
+    /// again after a reconnect. An interrupt closes without waiting.
+    Close {
+        code: u16,
+        reason: String,
+        confirm: bool,
+    },
     /// Drop the current connection (or skip the backoff wait) and dial again.
     Reconnect,
     /// Report [`Event::Drained`] once everything queued so far is flushed.
@@ -160,9 +168,50 @@ pub struct Ending {
     pub code: Option<u16>,
     pub reason: String,
     pub by_server: bool,
-    /// Messages still queued when the session ended (e.g. closed by the user
-    /// while disconnected).
-    pub unsent: usize,
+    /// What the server never got, when the session ended (e.g. closed by the
+    /// user while disconnected).
+    pub unsent: Unsent,
+}
+
+/// Messages handed to tether that the server never confirmed, by where they
+/// were when the session ended. `--on-connect` messages are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unsent {
+    /// Not yet written to the socket (in the queue or the command channel).
+    pub queued: usize,
+    /// Written, but no Pong confirmed that the server read them.
+    pub unconfirmed: usize,
+    /// Read from stdin and not yet handed to the queue.
+    pub stdin: usize,
+}
+
+impl Unsent {
+    pub fn total(&self) -> usize {
+        self.queued + self.unconfirmed + self.stdin
+    }
+}
+
+/// `1 message was never confirmed by the server (1 written but unconfirmed)`.
+impl std::fmt::Display for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total = self.total();
+        write!(
+            f,
+            "{total} message{} never confirmed by the server (",
+            if total == 1 { " was" } else { "s were" }
+        )?;
+        let parts = [
+            (self.queued, "queued, never written"),
+            (self.unconfirmed, "written, unconfirmed"),
+            (self.stdin, "read from stdin, not yet queued"),
+        ];
+        let mut first = true;
+        for (n, what) in parts.into_iter().filter(|(n, _)| *n > 0) {
+            write!(f, "{}{n} {what}", if first { "" } else { "; " })?;
+            first = false;
+        }
+        f.write_str(")")
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +229,27 @@ mod tests {
         assert_eq!(stats.min, Some(Duration::from_millis(10)));
         assert_eq!(stats.max, Some(Duration::from_millis(30)));
         assert_eq!(stats.avg(), Some(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn unsent_says_what_it_counts() {
+        let one = Unsent {
+            unconfirmed: 1,
+            ..Unsent::default()
+        };
+        assert_eq!(
+            one.to_string(),
+            "1 message was never confirmed by the server (1 written, unconfirmed)"
+        );
+        let all = Unsent {
+            queued: 4096,
+            unconfirmed: 1024,
+            stdin: 64,
+        };
+        assert_eq!(
+            all.to_string(),
+            "5184 messages were never confirmed by the server \
+             (4096 queued, never written; 1024 written, unconfirmed; 64 read from stdin, not yet queued)"
+        );
     }
 }

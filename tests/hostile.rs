@@ -343,3 +343,28 @@ fn an_endless_fragmented_message_is_refused_at_the_limit() {
     not_retried(&server, &run);
     bounded(&server, &run, peak_kib);
 }
+
+#[test]
+fn a_ping_flood_from_a_server_that_never_reads_keeps_memory_bounded() {
+    // Pings as fast as tether takes them, and nothing read: every Ping owes a Pong that
+    // cannot be written. tether stops reading until it can answer, so the Pongs do not
+    // pile up, and the heartbeat finds the connection dead.
+    let chunk = frame(PING, &[b'p'; 125]).repeat(512);
+    let server = Hostile::start(vec![
+        Step::Accept,
+        Step::Flood {
+            chunk,
+            limit: 4 << 30,
+            stall: Duration::from_secs(20),
+        },
+    ]);
+    let (run, peak_kib) = tether(&server)
+        .args(["--keep-open", "--no-reconnect"])
+        .args(["--ping-interval", "3s", "--ping-timeout", "2s"])
+        .run_peak_rss();
+    fails_with(&run, 8, "heartbeat timeout: no pong within 2s");
+    bounded(&server, &run, peak_kib);
+    // Reading stopped once the socket buffers were full of unwritten Pongs.
+    let written = server.connections()[0].written;
+    assert!(written < 16 << 20, "tether read {written} bytes of Pings");
+}

@@ -149,6 +149,43 @@ fn a_503_with_retry_after_is_retried_no_sooner_than_asked() {
 }
 
 #[test]
+fn a_retry_after_of_zero_or_in_the_past_does_not_shorten_the_backoff() {
+    // `Retry-After: 0` and a date long gone both ask for "now"; the backoff delay that is
+    // due (200 ms here, jitter included) still applies.
+    for retry_after in ["0", "Thu, 01 Jan 1970 00:00:00 GMT"] {
+        let response: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after}\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let (server, arrivals) = rejecting(response, 3);
+        let run = Tether::new()
+            .args([&server.url("/"), "--max-reconnects", "5", "--json"])
+            .args(["--backoff-initial", "200ms", "--backoff-max", "200ms"])
+            .stdin("after the waits\n")
+            .run();
+        run.code(0);
+        let delays: Vec<_> = run
+            .json_events()
+            .into_iter()
+            .filter(|e| e["event"] == "reconnecting")
+            .map(|e| e["delay_ms"].clone())
+            .collect();
+        assert_eq!(delays, [200, 200, 200], "Retry-After: {retry_after}");
+        let arrivals = arrivals.lock().unwrap();
+        assert_eq!(arrivals.len(), 4);
+        for pair in arrivals.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(200),
+                "{arrivals:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_401_is_not_retried_and_exits_with_the_handshake_code() {
     let (server, arrivals) = rejecting(
         "HTTP/1.1 401 Unauthorized\r\nContent-Length: 11\r\n\r\nwho are you",
@@ -266,5 +303,123 @@ fn a_thousand_connect_drop_cycles_leak_neither_descriptors_nor_memory() {
     assert!(
         rss_after <= rss_before + 1024,
         "resident memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The close: nothing written and unconfirmed is forgotten at the end of input
+// ---------------------------------------------------------------------------------------
+
+/// `n` numbered lines, `0\n` to `n-1\n`.
+fn numbered(n: usize) -> String {
+    (0..n).map(|i| format!("{i}\n")).collect()
+}
+
+/// A server that completes the handshake and never reads: what tether writes sits in
+/// the socket buffers, and no Ping is ever answered.
+async fn never_reads(_conn: support::server::Conn) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[test]
+fn a_close_that_cannot_be_confirmed_is_a_lost_connection_with_everything_counted() {
+    let server = Server::start(never_reads);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--no-reconnect", "--ping-timeout", "1s"])
+        .stdin(numbered(500))
+        .run();
+    run.code(8);
+    assert_eq!(
+        run.stderr.lines().find(|l| l.starts_with("tether: error:")),
+        Some(
+            "tether: error: connection lost: the server confirmed none of the last 500 messages \
+             within 1s (--ping-timeout) before the close; gave up after 1 attempt; 500 messages \
+             were never confirmed by the server (500 written, unconfirmed)"
+        ),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn messages_a_stalled_server_never_confirmed_are_replayed_before_the_close() {
+    // The first connection takes everything into its socket buffers and reads none of it;
+    // the second reads. All 500 lines must reach the second, in order, then a clean close.
+    let server = Server::start(|mut conn| async move {
+        if conn.index == 0 {
+            never_reads(conn).await;
+        } else {
+            while conn.recv().await.is_some() {}
+        }
+    });
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(FAST_BACKOFF)
+        .args(["--ping-timeout", "1s"])
+        .stdin(numbered(500))
+        .run();
+    run.code(0).stderr_has("re-sending 500 messages");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c.len() == 2 && c[1].ended);
+    let expected: Vec<String> = (0..500).map(|i| i.to_string()).collect();
+    assert_eq!(conns[1].texts(), expected, "{}", run.describe());
+    assert_eq!(conns[1].close, Some((1000, String::new())));
+}
+
+#[test]
+fn a_slow_reader_is_alive_and_gets_every_line_once() {
+    // The server reads 1 KB lines at about 200 KB/s, so a Ping written behind the lines
+    // already in the socket buffers is answered seconds later, far past --ping-timeout.
+    // The server visibly reads meanwhile (the acknowledging Pings written every 64 KiB
+    // are answered, about every 0.3 s): it is not dead.
+    let server = Server::start(|mut conn| async move {
+        while conn.recv().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let line = "x".repeat(1000);
+    let input: String = (0..600).map(|i| format!("{i:04}{line}\n")).collect();
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--ping-interval", "500ms", "--ping-timeout", "1s"])
+        .stdin(&input)
+        .deadline(Duration::from_secs(60))
+        .run();
+    run.code(0)
+        .stderr_lacks("heartbeat")
+        .stderr_lacks("re-sending");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].ended);
+    assert_eq!(conns.len(), 1, "{}", run.describe());
+    let expected: Vec<String> = input.lines().map(str::to_owned).collect();
+    assert_eq!(conns[0].texts(), expected);
+    assert_eq!(conns[0].close, Some((1000, String::new())));
+}
+
+#[test]
+fn giving_up_counts_every_line_read_from_stdin_that_the_server_never_confirmed() {
+    // The server reads 200 messages, then nothing; tether's first acknowledging Ping
+    // follows message 256, so the server confirmed none. Every one of the 3,000 lines
+    // (all read from stdin: they fit its pipe) must be counted, wherever it was: still
+    // queued, written, or read from stdin and waiting for room.
+    let server = Server::start(|mut conn| async move {
+        for _ in 0..200 {
+            conn.recv().await;
+        }
+        never_reads(conn).await;
+    });
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--no-reconnect", "--json", "--queue-size", "100"])
+        .args(["--ping-interval", "500ms", "--ping-timeout", "500ms"])
+        .stdin(numbered(3_000))
+        .run();
+    run.code(8);
+    let error = run.json_events().pop().expect("an error event");
+    assert_eq!(error["event"], "error", "{}", run.describe());
+    assert_eq!(error["unsent"], 3_000, "{}", run.describe());
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("; 3000 messages were never confirmed by the server ("),
+        "{message}"
     );
 }

@@ -304,7 +304,9 @@ async fn giving_up_reports_the_cause_and_the_unsent_count() {
     assert_eq!(err.exit_code() as u8, 3, "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("gave up after 3 attempts") && text.contains("1 queued message never sent"),
+        text.contains(
+            "gave up after 3 attempts; 1 message was never confirmed by the server (1 queued, never written)"
+        ),
         "{text}"
     );
 }

@@ -13,7 +13,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ExitCode, Result};
-use crate::input::{self, InputEnd};
+use crate::input::{self, InputEnd, NotQueued};
 use crate::output::Stdout;
 use crate::render::{Renderer, eprint_line};
 use crate::session::{Command, Event, Payload};
@@ -41,15 +41,16 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
     let renderer = Renderer::new(config.output);
     let mut stdout = Stdout::spawn();
     let mut signals = Signals::new()?;
-    let mut input_end = if echo {
-        None
+    let (mut input_end, not_queued) = if echo {
+        (None, NotQueued::default())
     } else {
-        Some(input::spawn(
+        let (end, not_queued) = input::spawn(
             config.input,
             std::io::stdin(),
             commands.clone(),
             Arc::clone(&send_credit),
-        ))
+        );
+        (Some(end), not_queued)
     };
     let mut input_error: Option<Error> = None;
     let mut received: u64 = 0;
@@ -157,7 +158,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                     return Err(Error::Interrupted);
                 }
                 interrupted = true;
-                outgoing.close_with("interrupted");
+                outgoing.interrupt();
             }
             () = stdout.closed() => {
                 // The reader has all it wanted (`| head -1`): a success.
@@ -169,15 +170,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
     let result = task
         .await
         .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
-    let outcome = match result {
-        Ok(ending) if ending.unsent > 0 => Err(Error::Runtime(format!(
-            "{} queued message{} never sent",
-            ending.unsent,
-            if ending.unsent == 1 { " was" } else { "s were" }
-        ))),
-        Ok(_) => Ok(ExitCode::Success),
-        Err(err) => Err(err),
-    };
+    let outcome = super::delivered(result, not_queued.get()).map(|_| ExitCode::Success);
     let outcome = match (outcome, input_error, interrupted) {
         (Err(err), _, _) => Err(err),
         (Ok(_), Some(err), _) => Err(err),
@@ -204,6 +197,8 @@ struct Outgoing {
     /// A Close was asked for: what arrives from now on is not answered,
     /// since nothing may follow the Close.
     closing: bool,
+    /// The Close is for an interrupt: it does not wait for confirmations.
+    interrupted: bool,
 }
 
 impl Outgoing {
@@ -212,6 +207,14 @@ impl Outgoing {
             self.echo_bytes += payload.len();
             self.echoes.push_back(payload);
         }
+    }
+
+    /// Asks for the Close, once, without waiting for delivery to be confirmed.
+    fn interrupt(&mut self) {
+        if !self.closing {
+            self.interrupted = true;
+        }
+        self.close_with("interrupted");
     }
 
     /// Asks for the Close, once.
@@ -242,9 +245,11 @@ impl Outgoing {
             credit.take(bytes);
             return Command::SendMany(batch);
         }
+        let reason = self.close.take().unwrap_or_default();
         Command::Close {
             code: 1000,
-            reason: self.close.take().unwrap_or_default(),
+            confirm: !self.interrupted,
+            reason,
         }
     }
 }

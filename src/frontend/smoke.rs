@@ -20,7 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use super::pipe::report;
 use crate::config::{ClientConfig, SmokeConfig, Verbosity};
 use crate::error::{Error, ExitCode, Result};
-use crate::input::{self, InputEnd};
+use crate::input::{self, InputEnd, NotQueued};
 use crate::output::Stdout;
 use crate::render::{self, Renderer, SmokeSummary, StepReport, eprint_line};
 use crate::script::{Action, Expectation, Step};
@@ -55,14 +55,17 @@ pub async fn run(
     let deadline = smoke.timeout.map(|t| started + t);
     let stdout = Stdout::spawn();
     let mut signals = Signals::new()?;
-    let mut input_end = smoke.read_stdin.then(|| {
-        input::spawn(
+    let (mut input_end, not_queued) = if smoke.read_stdin {
+        let (end, not_queued) = input::spawn(
             config.input,
             std::io::stdin(),
             commands.clone(),
             send_credit,
-        )
-    });
+        );
+        (Some(end), not_queued)
+    } else {
+        (None, NotQueued::default())
+    };
     let mut run = Runner::new(config, smoke, commands.clone(), started);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     run.advance(&mut buf).await;
@@ -80,6 +83,7 @@ pub async fn run(
                     .send(Command::Close {
                         code: 1000,
                         reason: reason.into(),
+                        confirm: !interrupted,
                     })
                     .await;
             }
@@ -127,7 +131,7 @@ pub async fn run(
             .await
             .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))
             .and_then(|result| result);
-        run.session_ended(result, &mut buf)
+        run.session_ended(result, not_queued.get(), &mut buf)
     } else {
         // Left during the closing handshake: the verdict stands.
         run.verdict_outcome()
@@ -334,6 +338,7 @@ impl<'a> Runner<'a> {
                     .send(Command::Close {
                         code: *code,
                         reason: reason.clone(),
+                        confirm: true,
                     })
                     .await;
                 Pending::SessionEnd
@@ -567,7 +572,12 @@ impl<'a> Runner<'a> {
     }
 
     /// Judges the steps the end of the connection completes or dooms.
-    fn session_ended(&mut self, result: Result<Ending>, buf: &mut Vec<u8>) -> Result<ExitCode> {
+    fn session_ended(
+        &mut self,
+        result: Result<Ending>,
+        not_queued: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<ExitCode> {
         if self.verdict.is_some() {
             return self.verdict_outcome();
         }
@@ -633,15 +643,7 @@ impl<'a> Runner<'a> {
                 return Ok(ExitCode::Success);
             }
             // Nothing was checked: the session's own outcome, as in pipe mode.
-            return match result {
-                Ok(ending) if ending.unsent > 0 => Err(Error::Runtime(format!(
-                    "{} queued message{} never sent",
-                    ending.unsent,
-                    if ending.unsent == 1 { " was" } else { "s were" }
-                ))),
-                Ok(_) => Ok(ExitCode::Success),
-                Err(err) => Err(err),
-            };
+            return super::delivered(result, not_queued).map(|_| ExitCode::Success);
         }
         // A step was still waiting and the connection is gone.
         let cause = match &result {

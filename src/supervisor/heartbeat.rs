@@ -4,6 +4,13 @@
 //! moment the ping was flushed to the socket (or, while it sits unflushed
 //! behind a full send buffer, from when it was queued, so a stuck write is
 //! caught too).
+//!
+//! A late pong alone does not make a peer dead: a Ping written behind data
+//! the server has not read yet is answered only once it has read its way to
+//! it. While the peer shows that it is reading (a pong to an earlier ping
+//! arrives, or it drains a full send buffer), the deadline runs from that
+//! evidence instead, so a slow server lives and a silent one still dies
+//! within the timeout.
 
 use std::time::Duration;
 
@@ -17,6 +24,8 @@ pub struct Heartbeat {
     next_ping: Instant,
     outstanding: Option<Ping>,
     counter: u64,
+    /// The last evidence that the peer reads what we write.
+    alive_at: Option<Instant>,
 }
 
 struct Ping {
@@ -40,6 +49,7 @@ impl Heartbeat {
             config,
             outstanding: None,
             counter: 0,
+            alive_at: None,
         }
     }
 
@@ -50,7 +60,9 @@ impl Heartbeat {
     /// When `tick` next has something to do.
     pub fn deadline(&self) -> Instant {
         match &self.outstanding {
-            Some(ping) => ping.written_at.unwrap_or(ping.queued_at) + self.config.timeout,
+            Some(ping) => {
+                self.since(ping.written_at.unwrap_or(ping.queued_at)) + self.config.timeout
+            }
             None => self.next_ping,
         }
     }
@@ -83,6 +95,23 @@ impl Heartbeat {
         {
             ping.written_at = Some(now);
         }
+    }
+
+    /// The peer showed it reads what we write (see the module's doc).
+    pub fn alive(&mut self, at: Instant) {
+        if self.alive_at.is_none_or(|t| t < at) {
+            self.alive_at = Some(at);
+        }
+    }
+
+    /// When the time without evidence of a live peer started, for a wait
+    /// that began at `start`.
+    pub fn since(&self, start: Instant) -> Instant {
+        self.alive_at.map_or(start, |alive| alive.max(start))
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
     }
 
     /// Give the peer more time: used while our own reader is paused by a slow
@@ -143,5 +172,22 @@ mod tests {
         assert_eq!(hb.pong(b"someone else's", t0 + s(11)), None);
         assert_eq!(hb.pong(&payload, t0 + s(12)), Some(s(2)));
         assert_eq!(hb.deadline(), t0 + s(20));
+    }
+
+    #[test]
+    fn a_peer_that_shows_it_reads_is_given_the_timeout_from_then() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut hb = Heartbeat::new(config(10, 5), t0);
+        let Tick::SendPing(_) = hb.tick(t0 + s(10)) else {
+            panic!("expected a ping")
+        };
+        hb.written(t0 + s(10));
+        hb.alive(t0 + s(8));
+        assert_eq!(hb.deadline(), t0 + s(15), "old evidence changes nothing");
+        hb.alive(t0 + s(14));
+        assert!(matches!(hb.tick(t0 + s(15)), Tick::Nothing));
+        assert_eq!(hb.deadline(), t0 + s(19));
+        assert!(matches!(hb.tick(t0 + s(19)), Tick::Dead));
     }
 }

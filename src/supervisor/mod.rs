@@ -31,7 +31,8 @@ use self::outbox::Outbox;
 use crate::config::SessionConfig;
 use crate::dial::{Dialer, Socket};
 use crate::error::{Error, Result, Retry};
-use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status};
+use crate::meter::WriteProgress;
+use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status, Unsent};
 
 /// How many events may wait for a slow frontend before reading pauses.
 const EVENT_BUFFER: usize = 1024;
@@ -58,6 +59,8 @@ const ACK_EVERY_BYTES: usize = 64 * 1024;
 /// lines must not wait for the next heartbeat, or a drop in between would send
 /// them again.
 const ACK_WHEN_IDLE: Duration = Duration::from_millis(100);
+/// The longest wait a server's `Retry-After` can ask for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// A running supervisor, as its frontend holds it.
 pub struct Handle {
@@ -134,6 +137,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         user_pings: VecDeque::new(),
         acks: Acks::default(),
         closing: None,
+        confirm_close: true,
         drain_requested: false,
         pong_owed: false,
         backlog: VecDeque::new(),
@@ -176,6 +180,8 @@ struct Supervisor {
     /// Pings written on this connection and what each confirms.
     acks: Acks,
     closing: Option<CloseFrame>,
+    /// The Close waits for every written message to be confirmed.
+    confirm_close: bool,
     drain_requested: bool,
     /// A Ping was read: tungstenite queued its Pong, which a flush sends.
     pong_owed: bool,
@@ -261,7 +267,7 @@ impl Supervisor {
                         attempt: streak + 1,
                     });
                     let started = Instant::now();
-                    let end = self.run_connection(conn.socket).await;
+                    let end = self.run_connection(conn.socket, conn.progress).await;
                     self.connected_since = None;
                     if started.elapsed() >= self.config.reconnect.healthy_after {
                         streak = 0;
@@ -291,14 +297,17 @@ impl Supervisor {
                             continue;
                         }
                         ConnectionEnd::Lost(err) => {
-                            if self.closing.is_some() && self.outbox.is_empty() {
+                            if self.closing.is_some()
+                                && self.outbox.is_empty()
+                                && self.outbox.unconfirmed().0 == 0
+                            {
                                 // Dropped during our close: nothing is left to deliver.
                                 return self
                                     .finish(Ending {
                                         code: None,
                                         reason: format!("connection dropped while closing: {err}"),
                                         by_server: false,
-                                        unsent: 0,
+                                        unsent: Unsent::default(),
                                     })
                                     .await;
                             }
@@ -334,9 +343,12 @@ impl Supervisor {
             if !will_retry {
                 return Err(self.give_up(failure, streak).await);
             }
+            // A server's Retry-After may lengthen the wait, never shorten it:
+            // `Retry-After: 0` must not turn the backoff off.
+            let due = self.backoff.next_delay();
             let delay = match retry {
-                Retry::After(delay) => delay.min(Duration::from_secs(600)),
-                _ => self.backoff.next_delay(),
+                Retry::After(delay) => delay.min(MAX_RETRY_AFTER).max(due),
+                _ => due,
             };
             self.state = State::Waiting;
             self.emit(Event::Reconnecting {
@@ -349,7 +361,7 @@ impl Supervisor {
                     code: None,
                     reason: "closed while disconnected".into(),
                     by_server: false,
-                    unsent: 0,
+                    unsent: Unsent::default(),
                 };
                 return self.finish(ending).await;
             }
@@ -376,7 +388,7 @@ impl Supervisor {
                             code: None,
                             reason: "closed before connecting".into(),
                             by_server: false,
-                            unsent: 0,
+                            unsent: Unsent::default(),
                         };
                         return Err(self.finish(ending).await);
                     }
@@ -415,8 +427,13 @@ impl Supervisor {
             Some(Command::Ping(_)) => {
                 self.emit(Event::Warning("not connected: ping not sent".into()))
             }
-            Some(Command::Close { code, reason }) => {
+            Some(Command::Close {
+                code,
+                reason,
+                confirm,
+            }) => {
                 self.closing = Some(close_frame(code, reason));
+                self.confirm_close = confirm;
                 return Offline::End;
             }
             Some(Command::Reconnect) => return Offline::SkipWait,
@@ -432,7 +449,7 @@ impl Supervisor {
         Offline::Continue
     }
 
-    async fn run_connection(&mut self, socket: Socket) -> ConnectionEnd {
+    async fn run_connection(&mut self, socket: Socket, progress: WriteProgress) -> ConnectionEnd {
         let (mut sink, mut stream) = socket.split();
         let mut heartbeat = Heartbeat::new(self.config.heartbeat, Instant::now());
         let replayed = self.outbox.rewind();
@@ -458,13 +475,24 @@ impl Supervisor {
         let mut close_deadline: Option<Instant> = None;
         // When writing paused with messages unconfirmed: see ACK_WHEN_IDLE.
         let mut idle_ack_at: Option<Instant> = None;
+        // Since when our Close waits for the server to confirm what it was sent.
+        let mut confirming_since: Option<Instant> = None;
 
         loop {
-            let send_close = self.closing.is_some()
+            let close_due = self.closing.is_some()
                 && close_deadline.is_none()
                 && !unflushed.close
-                && self.outbox.is_empty()
-                && self.control.is_empty();
+                && self.outbox.is_empty();
+            let confirming = close_due && self.confirm_close && self.outbox.unconfirmed().0 > 0;
+            if confirming {
+                // Ask now, not after ACK_WHEN_IDLE; a no-op when the last ping
+                // written already follows every message.
+                self.acks.request_confirmation(self.outbox.position());
+                confirming_since.get_or_insert_with(Instant::now);
+            } else {
+                confirming_since = None;
+            }
+            let send_close = close_due && !confirming && self.control.is_empty();
             let want_write = unflushed.frames
                 || self.pong_owed
                 || send_close
@@ -480,7 +508,10 @@ impl Supervisor {
 
             tokio::select! {
                 () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
-                incoming = next_incoming(&mut stream, &self.events, &self.event_credit), if self.backlog.is_empty() => {
+                // While a Pong is owed and not yet written, nothing more is
+                // read: tungstenite buffers one Pong per Ping read, so a server
+                // that floods Pings and never reads would grow it without bound.
+                incoming = next_incoming(&mut stream, &self.events, &self.event_credit), if self.backlog.is_empty() && !self.pong_owed => {
                     let closing = close_deadline.is_some();
                     if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, closing).await {
                         return end;
@@ -489,6 +520,7 @@ impl Supervisor {
                     // burst costs one pass of this loop, not one per message.
                     for _ in 1..READ_BURST {
                         if !self.backlog.is_empty()
+                            || self.pong_owed
                             || self.events.capacity() == 0
                             || !self.event_credit.has_room()
                         {
@@ -539,6 +571,9 @@ impl Supervisor {
                 }
                 () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() && close_deadline.is_none() => {
                     let now = Instant::now();
+                    if let Some(drained) = progress.last_drain() {
+                        heartbeat.alive(drained);
+                    }
                     match heartbeat.tick(now) {
                         Tick::SendPing(payload) => self.control.push_back(Message::Ping(payload)),
                         // A full event buffer means our reader is paused by a
@@ -558,6 +593,20 @@ impl Supervisor {
                 () = sleep_until(idle_ack_at.unwrap_or_else(Instant::now)), if idle_ack_at.is_some() && close_deadline.is_none() => {
                     idle_ack_at = None;
                     self.acks.request_idle();
+                }
+                () = sleep_until(confirming_since.map_or_else(Instant::now, |t| heartbeat.since(t) + heartbeat.timeout())), if confirming => {
+                    if let Some(drained) = progress.last_drain() {
+                        heartbeat.alive(drained);
+                    }
+                    let since = confirming_since.expect("set while confirming");
+                    if Instant::now() >= heartbeat.since(since) + heartbeat.timeout() {
+                        let (n, _) = self.outbox.unconfirmed();
+                        return ConnectionEnd::Lost(Error::ConnectionLost(format!(
+                            "the server confirmed none of the last {n} message{} within {:?} (--ping-timeout) before the close",
+                            if n == 1 { "" } else { "s" },
+                            heartbeat.timeout()
+                        )));
+                    }
                 }
                 () = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
                     return ConnectionEnd::Closed(self.closed_by_us(
@@ -620,6 +669,7 @@ impl Supervisor {
             Message::Ping(_) => self.pong_owed = true,
             Message::Pong(payload) => {
                 let now = Instant::now();
+                heartbeat.alive(now);
                 if let Some((position, ours)) = self.acks.answered(&payload) {
                     self.outbox.confirm(position);
                     tracing::trace!(position, unconfirmed = ?self.outbox.unconfirmed(), "pong confirms");
@@ -666,7 +716,7 @@ impl Supervisor {
                         code: Some(code),
                         reason,
                         by_server: true,
-                        unsent: 0,
+                        unsent: Unsent::default(),
                     }));
                 }
                 return Some(ConnectionEnd::Lost(Error::ServerClosed { code, reason }));
@@ -684,7 +734,7 @@ impl Supervisor {
             code: server_code,
             reason,
             by_server: false,
-            unsent: 0,
+            unsent: Unsent::default(),
         }
     }
 
@@ -707,8 +757,13 @@ impl Supervisor {
                     }
                     self.control.push_back(Message::Ping(payload));
                 }
-                Some(Command::Close { code, reason }) => {
+                Some(Command::Close {
+                    code,
+                    reason,
+                    confirm,
+                }) => {
                     self.closing = Some(close_frame(code, reason));
+                    self.confirm_close = confirm;
                     return None;
                 }
                 Some(Command::Reconnect) => return Some(ConnectionEnd::Reconnect),
@@ -720,6 +775,7 @@ impl Supervisor {
                     self.commands_open = false;
                     if self.closing.is_none() {
                         self.closing = Some(close_frame(1000, String::new()));
+                        self.confirm_close = true;
                     }
                     return None;
                 }
@@ -745,7 +801,8 @@ impl Supervisor {
 
     async fn finish(&mut self, mut ending: Ending) -> Result<Ending> {
         self.state = State::Closed;
-        ending.unsent = self.outbox.len();
+        // A server that closed normally has read what it was sent before.
+        ending.unsent = self.unsent(!ending.by_server);
         self.emit(Event::Closed {
             code: ending.code,
             reason: ending.reason.clone(),
@@ -758,8 +815,8 @@ impl Supervisor {
     async fn give_up(&mut self, failure: Error, attempts: u32) -> Error {
         self.state = State::Closed;
         self.flush_events().await;
-        let unsent = self.outbox.len();
-        if attempts <= 1 && unsent == 0 {
+        let unsent = self.unsent(true);
+        if attempts <= 1 && unsent.total() == 0 {
             failure
         } else {
             Error::GaveUp {
@@ -767,6 +824,29 @@ impl Supervisor {
                 attempts,
                 unsent,
             }
+        }
+    }
+
+    /// What the server never got. Takes the commands still waiting in the
+    /// channel too: nothing will read them any more.
+    fn unsent(&mut self, count_unconfirmed: bool) -> Unsent {
+        self.commands.close();
+        let mut in_channel = 0;
+        while let Ok(cmd) = self.commands.try_recv() {
+            in_channel += match cmd {
+                Command::Send(_) => 1,
+                Command::SendMany(payloads) => payloads.len(),
+                _ => 0,
+            };
+        }
+        Unsent {
+            queued: self.outbox.len() + in_channel,
+            unconfirmed: if count_unconfirmed {
+                self.outbox.unconfirmed().0
+            } else {
+                0
+            },
+            stdin: 0,
         }
     }
 
@@ -894,6 +974,19 @@ impl Acks {
     /// Asks for an ack with the next batch, for what was written since the last.
     fn request_idle(&mut self) {
         if self.owed() && self.idle.is_none() {
+            self.idle = Some(self.next_payload());
+        }
+    }
+
+    /// Makes sure a ping follows everything before `position`: one already
+    /// written that is still unanswered, or one asked for now.
+    fn request_confirmation(&mut self, position: u64) {
+        let covered = self.idle.is_some()
+            || self
+                .written
+                .back()
+                .is_some_and(|(_, written_at, _)| *written_at >= position);
+        if !covered {
             self.idle = Some(self.next_payload());
         }
     }

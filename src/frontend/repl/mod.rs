@@ -110,12 +110,7 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
     let result = task
         .await
         .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
-    match result {
-        Ok(ending) if ending.unsent > 0 => Err(Error::Runtime(format!(
-            "{} queued message{} never sent",
-            ending.unsent,
-            if ending.unsent == 1 { " was" } else { "s were" }
-        ))),
+    match super::delivered(result, 0) {
         Ok(_) if interrupted => Err(Error::Interrupted),
         Ok(_) => Ok(ExitCode::Success),
         Err(err) => Err(err),
@@ -313,6 +308,7 @@ impl Repl {
             .send(Command::Close {
                 code,
                 reason: reason.to_owned(),
+                confirm: !self.interrupted,
             })
             .await;
     }
