@@ -187,7 +187,11 @@ fn bad_urls_and_schemes_are_usage_errors_that_name_the_problem() {
 #[test]
 fn a_url_without_a_host_is_a_usage_error() {
     // The url crate reads ws:///path as host "path", which then failed to resolve (exit 3).
-    for (url, scheme) in [("ws:///path", "ws"), ("wss:///path", "wss"), ("ws:/path", "ws")] {
+    for (url, scheme) in [
+        ("ws:///path", "ws"),
+        ("wss:///path", "wss"),
+        ("ws:/path", "ws"),
+    ] {
         let run = Tether::new().arg(url).run();
         run.code(2).stdout_is("");
         assert_eq!(

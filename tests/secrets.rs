@@ -100,9 +100,8 @@ fn header_file(text: &[u8]) -> (tempfile::NamedTempFile, String) {
 
 #[test]
 fn headers_come_from_a_file_with_h_at() {
-    let (_file, arg) = header_file(
-        b"# staging credentials\n\nAuthorization: Bearer s3cret\r\n  X-Team: blue\n",
-    );
+    let (_file, arg) =
+        header_file(b"# staging credentials\n\nAuthorization: Bearer s3cret\r\n  X-Team: blue\n");
     let server = Server::echo();
     let run = Tether::new()
         .arg(server.url("/"))
