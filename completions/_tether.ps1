@@ -21,8 +21,8 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'tether' {
-            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable)')
-            [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable)')
+            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list')
+            [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Offer a subprotocol (repeatable); the one the server picks is reported')
             [CompletionResult]::new('--subprotocol', '--subprotocol', [CompletionResultType]::ParameterName, 'Offer a subprotocol (repeatable); the one the server picks is reported')
             [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'Send this Origin header')

@@ -18,8 +18,8 @@ set edit:completion:arg-completer[tether] = {|@words|
     }
     var completions = [
         &'tether'= {
-            cand -H 'Add a handshake header, ''Name: value'' (repeatable)'
-            cand --header 'Add a handshake header, ''Name: value'' (repeatable)'
+            cand -H 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list'
+            cand --header 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list'
             cand -s 'Offer a subprotocol (repeatable); the one the server picks is reported'
             cand --subprotocol 'Offer a subprotocol (repeatable); the one the server picks is reported'
             cand --origin 'Send this Origin header'

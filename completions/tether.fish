@@ -24,7 +24,7 @@ function __fish_tether_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c tether -n "__fish_tether_needs_command" -s H -l header -d 'Add a handshake header, \'Name: value\' (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -s H -l header -d 'Add a handshake header, \'Name: value\' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list' -r
 complete -c tether -n "__fish_tether_needs_command" -s s -l subprotocol -d 'Offer a subprotocol (repeatable); the one the server picks is reported' -r
 complete -c tether -n "__fish_tether_needs_command" -l origin -d 'Send this Origin header' -r
 complete -c tether -n "__fish_tether_needs_command" -s u -l user -d 'Basic authentication; userinfo in the URL works too' -r

@@ -14,6 +14,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "an interactive session with a bearer token",
     ),
     (
+        "tether wss://api.example.com/ws -H @headers.txt",
+        "the same, with the headers in a file ('Name: value' lines), out of sight of ps",
+    ),
+    (
         "jq -c . events.json | tether ws://localhost:8080/ingest > replies.txt",
         "send each JSON line, save each reply",
     ),
@@ -125,7 +129,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
-    /// Add a handshake header, 'Name: value' (repeatable)
+    /// Add a handshake header, 'Name: value' (repeatable); @FILE reads one header a line
+    /// from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out
+    /// of the process list
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub headers: Vec<String>,
 

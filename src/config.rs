@@ -248,10 +248,7 @@ impl ClientConfig {
         let endpoint = parsed.endpoint;
         let conn = &cli.connection;
 
-        let mut headers = Vec::with_capacity(conn.headers.len() + 1);
-        for raw in &conn.headers {
-            headers.push(parse_header(raw)?);
-        }
+        let mut headers = crate::headers::from_args(&conn.headers)?;
         let credentials = match &conn.user {
             Some(user) => Some(match user.split_once(':') {
                 Some((u, p)) => (u.to_owned(), Some(p.to_owned())),
@@ -561,7 +558,7 @@ pub fn is_secret_header(name: &str) -> bool {
         || name.eq_ignore_ascii_case("set-cookie")
 }
 
-fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
+pub(crate) fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
     let (name, value) = raw.split_once(':').ok_or_else(|| {
         // Show only the first word: the rest may be a token.
         let name = raw.split_whitespace().next().unwrap_or_default();

@@ -191,6 +191,17 @@ impl Dialer {
             .max_frame_size(Some(self.config.max_message_size));
         match tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config)).await {
             Ok((socket, response)) => {
+                // RFC 6455 §4.1: an extension the client did not offer fails the
+                // connection. tether offers none (and refuses -H for the header).
+                if let Some(named) = unoffered_extensions(&response) {
+                    return Err(Error::HandshakeInvalid {
+                        target: endpoint.to_string(),
+                        detail: format!(
+                            "the server's answer turns on WebSocket extensions tether did not offer \
+                             (Sec-WebSocket-Extensions: {named}); tether supports none yet"
+                        ),
+                    });
+                }
                 let subprotocol = response
                     .headers()
                     .get("sec-websocket-protocol")
@@ -293,6 +304,22 @@ fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error) -> Err
     }
 }
 
+/// The server's `Sec-WebSocket-Extensions`, when it names any (as shown in
+/// the error: quoted when it is not plain ASCII).
+fn unoffered_extensions<T>(response: &Response<T>) -> Option<String> {
+    let values: Vec<String> = response
+        .headers()
+        .get_all("sec-websocket-extensions")
+        .iter()
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+        .map(|v| match v.to_str() {
+            Ok(text) => text.trim().to_owned(),
+            Err(_) => format!("{:?}", String::from_utf8_lossy(v.as_bytes())),
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
 /// The `Location` of a redirect response.
 fn location(response: &Response<Option<Vec<u8>>>) -> Option<&str> {
     if !redirect::is_redirect(response.status().as_u16()) {
@@ -327,7 +354,7 @@ fn rejected(endpoint: &Endpoint, response: &Response<Option<Vec<u8>>>) -> Error 
         .and_then(parse_retry_after);
     let location = location(response).map(|raw| match redirect::resolve(endpoint, raw) {
         Ok(next) => next.to_string(),
-        Err(_) => format!("{raw:?}"),
+        Err(_) => format!("{:?}", crate::endpoint::redact_url(raw)),
     });
     Error::Handshake {
         target: endpoint.to_string(),

@@ -1,5 +1,6 @@
-//! The server address: scheme checks, aliases, and userinfo taken out of the
-//! URL so it can never be printed.
+//! The server address: scheme checks, aliases, userinfo taken out of the URL
+//! so it can never be printed, and credentials in the query (`?token=...`)
+//! redacted wherever the URL is shown.
 
 use url::Url;
 
@@ -25,11 +26,13 @@ pub struct Parsed {
 impl Endpoint {
     pub fn parse(input: &str) -> Result<Parsed> {
         let input = input.trim();
+        // Quoted in errors: the user's own URL, but still no tokens on screen.
+        let shown = redact_url(input);
         let mut url = Url::parse(input).map_err(|err| match err {
             url::ParseError::RelativeUrlWithoutBase => Error::Usage(format!(
-                "invalid URL {input:?}: it has no scheme; try ws://{input} or wss://{input}"
+                "invalid URL {shown:?}: it has no scheme; try ws://{shown} or wss://{shown}"
             )),
-            other => Error::Usage(format!("invalid URL {input:?}: {other}")),
+            other => Error::Usage(format!("invalid URL {shown:?}: {other}")),
         })?;
         let mut note = None;
         let tls = match url.scheme() {
@@ -39,26 +42,33 @@ impl Endpoint {
                 let ws = if alias == "http" { "ws" } else { "wss" };
                 note = Some(format!("treating {alias}:// as {ws}://"));
                 url.set_scheme(ws)
-                    .map_err(|()| Error::Usage(format!("cannot use {input:?} as a {ws}:// URL")))?;
+                    .map_err(|()| Error::Usage(format!("cannot use {shown:?} as a {ws}:// URL")))?;
                 ws == "wss"
             }
             other => {
                 return Err(Error::Usage(format!(
-                    "unsupported scheme {other:?} in {input:?}: use ws:// or wss://"
+                    "unsupported scheme {other:?} in {shown:?}: use ws:// or wss://"
                 )));
             }
         };
+        // The url crate is lenient with its special schemes: `ws:///path` and
+        // `ws:/path` come out with host "path". Judge the text as written.
+        let no_host = || {
+            Error::Usage(format!(
+                "invalid URL {shown:?}: it has no host; write it as {}://HOST[:PORT]/PATH",
+                url.scheme()
+            ))
+        };
+        if !has_host(input) {
+            return Err(no_host());
+        }
         let host = match url.host_str() {
             Some(host) if !host.is_empty() => host.to_owned(),
-            _ => {
-                return Err(Error::Usage(format!(
-                    "invalid URL {input:?}: it has no host"
-                )));
-            }
+            _ => return Err(no_host()),
         };
         let port = url
             .port_or_known_default()
-            .ok_or_else(|| Error::Usage(format!("invalid URL {input:?}: it has no port")))?;
+            .ok_or_else(|| Error::Usage(format!("invalid URL {shown:?}: it has no port")))?;
         if url.fragment().is_some() {
             url.set_fragment(None);
         }
@@ -90,12 +100,103 @@ impl Endpoint {
     }
 }
 
-/// The URL as shown to people: never with credentials, since they were taken
-/// out when it was parsed.
+/// The URL as shown to people: never with credentials. Userinfo was taken
+/// out when it was parsed; credential parameters in the query are shown as
+/// `name=<redacted>` (see [`SECRET_QUERY_PARAMS`]). Dialing uses `url` itself.
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.url.as_str())
+        f.write_str(&redact_url(self.url.as_str()))
     }
+}
+
+/// Whether the text after `scheme:` starts with `//` and an authority that
+/// names a host (not empty, not only userinfo or a port).
+fn has_host(input: &str) -> bool {
+    let Some((_, rest)) = input.split_once(':') else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix("//") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    !(host_port.is_empty() || host_port.starts_with(':'))
+}
+
+/// Query parameters whose values are credentials, compared without regard to
+/// case (and after percent-decoding). Documented in the README's Secrets.
+pub const SECRET_QUERY_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "auth",
+    "authorization",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "secret",
+    "client_secret",
+    "password",
+    "passwd",
+    "pwd",
+    "sig",
+    "signature",
+    "session",
+    "sessionid",
+    "session_id",
+    "jwt",
+    "bearer",
+    "x-amz-signature",
+    "x-amz-security-token",
+    "x-goog-signature",
+];
+
+/// What a redacted value is shown as.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a query parameter's value is a credential.
+pub fn is_secret_param(name: &str) -> bool {
+    let name = percent_decode(&name.replace('+', " "));
+    SECRET_QUERY_PARAMS
+        .iter()
+        .any(|secret| name.eq_ignore_ascii_case(secret))
+}
+
+/// A URL (or text that was meant to be one) with the values of credential
+/// parameters in its query replaced by `<redacted>`. Everything else is kept
+/// as written; a URL without such parameters comes back borrowed.
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = url.find('?').map(|q| q + 1) else {
+        return std::borrow::Cow::Borrowed(url);
+    };
+    let end = url[start..].find('#').map_or(url.len(), |f| start + f);
+    let query = &url[start..end];
+    let secret = |pair: &str| match pair.split_once('=') {
+        Some((name, value)) => !value.is_empty() && is_secret_param(name),
+        None => false,
+    };
+    if !query.split('&').any(secret) {
+        return std::borrow::Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..start]);
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if secret(pair) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out.push_str(&url[end..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -136,5 +237,68 @@ mod tests {
         assert!(msg("localhost:8080").contains("ws://"));
         assert!(msg("example.com").contains("no scheme"));
         assert!(msg("ws://").contains("invalid URL"));
+    }
+
+    #[test]
+    fn a_url_without_a_host_is_a_usage_error() {
+        let msg = |u| match Endpoint::parse(u) {
+            Err(Error::Usage(m)) => m,
+            other => panic!(
+                "{u} should be a usage error, not {:?}",
+                other.map(|p| p.endpoint)
+            ),
+        };
+        assert_eq!(
+            msg("ws:///path"),
+            "invalid URL \"ws:///path\": it has no host; write it as ws://HOST[:PORT]/PATH"
+        );
+        for url in [
+            "wss:///x",
+            "ws:/path",
+            "ws:path",
+            "ws://:8080/x",
+            "ws://user:pw@/x",
+            "ws://?token=1",
+            "https:///x",
+        ] {
+            assert!(msg(url).contains("host"), "{url}: {}", msg(url));
+        }
+        assert!(!msg("ws:///x?token=s3cret").contains("s3cret"));
+        for url in [
+            "ws://h/",
+            "ws://h",
+            "ws://u@h:1/",
+            "ws://[::1]:9/",
+            "WS://H/x",
+        ] {
+            assert!(Endpoint::parse(url).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn credential_parameters_are_redacted_when_shown() {
+        assert_eq!(
+            redact_url("wss://h/ws?token=abc&room=1&API_KEY=k%20y&Sig=&x-amz-signature=f#frag"),
+            "wss://h/ws?token=<redacted>&room=1&API_KEY=<redacted>&Sig=&x-amz-signature=<redacted>#frag"
+        );
+        assert_eq!(redact_url("ws://h/?a=1&token"), "ws://h/?a=1&token");
+        assert_eq!(redact_url("ws://h/?tokens=1&k=2"), "ws://h/?tokens=1&k=2");
+        assert_eq!(
+            redact_url("ws://h/?api%5Fkey=1"),
+            "ws://h/?api%5Fkey=<redacted>"
+        );
+        assert!(matches!(
+            redact_url("ws://h/x?a=1"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        for name in SECRET_QUERY_PARAMS {
+            assert!(is_secret_param(&name.to_uppercase()), "{name}");
+        }
+        // Shown redacted, dialled as given.
+        let ep = Endpoint::parse("ws://h/x?access_token=t0p&v=2")
+            .unwrap()
+            .endpoint;
+        assert_eq!(ep.to_string(), "ws://h/x?access_token=<redacted>&v=2");
+        assert_eq!(ep.url.as_str(), "ws://h/x?access_token=t0p&v=2");
     }
 }

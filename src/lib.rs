@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod error;
 pub mod frontend;
 pub mod generate;
+pub mod headers;
 pub mod input;
 pub mod meter;
 pub mod output;

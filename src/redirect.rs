@@ -7,7 +7,7 @@
 //! as curl does since CVE-2022-27776, so a redirect cannot hand them to
 //! another server or send them in clear text.
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, redact_url};
 
 /// The statuses that are followed. The handshake is a GET, so 303 means the
 /// same as the others.
@@ -20,10 +20,12 @@ pub fn is_redirect(status: u16) -> bool {
 /// cannot be followed.
 pub fn resolve(current: &Endpoint, location: &str) -> Result<Endpoint, String> {
     let location = location.trim();
+    // As shown in errors: a Location may carry a token too.
+    let shown = redact_url(location);
     let joined = current
         .url
         .join(location)
-        .map_err(|err| format!("its Location {location:?} is not a URL ({err})"))?;
+        .map_err(|err| format!("its Location {shown:?} is not a URL ({err})"))?;
     match joined.scheme() {
         "ws" | "wss" | "http" | "https" => {}
         other => {
@@ -34,7 +36,7 @@ pub fn resolve(current: &Endpoint, location: &str) -> Result<Endpoint, String> {
     }
     Endpoint::parse(joined.as_str())
         .map(|parsed| parsed.endpoint)
-        .map_err(|err| format!("its Location {location:?} is not usable: {err}"))
+        .map_err(|err| format!("its Location {shown:?} is not usable: {err}"))
 }
 
 /// Whether credentials meant for `original` may be sent to `next`.

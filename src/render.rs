@@ -187,7 +187,7 @@ impl Renderer {
         match event {
             Event::Message(Payload::Text(text)) => {
                 out.extend_from_slice(b"\"message\",\"type\":\"text\",\"data\":");
-                let _ = serde_json::to_writer(&mut *out, text.as_str());
+                json_string_into(out, text);
             }
             Event::Message(Payload::Binary(data)) => {
                 out.extend_from_slice(b"\"message\",\"type\":\"binary\",\"data\":\"");
@@ -344,8 +344,9 @@ impl Renderer {
         if self.config.json {
             let mut out = Vec::new();
             self.json_event(&mut out, &Event::Message(payload.clone()));
-            // JSON escapes C0 controls but not DEL or C1 ones (e.g. CSI).
-            return escape_controls(&String::from_utf8_lossy(&out)).into_owned();
+            // `json_string_into` escapes every control (C0, DEL, C1) and the
+            // bidi controls: nothing is left to escape, and the line stays JSON.
+            return String::from_utf8_lossy(&out).into_owned();
         }
         let body = match payload {
             Payload::Text(text) => escape_controls(&self.pretty(text)).into_owned(),
@@ -382,7 +383,7 @@ impl Renderer {
             }
             let mut out = Vec::new();
             self.json_event(&mut out, event);
-            return Some(escape_controls(&String::from_utf8_lossy(&out)).into_owned());
+            return Some(String::from_utf8_lossy(&out).into_owned());
         }
         let line = self.status(event)?;
         Some(match event {
@@ -715,8 +716,110 @@ fn base64_into(out: &mut Vec<u8>, data: &[u8]) {
     out.truncate(start + written);
 }
 
+/// `s` as a JSON string literal (see [`json_string_into`]).
 pub fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    let mut out = Vec::with_capacity(s.len() + 2);
+    json_string_into(&mut out, s);
+    // Only ASCII escapes were added to valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// How [`json_string_into`] treats each byte: copied, or looked at.
+const PASS: u8 = 0;
+const CONTROL: u8 = 1;
+const QUOTE: u8 = 2;
+const BACKSLASH: u8 = 3;
+/// 0xC2 starts U+0080..U+00BF, among them the C1 controls.
+const LEAD_C2: u8 = 4;
+/// 0xE2 starts U+2000..U+2FFF, among them U+2028/2029 and the bidi controls.
+const LEAD_E2: u8 = 5;
+
+const JSON_BYTES: [u8; 256] = {
+    let mut table = [PASS; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = CONTROL;
+        b += 1;
+    }
+    table[0x7f] = CONTROL;
+    table[b'"' as usize] = QUOTE;
+    table[b'\\' as usize] = BACKSLASH;
+    table[0xc2] = LEAD_C2;
+    table[0xe2] = LEAD_E2;
+    table
+};
+
+/// The escape for the byte at `i` (with `bytes[start..i]` before it), if it
+/// needs one; returns where the text still to copy starts.
+#[inline(never)]
+fn json_escape_at(out: &mut Vec<u8>, bytes: &[u8], start: usize, i: usize) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let byte = bytes[i];
+    let (len, code) = match JSON_BYTES[byte as usize] {
+        CONTROL => (1, u32::from(byte)),
+        QUOTE | BACKSLASH => {
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(&[b'\\', byte]);
+            return i + 1;
+        }
+        LEAD_C2 => match bytes.get(i + 1) {
+            // U+0080..U+009F: the second byte is the code point.
+            Some(&next @ 0x80..=0x9f) => (2, u32::from(next)),
+            _ => return start,
+        },
+        LEAD_E2 => match (bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(&b1), Some(&b2)) => {
+                let code = 0x2000 | (u32::from(b1 & 0x3f) << 6) | u32::from(b2 & 0x3f);
+                if !matches!(code, 0x2028..=0x202e | 0x2066..=0x2069) {
+                    return start;
+                }
+                (3, code)
+            }
+            _ => return start,
+        },
+        _ => return start,
+    };
+    out.extend_from_slice(&bytes[start..i]);
+    match code {
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x09 => out.extend_from_slice(b"\\t"),
+        0x0a => out.extend_from_slice(b"\\n"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        0x0d => out.extend_from_slice(b"\\r"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            HEX[(code >> 12) as usize & 0xf],
+            HEX[(code >> 8) as usize & 0xf],
+            HEX[(code >> 4) as usize & 0xf],
+            HEX[code as usize & 0xf],
+        ]),
+    }
+    i + len
+}
+
+/// Appends `s` as a JSON string literal. Beyond what JSON requires (quote,
+/// backslash, C0 controls), DEL, the C1 controls (U+0080..U+009F, e.g. U+009B,
+/// a one-byte CSI), the bidi overrides and isolates (U+202A..U+202E,
+/// U+2066..U+2069) and the line and paragraph separators U+2028/U+2029 are
+/// written as `\uXXXX`: a `--json` line shown on a terminal cannot drive
+/// it or reorder it, and JavaScript line splitters stay safe. Still valid
+/// JSON, and the same text once parsed. The common case, plain ASCII, is one
+/// table lookup a byte and one copy.
+pub fn json_string_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        // Continuation bytes (0x80..0xBF) pass: after an escaped sequence
+        // they are skipped by moving `start`, not by the loop.
+        if JSON_BYTES[byte as usize] != PASS {
+            start = json_escape_at(out, bytes, start, i);
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// RFC 3339 in UTC with milliseconds.
@@ -817,10 +920,16 @@ pub fn hexdump(data: &[u8], limit: usize) -> String {
     out
 }
 
-/// Writes a person-facing diagnostic line to stderr.
+/// Writes a person-facing diagnostic line to stderr. Every diagnostic goes
+/// through here, and many quote the server (close reasons, handshake bodies,
+/// redirect locations, error texts), so the line is escaped as messages on a
+/// terminal are: a hostile server cannot set the title or write the
+/// clipboard through stderr. Text that is already escaped (excerpts, Debug
+/// quoting) has no controls left, so it passes unchanged: nothing is escaped
+/// twice.
 pub fn eprint_line(line: &str) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "tether: {line}");
+    let _ = writeln!(stderr, "tether: {}", escape_controls(line));
 }
 
 #[cfg(test)]
@@ -833,6 +942,82 @@ mod tests {
         assert_eq!(escape_controls("\x1b[2Jgone\r\x07"), "\\e[2Jgone\\r\\x07");
         assert_eq!(escape_controls("a\u{9b}31m"), "a\\x9b31m");
         assert_eq!(escape_controls("x\u{202e}y"), "x\\u{202e}y");
+    }
+
+    #[test]
+    fn json_strings_escape_c1_bidi_and_line_separators() {
+        assert_eq!(
+            json_string(
+                "a\u{9b}31m\u{202e}b\u{2028}c\u{2029}\u{2066}\u{2069}\u{85}\x7f\x1b\"\\\n\t"
+            ),
+            r#""a\u009b31m\u202eb\u2028c\u2029\u2066\u2069\u0085\u007f\u001b\"\\\n\t""#
+        );
+        // Their neighbours are left alone.
+        for kept in [
+            "\u{a0}é",
+            "\u{2027}\u{202f}\u{2065}\u{206a}",
+            "€ 日本 😀",
+            "plain",
+        ] {
+            assert_eq!(
+                json_string(kept),
+                serde_json::to_string(kept).unwrap(),
+                "{kept}"
+            );
+        }
+        // Cut multi-byte sequences cannot occur in a str, but ends of text can.
+        assert_eq!(json_string("\u{c2}"), "\"\u{c2}\"");
+        assert_eq!(json_string("x\u{2000}"), "\"x\u{2000}\"");
+    }
+
+    #[test]
+    fn json_strings_round_trip_through_a_json_parser() {
+        let mut all = String::new();
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            all.push(c);
+        }
+        all.push_str("end 😀");
+        let encoded = json_string(&all);
+        let decoded: String = serde_json::from_str(&encoded).unwrap();
+        assert_eq!(decoded, all);
+        assert!(
+            !encoded.chars().any(|c| c.is_control()
+                || is_bidi_control(c)
+                || c == '\u{2028}'
+                || c == '\u{2029}')
+        );
+        let mut out = Vec::new();
+        json_string_into(&mut out, "ascii only, \"quoted\"");
+        assert_eq!(out, serde_json::to_vec("ascii only, \"quoted\"").unwrap());
+    }
+
+    #[test]
+    fn json_message_events_carry_no_raw_controls() {
+        let r = terminal(false);
+        let mut json = Renderer::new(OutputConfig {
+            json: true,
+            ..r.config
+        });
+        json.config.terminal = false;
+        let mut out = Vec::new();
+        json.json_event(
+            &mut out,
+            &Event::Message(Payload::text("\u{9b}2J\u{202e}\u{2028}")),
+        );
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.ends_with(
+                "\"event\":\"message\",\"type\":\"text\",\"data\":\"\\u009b2J\\u202e\\u2028\"}\n"
+            ),
+            "{line}"
+        );
+        // On a terminal the REPL shows the same line, not escaped a second time.
+        let repl = Renderer::new(OutputConfig {
+            json: true,
+            ..r.config
+        });
+        let shown = repl.repl_message(&Payload::text("\u{9b}2J"));
+        assert!(shown.contains(r#""data":"\u009b2J""#), "{shown}");
     }
 
     #[test]

@@ -185,6 +185,27 @@ fn bad_urls_and_schemes_are_usage_errors_that_name_the_problem() {
 }
 
 #[test]
+fn a_url_without_a_host_is_a_usage_error() {
+    // The url crate reads ws:///path as host "path", which then failed to resolve (exit 3).
+    for (url, scheme) in [
+        ("ws:///path", "ws"),
+        ("wss:///path", "wss"),
+        ("ws:/path", "ws"),
+    ] {
+        let run = Tether::new().arg(url).run();
+        run.code(2).stdout_is("");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "tether: error: invalid URL \"{url}\": it has no host; write it as {scheme}://HOST[:PORT]/PATH\n"
+            ),
+            "{}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
 fn http_urls_are_accepted_as_aliases_with_a_note() {
     let server = Server::echo();
     Tether::new()
@@ -213,6 +234,27 @@ fn bad_flags_are_usage_errors() {
         .run()
         .code(2);
     Tether::new().run().code(2);
+}
+
+#[test]
+fn offering_an_extension_with_h_is_a_usage_error() {
+    // tether implements no extension: a server that took the offer would send frames it
+    // cannot read (compressed ones, for permessage-deflate).
+    let server = Server::echo();
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["-H", "Sec-WebSocket-Extensions: permessage-deflate"])
+        .run();
+    run.code(2).stdout_is("");
+    assert_eq!(
+        run.stderr,
+        "tether: error: -H: Sec-WebSocket-Extensions cannot be set: tether does not support \
+         WebSocket extensions yet (permessage-deflate compression is planned), and a server \
+         that accepted the offer would send frames tether cannot read\n",
+        "{}",
+        run.describe()
+    );
+    assert!(server.connections().is_empty());
 }
 
 #[test]

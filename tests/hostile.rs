@@ -176,6 +176,34 @@ fn a_trickled_handshake_is_retried_when_reconnects_are_allowed() {
     server.wait_until(Duration::from_secs(10), |c| c.len() == 2);
 }
 
+#[test]
+fn an_extension_that_was_not_offered_fails_the_handshake() {
+    // RFC 6455 §4.1: a 101 that turns on an extension the client did not ask for fails the
+    // connection. tether offers none, so the frames that follow could not be read.
+    let server = Hostile::start(vec![
+        Step::AcceptWith(
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n".into(),
+        ),
+        Step::Send(frame(TEXT | RSV1, b"compressed")),
+        Step::Drain,
+    ]);
+    let run = tether(&server).args(["--max-reconnects", "3"]).run();
+    run.code(5).stdout_is("");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: the WebSocket handshake with {} failed: the server's answer turns on \
+             WebSocket extensions tether did not offer (Sec-WebSocket-Extensions: \
+             permessage-deflate; client_max_window_bits); tether supports none yet\n\
+             tether: hint: the server did not speak WebSocket at that URL; check the URL\n",
+            server.url("/")
+        ),
+        "{}",
+        run.describe()
+    );
+    not_retried(&server, &run);
+}
+
 // ---------------------------------------------------------------------------------------
 // Frames
 // ---------------------------------------------------------------------------------------
@@ -257,6 +285,158 @@ fn a_close_reason_that_is_not_utf8_is_a_protocol_violation() {
     fails_with(&run, 10, "Close reason is not valid UTF-8");
     not_retried(&server, &run);
     closed_with(&server, 1007);
+}
+
+// ---------------------------------------------------------------------------------------
+// The terminal: what the server says reaches stderr and --json escaped
+// ---------------------------------------------------------------------------------------
+
+/// What a hostile server sends to drive a terminal: set its title (OSC 0), write the
+/// clipboard (OSC 52), clear the screen with a one-byte CSI (U+009B), reverse the text that
+/// follows (U+202E).
+const INJECTION: &str = "\x1b]0;pwned\x07\x1b]52;c;cm0gLXJmIH4=\x07\u{9b}2J\u{202e}";
+
+/// [`INJECTION`] as stderr shows it: every control visible, nothing left to act on.
+const INJECTION_SHOWN: &str = r"\e]0;pwned\x07\e]52;c;cm0gLXJmIH4=\x07\x9b2J\u{202e}";
+
+/// The same, as a Rust-style quoted string (errors quote a close reason this way).
+const INJECTION_QUOTED: &str =
+    r#""\u{1b}]0;pwned\u{7}\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{9b}2J\u{202e}""#;
+
+fn nothing_raw(text: &str, run: &Run) {
+    let raw = text.chars().find(|&c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    });
+    assert_eq!(
+        raw,
+        None,
+        "a raw control reached the output\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_close_reason_reaches_stderr_escaped_in_a_pipe() {
+    // A normal close is reported with its reason as the server sent it.
+    let server = after_handshake(frame(CLOSE, &close_payload(1000, INJECTION.as_bytes())));
+    let run = tether(&server).run();
+    run.code(0).stdout_is("");
+    nothing_raw(&run.stderr, &run);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: connected to {url}\n\
+             tether: server closed (1000: {INJECTION_SHOWN})\n",
+            url = server.url("/")
+        ),
+        "{}",
+        run.describe()
+    );
+    // Any other code ends the session as an error that quotes the reason.
+    let server = after_handshake(frame(CLOSE, &close_payload(4000, INJECTION.as_bytes())));
+    let run = tether(&server).run();
+    run.code(9).stdout_is("");
+    nothing_raw(&run.stderr, &run);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: connected to {url}\n\
+             tether: disconnected: server closed the connection with code 4000 ({INJECTION_QUOTED})\n\
+             tether: error: server closed the connection with code 4000 ({INJECTION_QUOTED})\n",
+            url = server.url("/")
+        ),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_close_reason_reaches_stderr_escaped_in_a_smoke_test() {
+    let server = after_handshake(frame(CLOSE, &close_payload(1000, INJECTION.as_bytes())));
+    let run = tether(&server)
+        .args(["--expect", "never", "--timeout", "20s"])
+        .run();
+    run.code(7).stdout_is("");
+    nothing_raw(&run.stderr, &run);
+    // The only part that varies is how long the expectation waited.
+    let waited = regex::Regex::new(r"after waiting [0-9.]+ m?s").unwrap();
+    assert_eq!(
+        waited.replace_all(&run.stderr, "after waiting T"),
+        format!(
+            "tether: connected to {url}\n\
+             tether: server closed (1000: {INJECTION_SHOWN})\n\
+             tether: error: expectation not met: --expect never: the server closed the connection \
+             (code 1000 {INJECTION_QUOTED}), after waiting T\n\
+             \x20 no messages were received\n",
+            url = server.url("/")
+        ),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_rejection_body_reaches_stderr_escaped() {
+    let body = format!("denied{INJECTION}");
+    let server = Hostile::start(vec![
+        Step::ReadRequest,
+        Step::Send(
+            format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        ),
+    ]);
+    let run = tether(&server).run();
+    fails_with(&run, 5, "HTTP 403 Forbidden");
+    nothing_raw(&run.stderr, &run);
+    run.stderr_has(&format!(
+        "(body: \"denied{}\")",
+        &INJECTION_QUOTED[1..INJECTION_QUOTED.len() - 1]
+    ));
+}
+
+#[test]
+fn json_output_escapes_c1_bidi_and_line_separators() {
+    // Valid JSON either way; escaped, a --json line on a terminal cannot drive it, and
+    // U+2028/U+2029 cannot split it for JavaScript.
+    let text = "a\u{9b}b\u{202e}c\u{2028}d\u{2029}e\u{2066}f\u{85}g\x7f";
+    let mut script = frame(TEXT, text.as_bytes());
+    script.extend(frame(CLOSE, &close_payload(1000, INJECTION.as_bytes())));
+    let server = after_handshake(script);
+    let run = tether(&server).arg("--json").run();
+    run.code(0);
+    nothing_raw(&run.stdout_str(), &run);
+    let lines = run.stdout_lines();
+    let message = lines
+        .iter()
+        .find(|l| l.contains(r#""event":"message""#))
+        .unwrap();
+    assert!(
+        message.ends_with(
+            r#","event":"message","type":"text","data":"a\u009bb\u202ec\u2028d\u2029e\u2066f\u0085g\u007f"}"#
+        ),
+        "{}",
+        run.describe()
+    );
+    let closed = lines
+        .iter()
+        .find(|l| l.contains(r#""event":"closed""#))
+        .unwrap();
+    assert!(
+        closed.ends_with(
+            r#","event":"closed","code":1000,"reason":"\u001b]0;pwned\u0007\u001b]52;c;cm0gLXJmIH4=\u0007\u009b2J\u202e","by_server":true}"#
+        ),
+        "{}",
+        run.describe()
+    );
+    let events = run.json_events();
+    let data = events.iter().find(|e| e["event"] == "message").unwrap()["data"].clone();
+    assert_eq!(data, text);
+    let reason = events.iter().find(|e| e["event"] == "closed").unwrap()["reason"].clone();
+    assert_eq!(reason, INJECTION);
 }
 
 // ---------------------------------------------------------------------------------------

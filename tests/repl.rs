@@ -252,6 +252,25 @@ fn tab_completes_commands_and_status_reports_the_session() {
 }
 
 #[test]
+fn credentials_in_the_query_are_redacted_in_the_connected_line_and_status() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let url = server.url("/feed?access_token=s3cret&room=1");
+    let shown = server.url("/feed?access_token=<redacted>&room=1");
+    let mut pty = Pty::tether([url.as_str(), "--color", "never"], state.path());
+    pty.expect(&format!("* connected to {shown}\r\n"));
+    pty.expect("connected > ");
+    pty.line("/status");
+    pty.expect(&format!("  url:         {shown}\r\n"));
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    assert!(!pty.all_output().contains("s3cret"), "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| !c.is_empty());
+    assert_eq!(conns[0].path, "/feed?access_token=s3cret&room=1");
+}
+
+#[test]
 fn a_server_that_closes_ends_the_session_and_gives_the_terminal_back() {
     let (server, push) = Server::echo_with_push();
     let state = tempfile::tempdir().unwrap();

@@ -744,10 +744,12 @@ fn close_suffix(ending: &Ending) -> String {
     }
 }
 
+/// A close reason in quotes, escaped once (Debug quoting escapes controls,
+/// quotes and backslashes; a reason is at most 123 bytes, so it is not cut).
 fn quoted_reason(reason: &str) -> String {
     if reason.is_empty() {
         String::new()
     } else {
-        format!(" {:?}", render::excerpt(reason, 123))
+        format!(" {reason:?}")
     }
 }

@@ -22,6 +22,8 @@ pub enum Step {
     ReadRequest,
     /// Read the request and answer with a correct `101 Switching Protocols`.
     Accept,
+    /// As [`Step::Accept`], with these extra header lines (each ending in `\r\n`) in the 101.
+    AcceptWith(String),
     /// Write these bytes.
     Send(Vec<u8>),
     /// Write these bytes one at a time, `interval` apart, until done or the client leaves.
@@ -125,17 +127,23 @@ async fn run_script(mut stream: TcpStream, script: &[Step], record: &Record) {
     for step in script {
         let ok = match step {
             Step::ReadRequest => read_request(&mut stream, index, record).await.is_some(),
-            Step::Accept => match read_request(&mut stream, index, record).await {
-                Some(key) => {
-                    let answer = format!(
-                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                        derive_accept_key(key.as_bytes())
-                    );
-                    write(&mut stream, answer.as_bytes(), index, record).await
+            Step::Accept | Step::AcceptWith(_) => {
+                match read_request(&mut stream, index, record).await {
+                    Some(key) => {
+                        let extra = match step {
+                            Step::AcceptWith(extra) => extra.as_str(),
+                            _ => "",
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{extra}\r\n",
+                            derive_accept_key(key.as_bytes())
+                        );
+                        write(&mut stream, answer.as_bytes(), index, record).await
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             Step::Send(bytes) => write(&mut stream, bytes, index, record).await,
             Step::Trickle(bytes, interval) => {
                 let mut ok = true;
