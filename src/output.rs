@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -16,6 +17,9 @@ use tokio::sync::{mpsc, watch};
 pub struct Stdout {
     chunks: mpsc::Sender<Bytes>,
     closed: watch::Receiver<bool>,
+    /// Chunks handed over, and chunks the writer has finished.
+    queued: AtomicU64,
+    written: watch::Receiver<u64>,
     thread: JoinHandle<()>,
 }
 
@@ -36,6 +40,7 @@ impl Stdout {
         // frontend keeps rendering into its buffer meanwhile.
         let (tx, mut rx) = mpsc::channel::<Bytes>(1);
         let (closed_tx, closed_rx) = watch::channel(false);
+        let (written_tx, written_rx) = watch::channel(0u64);
         let thread = std::thread::Builder::new()
             .name("stdout".into())
             .spawn(move || {
@@ -44,12 +49,16 @@ impl Stdout {
                         let _ = closed_tx.send(true);
                         return;
                     }
+                    drop(chunk);
+                    written_tx.send_modify(|n| *n += 1);
                 }
             })
             .expect("spawning the stdout thread");
         Stdout {
             chunks: tx,
             closed: closed_rx,
+            queued: AtomicU64::new(0),
+            written: written_rx,
             thread,
         }
     }
@@ -59,8 +68,20 @@ impl Stdout {
         let chunk = chunk.into();
         if !chunk.is_empty() {
             // An error means the writer stopped: `closed()` reports why.
-            let _ = self.chunks.send(chunk).await;
+            if self.chunks.send(chunk).await.is_ok() {
+                self.queued.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Resolves once the writer has written (and let go of) everything handed
+    /// over, or has stopped. After a large message, this keeps the next ones
+    /// from piling up behind a slow reader: memory stays at about one
+    /// message being printed while the next is received.
+    pub async fn drained(&self) {
+        let queued = self.queued.load(Ordering::Relaxed);
+        let mut written = self.written.clone();
+        let _ = written.wait_for(|&n| n >= queued).await;
     }
 
     /// Resolves when the reader of stdout has gone away.

@@ -71,6 +71,57 @@ impl Renderer {
         self.config.separator
     }
 
+    /// A large binary message's output record (as [`Renderer::message`]
+    /// renders it) in pieces of about `piece` bytes, so printing it never
+    /// holds its whole base64 or hex form: that would be up to twice the
+    /// message again. `None` for what renders in one go.
+    pub fn message_pieces<'p>(
+        &self,
+        payload: &'p Payload,
+        piece: usize,
+    ) -> Option<impl Iterator<Item = Vec<u8>> + 'p> {
+        let Payload::Binary(data) = payload else {
+            return None;
+        };
+        let format = self.config.binary_format;
+        let json = self.config.json;
+        if !json && !matches!(format, BinaryFormat::Base64 | BinaryFormat::Hex) {
+            return None;
+        }
+        let base64 = json || format == BinaryFormat::Base64;
+        // Base64 of whole 3-byte groups joins up with no padding in between.
+        let step = if base64 { piece / 4 * 3 } else { piece / 2 }.max(3);
+        let mut head = Vec::new();
+        if json {
+            // `message` with an empty `data`, cut open where the data goes.
+            self.json_event(&mut head, &Event::Message(Payload::Binary(Bytes::new())));
+            let tail = head.len() - b"\"}\n".len();
+            head.truncate(tail);
+        } else if self.config.timestamps {
+            head.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
+            head.push(b' ');
+        }
+        let tail = if json {
+            b"\"}\n".to_vec()
+        } else {
+            vec![self.config.separator]
+        };
+        let body = data.chunks(step).map(move |chunk| {
+            let mut out = Vec::with_capacity(piece + 4);
+            if base64 {
+                base64_into(&mut out, chunk);
+            } else {
+                hex_into(&mut out, chunk);
+            }
+            out
+        });
+        Some(
+            std::iter::once(head)
+                .chain(body)
+                .chain(std::iter::once(tail)),
+        )
+    }
+
     /// A message rendered as one line, for the REPL and for smoke-test
     /// matching (binary per `--binary-format`, never raw bytes).
     pub fn message_line(&self, payload: &Payload) -> String {
@@ -869,11 +920,18 @@ fn is_bidi_control(c: char) -> bool {
 }
 
 pub fn hex(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len() * 2);
+    let mut out = Vec::with_capacity(data.len() * 2);
+    hex_into(&mut out, data);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn hex_into(out: &mut Vec<u8>, data: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(data.len() * 2);
     for byte in data {
-        let _ = write!(out, "{byte:02x}");
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0xf)]);
     }
-    out
 }
 
 /// `offset  hex bytes  |ascii|`, 16 bytes a row, elided after `limit` bytes.
@@ -1038,6 +1096,39 @@ mod tests {
         assert_eq!(excerpt("abc", 3), "abc");
         assert_eq!(prefix("héllo", 2), "hé");
         assert_eq!(prefix("hé", 5), "hé");
+    }
+
+    #[test]
+    fn large_binary_in_pieces_is_the_same_record() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let payload = Payload::Binary(Bytes::from(data));
+        for (format, json) in [
+            (BinaryFormat::Base64, false),
+            (BinaryFormat::Hex, false),
+            (BinaryFormat::Hex, true),
+        ] {
+            let renderer = Renderer::new(OutputConfig {
+                binary_format: format,
+                json,
+                terminal: false,
+                ..terminal(false).config
+            });
+            let mut whole = Vec::new();
+            renderer.message(&mut whole, &payload);
+            let pieces: Vec<Vec<u8>> = renderer.message_pieces(&payload, 4096).unwrap().collect();
+            assert!(pieces.iter().all(|p| p.len() <= 4096), "{format:?}");
+            let joined = pieces.concat();
+            if json {
+                // The times may differ by a millisecond; the rest must not.
+                let cut = |v: &[u8]| {
+                    String::from_utf8(v[v.iter().position(|&b| b == b'Z').unwrap()..].to_vec())
+                        .unwrap()
+                };
+                assert_eq!(cut(&joined), cut(&whole));
+            } else {
+                assert_eq!(joined, whole, "{format:?}");
+            }
+        }
     }
 
     #[test]

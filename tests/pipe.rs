@@ -463,3 +463,50 @@ fn a_server_slow_to_answer_our_close_still_gets_a_clean_close() {
         .expect("a closed event");
     assert_eq!(closed["code"], 1000, "{closed}");
 }
+
+#[test]
+fn large_messages_to_a_slow_reader_take_two_messages_of_memory() {
+    // Five 8 MiB binary messages, sent as fast as tether reads, to a reader of stdout that
+    // is slower than the network. tether holds the message being printed and the one
+    // being received, no more: no rendered copy of the whole base64 (4/3 of the message),
+    // and no queue of messages waiting for stdout.
+    const SIZE: usize = 8 << 20;
+    let message =
+        |i: u8| -> Vec<u8> { (0..SIZE).map(|j| (j as u8).wrapping_mul(31) ^ i).collect() };
+    let server = Server::start(move |mut conn| async move {
+        for i in 0..5 {
+            conn.send(binary(&message(i))).await;
+        }
+        conn.close(1000, "").await;
+    });
+    for format in ["base64", "raw"] {
+        let (run, peak_kib) = Tether::new()
+            .args([&server.url("/"), "--binary-format", format, "-q"])
+            .slow_stdout(128 << 10)
+            .deadline(Duration::from_secs(60))
+            .run_peak_rss();
+        run.code(0);
+        let expected: Vec<u8> = (0..5)
+            .flat_map(|i| {
+                let data = message(i);
+                let mut record = match format {
+                    "raw" => data,
+                    _ => base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data)
+                        .into_bytes(),
+                };
+                record.push(b'\n');
+                record
+            })
+            .collect();
+        assert!(
+            run.stdout == expected,
+            "{format}: the output differs from the messages"
+        );
+        // Two messages, and what the binary takes before any (about 15 MiB, debug build).
+        let bound_kib = 2 * (SIZE as u64 >> 10) + 20 * 1024;
+        assert!(
+            peak_kib < bound_kib,
+            "{format}: peak RSS {peak_kib} KiB, over {bound_kib} KiB"
+        );
+    }
+}

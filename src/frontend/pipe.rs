@@ -81,13 +81,24 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                                 continue;
                             }
                             received += 1;
-                            match renderer.verbatim(payload) {
-                                Some(bytes) if bytes.len() >= CHUNK => {
-                                    stdout.write(std::mem::take(&mut buf)).await;
+                            if payload.len() >= CHUNK {
+                                // Large: printed without a rendered copy of
+                                // its own, and before the next is taken.
+                                stdout.write(std::mem::take(&mut buf)).await;
+                                if let Some(bytes) = renderer.verbatim(payload) {
                                     stdout.write(bytes).await;
                                     buf.push(renderer.separator());
+                                } else if let Some(pieces) = renderer.message_pieces(payload, CHUNK) {
+                                    for piece in pieces {
+                                        stdout.write(piece).await;
+                                    }
+                                } else {
+                                    renderer.message(&mut buf, payload);
+                                    stdout.write(std::mem::take(&mut buf)).await;
                                 }
-                                _ => renderer.message(&mut buf, payload),
+                                stdout.drained().await;
+                            } else {
+                                renderer.message(&mut buf, payload);
                             }
                             if echo {
                                 outgoing.echo(payload.clone());

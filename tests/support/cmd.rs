@@ -38,6 +38,8 @@ pub struct Tether {
     deadline: Duration,
     /// Whether [`Tether::spawn`] reads stdout (a reader that stalls is a scenario too).
     read_stdout: bool,
+    /// With [`Tether::run_peak_rss`]: read stdout this many bytes a millisecond at most.
+    stdout_rate: Option<usize>,
 }
 
 impl Default for Tether {
@@ -58,6 +60,7 @@ impl Tether {
                 .collect(),
             deadline: DEFAULT_DEADLINE,
             read_stdout: true,
+            stdout_rate: None,
         }
     }
 
@@ -65,6 +68,13 @@ impl Tether {
     /// reader that has stalled. The pipe fills and tether's writes block.
     pub fn stdout_unread(mut self) -> Tether {
         self.read_stdout = false;
+        self
+    }
+
+    /// With [`Tether::run_peak_rss`]: a reader of stdout that takes at most `bytes` a
+    /// millisecond, so tether's output backs up.
+    pub fn slow_stdout(mut self, bytes: usize) -> Tether {
+        self.stdout_rate = Some(bytes);
         self
     }
 
@@ -134,7 +144,7 @@ impl Tether {
     pub fn run_peak_rss(self) -> (Run, u64) {
         let mut child = self.command().spawn().expect("starting tether");
         drop(child.stdin.take());
-        let (out, err) = read_output(&mut child);
+        let (out, err) = read_output(&mut child, self.stdout_rate);
         let status_file = format!("/proc/{}/status", child.id());
         let started = std::time::Instant::now();
         let mut peak = 0;
@@ -228,12 +238,26 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
 }
 
 /// Threads that read the child's stdout and stderr to the end.
-fn read_output(child: &mut Child) -> (JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) {
+fn read_output(
+    child: &mut Child,
+    rate: Option<usize>,
+) -> (JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) {
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let out = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
+        match rate {
+            None => {
+                let _ = stdout.read_to_end(&mut buf);
+            }
+            Some(rate) => {
+                let mut chunk = vec![0u8; rate];
+                while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+                    buf.extend_from_slice(&chunk[..n]);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
         buf
     });
     let err = std::thread::spawn(move || {
@@ -245,7 +269,7 @@ fn read_output(child: &mut Child) -> (JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) 
 }
 
 fn wait_with_deadline(mut child: Child, deadline: Duration, args: &[OsString]) -> Run {
-    let (out, err) = read_output(&mut child);
+    let (out, err) = read_output(&mut child, None);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for tether") {
