@@ -138,6 +138,77 @@ fn a_bad_cacert_file_is_a_usage_error() {
         .stderr_has("no PEM certificate");
 }
 
+/// `--cacert /dev/zero` used to read until memory ran out. Every file tether
+/// reads has a limit that fits its purpose, and an endless or oversize file
+/// is a usage error at once (the run's deadline catches a reader that keeps
+/// going).
+#[test]
+fn files_over_their_limit_are_usage_errors_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = |name: &str, size: usize| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, vec![b'#'; size]).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let mib = 1 << 20;
+    let ca_over = big("bundle.pem", 4 * mib + 1);
+    let cert_over = big("client.pem", mib + 1);
+    let script_over = big("smoke.txt", 4 * mib + 1);
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--cacert", "/dev/zero"],
+            "--cacert /dev/zero: over the 4 MiB limit for --cacert".into(),
+        ),
+        (
+            vec!["--cacert", &ca_over],
+            format!("--cacert {ca_over}: over the 4 MiB limit for --cacert"),
+        ),
+        (
+            vec!["--cert", "/dev/zero", "--key", "/dev/null"],
+            "--cert /dev/zero: over the 1 MiB limit for --cert".into(),
+        ),
+        (
+            vec!["--cert", &cert_over, "--key", "/dev/null"],
+            format!("--cert {cert_over}: over the 1 MiB limit for --cert"),
+        ),
+        (
+            vec!["--cert", "/dev/null", "--key", "/dev/zero"],
+            "--key /dev/zero: over the 1 MiB limit for --key".into(),
+        ),
+        (
+            vec!["--script", "/dev/zero"],
+            "--script /dev/zero: over the 4 MiB limit for --script".into(),
+        ),
+        (
+            vec!["--script", &script_over],
+            format!("--script {script_over}: over the 4 MiB limit for --script"),
+        ),
+    ];
+    for (args, message) in cases {
+        let run = Tether::new()
+            .arg("wss://localhost:1/")
+            .args(args)
+            .deadline(std::time::Duration::from_secs(10))
+            .run();
+        run.code(2);
+        assert_eq!(
+            run.stderr,
+            format!("tether: error: {message}; is it the right file?\n")
+        );
+    }
+    // `--script -` reads stdin under the same limit.
+    let run = Tether::new()
+        .args(["wss://localhost:1/", "--script", "-"])
+        .stdin(vec![b'#'; 4 * mib + 1])
+        .deadline(std::time::Duration::from_secs(10))
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --script -: over the 4 MiB limit for --script; is it the right file?\n"
+    );
+}
+
 #[test]
 fn a_404_is_a_rejected_handshake_with_its_status() {
     let server = Server::http("404 Not Found", "", "no such socket here");
