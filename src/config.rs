@@ -290,12 +290,10 @@ impl ClientConfig {
                 None => Vec::new(),
             },
             identity: match (&cli.tls.cert, &cli.tls.key) {
-                (Some(cert), Some(key)) => {
-                    Some((
-                        read_file("--cert", cert, IDENTITY_LIMIT)?,
-                        read_file("--key", key, IDENTITY_LIMIT)?,
-                    ))
-                }
+                (Some(cert), Some(key)) => Some((
+                    read_file("--cert", cert, IDENTITY_LIMIT)?,
+                    read_file("--key", key, IDENTITY_LIMIT)?,
+                )),
                 _ => None,
             },
         };
@@ -535,10 +533,11 @@ fn quote(arg: &str) -> String {
 /// The script's text and the name diagnostics use for it (`-` is stdin).
 fn read_script(path: &Path) -> Result<(String, String)> {
     if path == Path::new("-") {
-        let bytes = read_bounded(std::io::stdin().lock(), SCRIPT_LIMIT).map_err(|err| match err {
-            Bounded::TooLong => too_long("--script", "-", SCRIPT_LIMIT),
-            Bounded::Io(err) => Error::Usage(format!("--script -: cannot read stdin: {err}")),
-        })?;
+        let bytes =
+            read_bounded(std::io::stdin().lock(), SCRIPT_LIMIT).map_err(|err| match err {
+                Bounded::TooLong => too_long("--script", "-", SCRIPT_LIMIT),
+                Bounded::Io(err) => Error::Usage(format!("--script -: cannot read stdin: {err}")),
+            })?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::Usage("--script -: the input is not UTF-8 text".into()))?;
         return Ok((text, "<stdin>".into()));

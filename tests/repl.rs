@@ -167,6 +167,58 @@ fn history_survives_a_restart_and_is_private() {
 }
 
 #[test]
+fn a_world_writable_history_directory_is_narrowed_to_0700() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("tether");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("kept private");
+    pty.expect("< kept private\r\n");
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("history")), 0o600);
+    assert!(
+        !pty.all_output().contains("warning"),
+        "{}",
+        pty.all_output()
+    );
+}
+
+#[test]
+fn a_history_directory_of_another_user_is_not_used() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: giving a directory to another user needs root");
+        return;
+    }
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("tether");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let mut pty = Pty::tether([server.url("/").as_str(), "--color", "never"], state.path());
+    pty.expect(&format!(
+        "! warning: history will not be saved: {d}/history: the directory {d} belongs to another user (uid 65534), not to uid 0\r\n",
+        d = dir.display()
+    ));
+    pty.expect("connected > ");
+    pty.line("not kept");
+    pty.expect("< not kept\r\n");
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    // Left as it was, and nothing written into it.
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o777);
+    assert!(!dir.join("history").exists());
+}
+
+#[test]
 fn a_line_typed_while_the_server_is_down_is_delivered_after_the_reconnect() {
     let server = Server::echo();
     let addr = server.addr();
