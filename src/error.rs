@@ -64,7 +64,7 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
         11,
         "the proxy refused the connection (HTTP 407 or 403, SOCKS authentication or rules), or is not a proxy of the kind its URL says",
     ),
-    (130, "interrupted (Ctrl-C, SIGTERM)"),
+    (130, "interrupted (Ctrl-C, SIGTERM, SIGHUP)"),
 ];
 
 impl From<ExitCode> for std::process::ExitCode {

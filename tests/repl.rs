@@ -338,3 +338,60 @@ fn a_history_that_cannot_be_written_is_a_warning_not_a_failure() {
     pty.send(CTRL_D);
     assert_eq!(pty.exit_code(), 0);
 }
+
+/// Closing the terminal window (or an ssh drop) hangs the terminal up: the
+/// kernel sends SIGHUP, reads see EOF and writes fail. tether used to die
+/// without a Close frame; it closes as for SIGTERM, and does not get stuck
+/// on the terminal that is gone.
+#[test]
+fn a_hung_up_terminal_closes_cleanly_and_exits_130() {
+    let (server, push) = Server::echo_with_push();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send("half a line");
+    pty.expect("half a line");
+    pty.hang_up();
+    // Messages keep arriving for a terminal nobody reads.
+    push.text("for nobody");
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+    assert!(conns[0].texts().is_empty(), "the half line was not sent");
+}
+
+#[test]
+fn sighup_with_the_terminal_still_there_closes_cleanly_and_exits_130() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.signal(nix::sys::signal::Signal::SIGHUP);
+    pty.expect("* closing with 1000 (interrupted); Ctrl-C leaves without waiting\r\n");
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+}
+
+/// Under `nohup` (SIGHUP ignored) no signal comes, but the editor finds the
+/// terminal hung up and the session closes the same way.
+#[test]
+fn a_hung_up_terminal_closes_cleanly_even_with_sighup_ignored() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let mut command = std::process::Command::new("setsid");
+    command
+        .args(["--ctty", "sh", "-c", "trap '' HUP; exec \"$0\" \"$@\""])
+        .arg(support::cmd::BIN)
+        .args([url.as_str(), "--color", "never"])
+        .env("TERM", "xterm")
+        .env("XDG_STATE_HOME", state.path());
+    for var in support::cmd::CLEARED_ENV {
+        command.env_remove(var).env_remove(var.to_lowercase());
+    }
+    let mut pty = Pty::spawn(command);
+    pty.expect("connected > ");
+    pty.hang_up();
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+}
