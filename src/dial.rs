@@ -278,20 +278,19 @@ fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error, identi
         },
         // TLS 1.3: the server checks our certificate after we finished the
         // handshake, so its alert is what the upgrade reads first.
-        tungstenite::Error::Io(err)
-            if let Some(detail) =
-                client_certificate_refusal(&err.to_string(), identity, endpoint.tls) =>
-        {
-            Error::ClientCertificate {
-                target,
-                detail,
-                given: identity,
+        tungstenite::Error::Io(err) => {
+            match client_certificate_refusal(&err.to_string(), identity, endpoint.tls) {
+                Some(detail) => Error::ClientCertificate {
+                    target,
+                    detail,
+                    given: identity,
+                },
+                None => Error::Connect {
+                    target,
+                    detail: format!("connection failed during the handshake: {err}"),
+                },
             }
         }
-        tungstenite::Error::Io(err) => Error::Connect {
-            target,
-            detail: format!("connection failed during the handshake: {err}"),
-        },
         tungstenite::Error::Url(UrlError::UnableToConnect(detail)) => {
             Error::Connect { target, detail }
         }
