@@ -281,13 +281,16 @@ impl ClientConfig {
         let tls = TlsConfig {
             insecure: cli.tls.insecure,
             ca_pems: match &cli.tls.cacert {
-                Some(path) => split_pem_certificates(&read_file("--cacert", path)?, path)?,
+                Some(path) => {
+                    split_pem_certificates(&read_file("--cacert", path, CACERT_LIMIT)?, path)?
+                }
                 None => Vec::new(),
             },
             identity: match (&cli.tls.cert, &cli.tls.key) {
-                (Some(cert), Some(key)) => {
-                    Some((read_file("--cert", cert)?, read_file("--key", key)?))
-                }
+                (Some(cert), Some(key)) => Some((
+                    read_file("--cert", cert, IDENTITY_LIMIT)?,
+                    read_file("--key", key, IDENTITY_LIMIT)?,
+                )),
                 _ => None,
             },
         };
@@ -526,16 +529,18 @@ fn quote(arg: &str) -> String {
 
 /// The script's text and the name diagnostics use for it (`-` is stdin).
 fn read_script(path: &Path) -> Result<(String, String)> {
-    use std::io::Read;
     if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|err| Error::Usage(format!("--script -: cannot read stdin: {err}")))?;
+        let bytes =
+            read_bounded(std::io::stdin().lock(), SCRIPT_LIMIT).map_err(|err| match err {
+                Bounded::TooLong => too_long("--script", "-", SCRIPT_LIMIT),
+                Bounded::Io(err) => Error::Usage(format!("--script -: cannot read stdin: {err}")),
+            })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Usage("--script -: the input is not UTF-8 text".into()))?;
         return Ok((text, "<stdin>".into()));
     }
     let name = path.display().to_string();
-    let bytes = read_file("--script", path)?;
+    let bytes = read_file("--script", path, SCRIPT_LIMIT)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Usage(format!("--script {name}: the file is not UTF-8 text")))?;
     Ok((text, name))
@@ -648,9 +653,54 @@ fn parse_size_or_zero(flag: &str, raw: &str) -> Result<usize> {
     }
 }
 
-fn read_file(flag: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|err| Error::Usage(format!("{flag} {}: cannot read it: {err}", path.display())))
+/// The most tether reads of a `--cacert` bundle. The whole Mozilla root
+/// store in PEM is about 220 KiB; 4 MiB leaves room for large corporate
+/// bundles and stops a wrong path (`/dev/zero`, a disk image) at once.
+const CACERT_LIMIT: u64 = 4 << 20;
+/// The most tether reads of a `--cert` or `--key` file: a certificate chain
+/// or a private key in PEM is a few KiB.
+const IDENTITY_LIMIT: u64 = 1 << 20;
+/// The most tether reads of a `--script` scenario (file or stdin): thousands
+/// of steps, or a few large messages to send.
+const SCRIPT_LIMIT: u64 = 4 << 20;
+
+/// Reads at most `limit` bytes of `path`; a longer file (or an endless one,
+/// like `/dev/zero`) is a usage error that names the flag and the limit,
+/// found after reading one byte past the limit, never more.
+fn read_file(flag: &str, path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path)
+        .map_err(|err| Error::Usage(format!("{flag} {}: cannot read it: {err}", path.display())))?;
+    read_bounded(file, limit).map_err(|err| match err {
+        Bounded::TooLong => too_long(flag, &path.display().to_string(), limit),
+        Bounded::Io(err) => {
+            Error::Usage(format!("{flag} {}: cannot read it: {err}", path.display()))
+        }
+    })
+}
+
+enum Bounded {
+    TooLong,
+    Io(std::io::Error),
+}
+
+fn read_bounded(reader: impl std::io::Read, limit: u64) -> std::result::Result<Vec<u8>, Bounded> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Bounded::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Bounded::TooLong);
+    }
+    Ok(bytes)
+}
+
+fn too_long(flag: &str, name: &str, limit: u64) -> Error {
+    Error::Usage(format!(
+        "{flag} {name}: over the {} MiB limit for {flag}; is it the right file?",
+        limit >> 20
+    ))
 }
 
 fn split_pem_certificates(pem: &[u8], path: &Path) -> Result<Vec<Vec<u8>>> {
@@ -736,5 +786,19 @@ mod tests {
             2
         );
         assert!(split_pem_certificates(b"nothing", Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn a_bounded_read_takes_the_limit_and_refuses_one_byte_more() {
+        assert_eq!(read_bounded(&[7u8; 10][..], 10).ok(), Some(vec![7u8; 10]));
+        assert!(matches!(
+            read_bounded(&[7u8; 11][..], 10),
+            Err(Bounded::TooLong)
+        ));
+        // An endless reader stops one byte past the limit.
+        assert!(matches!(
+            read_bounded(std::io::repeat(0), 1 << 20),
+            Err(Bounded::TooLong)
+        ));
     }
 }

@@ -158,9 +158,20 @@ impl Dialer {
             let tls = connector
                 .connect(endpoint.bare_host(), tcp)
                 .await
-                .map_err(|err| Error::Tls {
-                    target: endpoint.to_string(),
-                    detail: describe_tls_error(&err),
+                .map_err(|err| {
+                    let text = err.to_string();
+                    let given = self.config.tls.identity.is_some();
+                    match client_certificate_refusal(&text, given, false) {
+                        Some(detail) => Error::ClientCertificate {
+                            target: endpoint.to_string(),
+                            detail,
+                            given,
+                        },
+                        None => Error::Tls {
+                            target: endpoint.to_string(),
+                            detail: describe_tls_error(&err),
+                        },
+                    }
                 })?;
             MaybeTlsStream::NativeTls(tls)
         } else {
@@ -216,7 +227,11 @@ impl Dialer {
                 }),
                 _ => Err(rejected(endpoint, &response)),
             },
-            Err(err) => Err(classify_handshake_error(endpoint, err)),
+            Err(err) => Err(classify_handshake_error(
+                endpoint,
+                err,
+                self.config.tls.identity.is_some(),
+            )),
         }
     }
 
@@ -247,7 +262,8 @@ impl Dialer {
     }
 }
 
-fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error) -> Error {
+/// `identity`: whether `--cert/--key` were given.
+fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error, identity: bool) -> Error {
     let target = endpoint.to_string();
     match err {
         tungstenite::Error::Http(response) => rejected(endpoint, &response),
@@ -277,10 +293,21 @@ fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error) -> Err
                      tiny pieces (refused as a denial-of-service attempt)"
                 .into(),
         },
-        tungstenite::Error::Io(err) => Error::Connect {
-            target,
-            detail: format!("connection failed during the handshake: {err}"),
-        },
+        // TLS 1.3: the server checks our certificate after we finished the
+        // handshake, so its alert is what the upgrade reads first.
+        tungstenite::Error::Io(err) => {
+            match client_certificate_refusal(&err.to_string(), identity, endpoint.tls) {
+                Some(detail) => Error::ClientCertificate {
+                    target,
+                    detail,
+                    given: identity,
+                },
+                None => Error::Connect {
+                    target,
+                    detail: format!("connection failed during the handshake: {err}"),
+                },
+            }
+        }
         tungstenite::Error::Url(UrlError::UnableToConnect(detail)) => {
             Error::Connect { target, detail }
         }
@@ -412,6 +439,38 @@ fn build_tls(config: &DialConfig) -> Result<tokio_native_tls::TlsConnector> {
     Ok(connector.into())
 }
 
+/// Whether an OpenSSL error is the server refusing our client certificate
+/// (or its absence), and if so, what to say. `after_handshake`: read once
+/// the TLS handshake was done, where a "handshake failure" alert can only be
+/// about the certificate the client sent last (TLS 1.3); during the
+/// handshake it may be about ciphers or versions, so it is left alone.
+fn client_certificate_refusal(text: &str, given: bool, after_handshake: bool) -> Option<String> {
+    let alert = if text.contains("alert certificate required") || text.contains("alert number 116")
+    {
+        "certificate required"
+    } else if text.contains("alert bad certificate") || text.contains("alert number 42") {
+        "bad certificate"
+    } else if text.contains("alert unknown ca") || text.contains("alert number 48") {
+        "unknown CA"
+    } else if after_handshake
+        && (text.contains("alert handshake failure") || text.contains("alert number 40"))
+    {
+        "handshake failure"
+    } else {
+        return None;
+    };
+    // "unknown CA" before any client certificate went out is about the
+    // server's own certificate chain as the server sees it: not ours to say.
+    if alert == "unknown CA" && !given {
+        return None;
+    }
+    Some(if given {
+        format!("the server refused the client certificate (TLS alert \"{alert}\")")
+    } else {
+        format!("the server requires a client certificate (TLS alert \"{alert}\")")
+    })
+}
+
 /// OpenSSL's messages carry source paths; keep the reason a person can act on.
 fn describe_tls_error(err: &native_tls::Error) -> String {
     let text = err.to_string();
@@ -431,6 +490,29 @@ fn describe_tls_error(err: &native_tls::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerts_about_the_client_certificate_are_recognised() {
+        let tls13 = "error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate \
+                     required:../ssl/record/rec_layer_s3.c:1601:SSL alert number 116";
+        assert_eq!(
+            client_certificate_refusal(tls13, false, true).as_deref(),
+            Some("the server requires a client certificate (TLS alert \"certificate required\")")
+        );
+        let bad = "error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate";
+        assert_eq!(
+            client_certificate_refusal(bad, true, true).as_deref(),
+            Some("the server refused the client certificate (TLS alert \"bad certificate\")")
+        );
+        let failure = "error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure";
+        assert!(client_certificate_refusal(failure, false, true).is_some());
+        // During the handshake it may be about ciphers or versions.
+        assert_eq!(client_certificate_refusal(failure, false, false), None);
+        assert_eq!(
+            client_certificate_refusal("Connection reset by peer (os error 104)", false, true),
+            None
+        );
+    }
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {

@@ -65,7 +65,7 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
         11,
         "the proxy refused the connection (HTTP 407 or 403, SOCKS authentication or rules), or is not a proxy of the kind its URL says",
     ),
-    (130, "interrupted (Ctrl-C, SIGTERM)"),
+    (130, "interrupted (Ctrl-C, SIGTERM, SIGHUP)"),
 ];
 
 impl From<ExitCode> for std::process::ExitCode {
@@ -118,6 +118,17 @@ pub enum Error {
 
     #[error("TLS failure with {target}: {detail}")]
     Tls { target: String, detail: String },
+
+    /// The server's TLS layer refused the client's certificate, or its
+    /// absence. With TLS 1.3 the alert comes after the client finished its
+    /// handshake, on the first read, during the upgrade.
+    #[error("TLS failure with {target}: {detail}")]
+    ClientCertificate {
+        target: String,
+        detail: String,
+        /// Whether `--cert/--key` were given (and refused).
+        given: bool,
+    },
 
     #[error("proxy {proxy}: {detail}")]
     Proxy {
@@ -195,7 +206,7 @@ impl Error {
         match self {
             Error::Usage(_) => ExitCode::Usage,
             Error::Connect { .. } | Error::ConnectTimeout { .. } => ExitCode::Connect,
-            Error::Tls { .. } => ExitCode::Tls,
+            Error::Tls { .. } | Error::ClientCertificate { .. } => ExitCode::Tls,
             Error::Proxy { failure, .. } if failure.transient() => ExitCode::Connect,
             Error::Proxy { .. } => ExitCode::Proxy,
             Error::Handshake { .. } | Error::HandshakeInvalid { .. } | Error::Redirect { .. } => {
@@ -239,7 +250,7 @@ impl Error {
             Error::Usage(_) => "usage",
             Error::Connect { .. } => "connect",
             Error::ConnectTimeout { .. } => "connect_timeout",
-            Error::Tls { .. } => "tls",
+            Error::Tls { .. } | Error::ClientCertificate { .. } => "tls",
             Error::Proxy { .. } => "proxy",
             Error::Redirect { .. } => "redirect",
             Error::Handshake { .. } => "handshake_rejected",
@@ -266,6 +277,12 @@ impl Error {
             }
             Error::Tls { .. } => Some(
                 "if the server uses a private CA, pass it with --cacert FILE; -k/--insecure skips verification",
+            ),
+            Error::ClientCertificate { given: false, .. } => {
+                Some("pass the client certificate and its key with --cert FILE --key FILE")
+            }
+            Error::ClientCertificate { given: true, .. } => Some(
+                "check that --cert holds a certificate the server trusts (issued by its client CA) and --key its key",
             ),
             Error::Handshake { status, .. } if *status == 401 || *status == 403 => {
                 Some("check the credentials (-H 'Authorization: ...' or --user)")
@@ -404,6 +421,19 @@ mod tests {
         for code in [1002, 1003, 1007, 1008, 4000] {
             assert_eq!(closed(code).retry(), Retry::Never, "{code}");
         }
+    }
+
+    #[test]
+    fn a_refused_client_certificate_is_a_tls_failure_that_is_not_retried() {
+        let err = Error::ClientCertificate {
+            target: "wss://h/".into(),
+            detail: "d".into(),
+            given: false,
+        };
+        assert_eq!(err.exit_code(), ExitCode::Tls);
+        assert_eq!(err.retry(), Retry::Never);
+        assert_eq!(err.kind(), "tls");
+        assert_eq!(err.to_string(), "TLS failure with wss://h/: d");
     }
 
     #[test]

@@ -138,6 +138,77 @@ fn a_bad_cacert_file_is_a_usage_error() {
         .stderr_has("no PEM certificate");
 }
 
+/// `--cacert /dev/zero` used to read until memory ran out. Every file tether
+/// reads has a limit that fits its purpose, and an endless or oversize file
+/// is a usage error at once (the run's deadline catches a reader that keeps
+/// going).
+#[test]
+fn files_over_their_limit_are_usage_errors_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = |name: &str, size: usize| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, vec![b'#'; size]).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let mib = 1 << 20;
+    let ca_over = big("bundle.pem", 4 * mib + 1);
+    let cert_over = big("client.pem", mib + 1);
+    let script_over = big("smoke.txt", 4 * mib + 1);
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--cacert", "/dev/zero"],
+            "--cacert /dev/zero: over the 4 MiB limit for --cacert".into(),
+        ),
+        (
+            vec!["--cacert", &ca_over],
+            format!("--cacert {ca_over}: over the 4 MiB limit for --cacert"),
+        ),
+        (
+            vec!["--cert", "/dev/zero", "--key", "/dev/null"],
+            "--cert /dev/zero: over the 1 MiB limit for --cert".into(),
+        ),
+        (
+            vec!["--cert", &cert_over, "--key", "/dev/null"],
+            format!("--cert {cert_over}: over the 1 MiB limit for --cert"),
+        ),
+        (
+            vec!["--cert", "/dev/null", "--key", "/dev/zero"],
+            "--key /dev/zero: over the 1 MiB limit for --key".into(),
+        ),
+        (
+            vec!["--script", "/dev/zero"],
+            "--script /dev/zero: over the 4 MiB limit for --script".into(),
+        ),
+        (
+            vec!["--script", &script_over],
+            format!("--script {script_over}: over the 4 MiB limit for --script"),
+        ),
+    ];
+    for (args, message) in cases {
+        let run = Tether::new()
+            .arg("wss://localhost:1/")
+            .args(args)
+            .deadline(std::time::Duration::from_secs(10))
+            .run();
+        run.code(2);
+        assert_eq!(
+            run.stderr,
+            format!("tether: error: {message}; is it the right file?\n")
+        );
+    }
+    // `--script -` reads stdin under the same limit.
+    let run = Tether::new()
+        .args(["wss://localhost:1/", "--script", "-"])
+        .stdin(vec![b'#'; 4 * mib + 1])
+        .deadline(std::time::Duration::from_secs(10))
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --script -: over the 4 MiB limit for --script; is it the right file?\n"
+    );
+}
+
 #[test]
 fn a_404_is_a_rejected_handshake_with_its_status() {
     let server = Server::http("404 Not Found", "", "no such socket here");
@@ -420,4 +491,135 @@ fn a_redirect_from_wss_to_ws_is_followed_with_a_warning() {
     let conns = plain.connections();
     assert_eq!(conns[0].header("cookie"), None);
     assert!(upstream.connections().is_empty());
+}
+
+/// A TLS 1.3 server (openssl; native-tls cannot ask for client certificates)
+/// that requires a client certificate from the test CA, then echoes over
+/// WebSocket. Returns its port and how many handshakes it has seen.
+fn mutual_tls_echo(pki: &TestPki) -> (u16, Arc<AtomicUsize>) {
+    use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode, SslVersion};
+    use openssl::x509::X509;
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor
+        .set_certificate(&X509::from_pem(pki.server_cert_pem()).unwrap())
+        .unwrap();
+    acceptor
+        .set_private_key(&openssl::pkey::PKey::private_key_from_pem(pki.server_key_pem()).unwrap())
+        .unwrap();
+    acceptor
+        .cert_store_mut()
+        .add_cert(X509::from_pem(pki.ca_pem()).unwrap())
+        .unwrap();
+    acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    acceptor
+        .set_min_proto_version(Some(SslVersion::TLS1_3))
+        .unwrap();
+    let acceptor = Arc::new(acceptor.build());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&attempts);
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let acceptor = Arc::clone(&acceptor);
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let tls = match acceptor.accept(tcp) {
+                    Ok(tls) => tls,
+                    Err(openssl::ssl::HandshakeError::Failure(mut refused)) => {
+                        // Read until the client hangs up, as a server that
+                        // lingers does: closing with its upgrade request
+                        // unread would reset the connection, and the reset
+                        // could overtake the alert.
+                        let _ = std::io::copy(refused.get_mut(), &mut std::io::sink());
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let Ok(mut ws) = tokio_tungstenite::tungstenite::accept(tls) else {
+                    return;
+                };
+                while let Ok(message) = ws.read() {
+                    if message.is_text() || message.is_binary() {
+                        let _ = ws.send(message);
+                    }
+                }
+            });
+        }
+    });
+    (port, attempts)
+}
+
+/// TLS 1.3 lets the client finish its handshake before the server checks
+/// the client's certificate, so the refusal (alert 116, "certificate
+/// required") arrives on the first read, in the middle of the upgrade. It
+/// used to be reported as "closed before answering the upgrade" (exit 3,
+/// retried).
+#[test]
+fn a_server_that_requires_a_client_certificate_is_a_tls_failure_with_a_hint() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_to(dir.path());
+    let (port, attempts) = mutual_tls_echo(&pki);
+    let url = format!("wss://localhost:{port}/");
+
+    let run = Tether::new()
+        .arg(&url)
+        .arg("--cacert")
+        .arg(&files.ca)
+        // Retries allowed, to show that none is made.
+        .args(["--max-reconnects", "3", "--backoff-initial", "10ms"])
+        .run();
+    run.code(4);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: TLS failure with {url}: the server requires a client certificate \
+             (TLS alert \"certificate required\")\n\
+             tether: hint: pass the client certificate and its key with --cert FILE --key FILE\n"
+        )
+    );
+    // Not retried.
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+
+    // A client certificate from another CA is refused, with its own hint.
+    let stranger = TestPki::generate();
+    let other = tempfile::tempdir().unwrap();
+    let other = stranger.write_to(other.path());
+    let run = Tether::new()
+        .arg(&url)
+        .arg("--cacert")
+        .arg(&files.ca)
+        .arg("--cert")
+        .arg(&other.client_cert)
+        .arg("--key")
+        .arg(&other.client_key)
+        .run();
+    run.code(4);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: TLS failure with {url}: the server refused the client certificate \
+             (TLS alert \"unknown CA\")\n\
+             tether: hint: check that --cert holds a certificate the server trusts (issued by its \
+             client CA) and --key its key\n"
+        )
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+
+    Tether::new()
+        .arg(&url)
+        .arg("--cacert")
+        .arg(&files.ca)
+        .arg("--cert")
+        .arg(&files.client_cert)
+        .arg("--key")
+        .arg(&files.client_key)
+        .args(["-n", "1"])
+        .stdin("me\n")
+        .run()
+        .code(0)
+        .stdout_is("me\n");
 }

@@ -2,8 +2,8 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -392,6 +392,74 @@ fn sigterm_closes_cleanly_and_exits_130() {
     assert_eq!(code, Some(130));
     let conns = server.wait_until(Duration::from_secs(10), |c| c[0].close.is_some());
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+}
+
+/// A closed terminal or a dropped ssh session sends SIGHUP, which used to
+/// kill tether without a Close frame.
+#[test]
+fn sighup_closes_cleanly_and_exits_130() {
+    let server = Server::echo();
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--keep-open"])
+        .spawn();
+    tether.stderr_line("connected to");
+    tether.signal("HUP");
+    let (code, _) = tether.wait();
+    assert_eq!(code, Some(130));
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+}
+
+/// A shell that hangs up resends SIGHUP to its jobs (and the kernel may send
+/// another when the shell exits): a repeated SIGHUP is not a second Ctrl-C,
+/// so it does not cut the close short.
+#[test]
+fn a_repeated_sighup_does_not_force_the_exit() {
+    let (got_close_tx, got_close_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let hooks = Arc::new(Mutex::new((got_close_tx, release_rx)));
+    let server = Server::start(move |mut conn| {
+        let hooks = Arc::clone(&hooks);
+        async move {
+            while let Some(Ok(message)) = conn.ws.next().await {
+                if let Message::Close(_) = message {
+                    // Hold the answer to our Close until the test says.
+                    let hooks = Arc::clone(&hooks);
+                    tokio::task::spawn_blocking(move || {
+                        let hooks = hooks.lock().unwrap();
+                        let _ = hooks.0.send(());
+                        let _ = hooks.1.recv();
+                    })
+                    .await
+                    .unwrap();
+                    let _ = conn.ws.flush().await;
+                }
+            }
+        }
+    });
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--keep-open", "--json"])
+        .spawn();
+    tether.line(); // connecting
+    assert!(tether.line().contains("\"event\":\"connected\""));
+    tether.signal("HUP");
+    got_close_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server got tether's Close");
+    // While tether waits for the answer, the shell and the kernel hang up
+    // again. A second Ctrl-C would exit at once (or the watcher within
+    // 500 ms); these must not: give them longer than that to do harm.
+    tether.signal("HUP");
+    std::thread::sleep(Duration::from_millis(800));
+    tether.signal("HUP");
+    release_tx.send(()).unwrap();
+    let (code, rest) = tether.wait();
+    assert_eq!(code, Some(130));
+    let closed = rest
+        .iter()
+        .find(|l| l.contains("\"event\":\"closed\""))
+        .unwrap_or_else(|| panic!("no closed event: {rest:?}"));
+    assert!(closed.contains("\"code\":1000"), "{closed}");
 }
 
 #[test]

@@ -167,6 +167,58 @@ fn history_survives_a_restart_and_is_private() {
 }
 
 #[test]
+fn a_world_writable_history_directory_is_narrowed_to_0700() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("tether");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("kept private");
+    pty.expect("< kept private\r\n");
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("history")), 0o600);
+    assert!(
+        !pty.all_output().contains("warning"),
+        "{}",
+        pty.all_output()
+    );
+}
+
+#[test]
+fn a_history_directory_of_another_user_is_not_used() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: giving a directory to another user needs root");
+        return;
+    }
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("tether");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let mut pty = Pty::tether([server.url("/").as_str(), "--color", "never"], state.path());
+    pty.expect(&format!(
+        "! warning: history will not be saved: {d}/history: the directory {d} belongs to another user (uid 65534), not to uid 0\r\n",
+        d = dir.display()
+    ));
+    pty.expect("connected > ");
+    pty.line("not kept");
+    pty.expect("< not kept\r\n");
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    // Left as it was, and nothing written into it.
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o777);
+    assert!(!dir.join("history").exists());
+}
+
+#[test]
 fn a_line_typed_while_the_server_is_down_is_delivered_after_the_reconnect() {
     let server = Server::echo();
     let addr = server.addr();
@@ -304,4 +356,61 @@ fn a_history_that_cannot_be_written_is_a_warning_not_a_failure() {
     pty.expect("connected > ");
     pty.send(CTRL_D);
     assert_eq!(pty.exit_code(), 0);
+}
+
+/// Closing the terminal window (or an ssh drop) hangs the terminal up: the
+/// kernel sends SIGHUP, reads see EOF and writes fail. tether used to die
+/// without a Close frame; it closes as for SIGTERM, and does not get stuck
+/// on the terminal that is gone.
+#[test]
+fn a_hung_up_terminal_closes_cleanly_and_exits_130() {
+    let (server, push) = Server::echo_with_push();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send("half a line");
+    pty.expect("half a line");
+    pty.hang_up();
+    // Messages keep arriving for a terminal nobody reads.
+    push.text("for nobody");
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+    assert!(conns[0].texts().is_empty(), "the half line was not sent");
+}
+
+#[test]
+fn sighup_with_the_terminal_still_there_closes_cleanly_and_exits_130() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.signal(nix::sys::signal::Signal::SIGHUP);
+    pty.expect("* closing with 1000 (interrupted); Ctrl-C leaves without waiting\r\n");
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+}
+
+/// Under `nohup` (SIGHUP ignored) no signal comes, but the editor finds the
+/// terminal hung up and the session closes the same way.
+#[test]
+fn a_hung_up_terminal_closes_cleanly_even_with_sighup_ignored() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let mut command = std::process::Command::new("setsid");
+    command
+        .args(["--ctty", "sh", "-c", "trap '' HUP; exec \"$0\" \"$@\""])
+        .arg(support::cmd::BIN)
+        .args([url.as_str(), "--color", "never"])
+        .env("TERM", "xterm")
+        .env("XDG_STATE_HOME", state.path());
+    for var in support::cmd::CLEARED_ENV {
+        command.env_remove(var).env_remove(var.to_lowercase());
+    }
+    let mut pty = Pty::spawn(command);
+    pty.expect("connected > ");
+    pty.hang_up();
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
 }

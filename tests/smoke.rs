@@ -497,3 +497,25 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A CI runner that loses its terminal sends SIGHUP: the smoke test ends as
+/// interrupted (130), with a clean Close, not killed without one.
+#[test]
+fn sighup_interrupts_a_smoke_test_with_a_clean_close() {
+    let server = Server::echo();
+    let mut tether = Tether::new()
+        .args([
+            &server.url("/"),
+            "--expect",
+            "never comes",
+            "--timeout",
+            "30s",
+        ])
+        .spawn();
+    tether.stderr_line("connected to");
+    tether.signal("HUP");
+    let (code, _) = tether.wait();
+    assert_eq!(code, Some(130));
+    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].close.is_some());
+    assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
+}

@@ -162,7 +162,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
             () = sleep_until(linger_until.unwrap_or_else(Instant::now)), if linger_until.is_some() && !outgoing.closing => {
                 outgoing.close_with("");
             }
-            () = signals.recv() => {
+            _ = signals.recv() => {
                 if interrupted {
                     stdout.write(std::mem::take(&mut buf)).await;
                     stdout.finish();

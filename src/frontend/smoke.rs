@@ -113,7 +113,7 @@ pub async fn run(
             () = sleep_until(leave_by.unwrap_or_else(Instant::now)), if leave_by.is_some() => {
                 break false;
             }
-            () = signals.recv() => {
+            _ = signals.recv() => {
                 if interrupted {
                     stdout.write(std::mem::take(&mut buf)).await;
                     stdout.finish();

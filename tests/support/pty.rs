@@ -1,19 +1,29 @@
-//! The real `tether` binary on a pseudo-terminal (expectrl's pty process),
-//! for the interactive session: type keys, wait for what the screen gets.
+//! The real `tether` binary on a pseudo-terminal, for the interactive
+//! session: type keys, wait for what the screen gets, hang the terminal up.
 //!
 //! A thread reads the terminal with blocking reads and wakes waiters, so
-//! waiting for output costs no CPU (expectrl's own `expect` polls), and
-//! every wait has a deadline that fails the test with what was seen.
+//! waiting for output costs no CPU, and every wait has a deadline that fails
+//! the test with what was seen. The terminal is tether's controlling
+//! terminal (started through `setsid --ctty`), so closing every handle on
+//! its master side hangs it up as a closed terminal window or a dropped ssh
+//! session does: the kernel sends tether SIGHUP, and the terminal reads EOF
+//! and fails writes from then on.
 
 use std::ffi::OsStr;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::process::Command;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use expectrl::process::Process;
-use expectrl::process::unix::{UnixProcess, WaitStatus};
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 
 use super::cmd::{BIN, CLEARED_ENV};
 
@@ -27,23 +37,31 @@ struct Output {
 }
 
 pub struct Pty {
-    process: UnixProcess,
-    input: File,
+    child: Child,
+    /// The master side: every handle on it is closed to hang up.
+    master: Option<PtyMaster>,
+    input: Option<File>,
+    /// Tells the reader thread to let go of its handle.
+    wake: UnixStream,
+    reader: Option<JoinHandle<()>>,
     output: Arc<(Mutex<Output>, Condvar)>,
     /// Output before this offset has been matched already.
     seen: usize,
 }
 
 impl Pty {
-    /// Starts `tether ARGS` on a fresh terminal (80x24, TERM=xterm), with
-    /// none of the developer's environment that would change its output.
+    /// Starts `tether ARGS` on a fresh terminal (80x24, TERM=xterm, echo
+    /// off), with none of the developer's environment that would change its
+    /// output.
     pub fn tether<I, S>(args: I, state_home: &std::path::Path) -> Pty
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new("setsid");
         command
+            .arg("--ctty")
+            .arg(BIN)
             .args(args)
             .env("TERM", "xterm")
             .env("XDG_STATE_HOME", state_home);
@@ -53,17 +71,64 @@ impl Pty {
         Self::spawn(command)
     }
 
-    pub fn spawn(command: Command) -> Pty {
-        let process = UnixProcess::spawn_command(command).expect("starting tether on a pty");
-        let mut reader = process.get_raw_handle().expect("the pty's master");
-        let input = process.get_raw_handle().expect("the pty's master");
+    /// Runs `command` (which must make the terminal its controlling one,
+    /// as `setsid --ctty` does) with the terminal as its stdio.
+    pub fn spawn(mut command: Command) -> Pty {
+        // Close-on-exec from the start: a copy of the master inherited by a
+        // process another test starts meanwhile would keep the terminal up.
+        let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .expect("opening a pty");
+        grantpt(&master).expect("grantpt");
+        unlockpt(&master).expect("unlockpt");
+        let slave_path = ptsname_r(&master).expect("the pty's name");
+        let slave = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY)
+            .open(&slave_path)
+            .expect("opening the pty's slave");
+        let mut termios = tcgetattr(&slave).expect("the terminal's settings");
+        termios.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&slave, SetArg::TCSANOW, &termios).expect("turning echo off");
+        let size = nix::pty::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one Winsize, which lives across the call.
+        unsafe { set_window_size(std::os::fd::AsRawFd::as_raw_fd(&slave), &size) }
+            .expect("setting the window size");
+        let stdio = || Stdio::from(OwnedFd::from(slave.try_clone().expect("dup")));
+        command.stdin(stdio()).stdout(stdio()).stderr(stdio());
+        let child = command.spawn().expect("starting tether on a pty");
+        // The child holds the slave now; the test must not.
+        drop(command);
+        drop(slave);
+
+        let handle = || File::from(master.as_fd().try_clone_to_owned().expect("dup"));
+        let mut reader = handle();
+        let input = handle();
+        let (wake, woken) = UnixStream::pair().expect("a socket pair");
         let output = Arc::new((Mutex::new(Output::default()), Condvar::new()));
         let sink = Arc::clone(&output);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
+                let mut fds = [
+                    PollFd::new(reader.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+                ];
+                if poll(&mut fds, PollTimeout::NONE).is_err() {
+                    continue;
+                }
+                let hung_up = fds[1].any().unwrap_or(false);
                 // EIO once the child has exited and the terminal is gone.
-                let n = reader.read(&mut buf).unwrap_or(0);
+                let n = if hung_up {
+                    0
+                } else {
+                    reader.read(&mut buf).unwrap_or(0)
+                };
                 let (lock, changed) = &*sink;
                 // A test that failed while holding the lock poisoned it.
                 let mut out = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -77,17 +142,33 @@ impl Pty {
             }
         });
         Pty {
-            process,
-            input,
+            child,
+            master: Some(master),
+            input: Some(input),
+            wake,
+            reader: Some(reader),
             output,
             seen: 0,
         }
     }
 
+    /// Hangs the terminal up, as closing its window does: every handle on
+    /// the master side is closed. What tether printed until now stays
+    /// readable in [`Pty::all_output`]; nothing more arrives.
+    pub fn hang_up(&mut self) {
+        let _ = self.wake.write_all(b"x");
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.input = None;
+        self.master = None;
+    }
+
     /// Types bytes (keys) into the terminal.
     pub fn send(&mut self, keys: impl AsRef<[u8]>) -> &mut Pty {
-        self.input.write_all(keys.as_ref()).expect("typing");
-        self.input.flush().expect("typing");
+        let input = self.input.as_mut().expect("the terminal is not hung up");
+        input.write_all(keys.as_ref()).expect("typing");
+        input.flush().expect("typing");
         self
     }
 
@@ -140,24 +221,39 @@ impl Pty {
         String::from_utf8_lossy(&self.output.0.lock().unwrap().bytes).into_owned()
     }
 
-    pub fn signal(&mut self, signal: expectrl::process::unix::Signal) {
-        self.process.kill(signal).expect("signalling tether");
+    pub fn signal(&mut self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signalling tether");
     }
 
     /// Waits for tether to exit and returns its exit code.
     pub fn exit_code(&mut self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
         let started = Instant::now();
         loop {
-            match self.process.status().expect("tether's status") {
-                WaitStatus::Exited(_, code) => return code,
-                WaitStatus::Signaled(_, signal, _) => panic!("tether was killed by {signal}"),
-                _ if started.elapsed() > DEADLINE => panic!(
+            match self.child.try_wait().expect("tether's status") {
+                Some(status) => match status.code() {
+                    Some(code) => return code,
+                    None => panic!("tether was killed by signal {:?}", status.signal()),
+                },
+                None if started.elapsed() > DEADLINE => panic!(
                     "tether did not exit within {DEADLINE:?}; the terminal showed:\n{:?}",
                     self.all_output()
                 ),
                 // Nothing to block on for a child's exit without a signal handler.
-                _ => std::thread::sleep(Duration::from_millis(5)),
+                None => std::thread::sleep(Duration::from_millis(5)),
             }
         }
     }
 }
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+nix::ioctl_write_ptr_bad!(set_window_size, nix::libc::TIOCSWINSZ, nix::pty::Winsize);

@@ -41,6 +41,9 @@ pub enum Typed {
     Interrupt,
     /// Ctrl-D on an empty line.
     Eof,
+    /// The terminal was hung up (closed, or its ssh connection dropped):
+    /// the editor has stopped, and nothing typed or printed reaches anyone.
+    HangUp,
     Warning(String),
     /// The terminal failed; the editor has stopped.
     Failed(String),
@@ -352,6 +355,11 @@ fn edit(
                     return;
                 }
             }
+            // A hung-up terminal reads as the end of input, or fails.
+            Err(_) if hung_up() => {
+                report(Typed::HangUp);
+                return;
+            }
             Err(ReadlineError::Eof) => {
                 report(Typed::Eof);
                 return;
@@ -362,6 +370,12 @@ fn edit(
             }
         }
     }
+}
+
+/// Whether the terminal on stdin has been hung up: the kernel then answers
+/// every request on it, as for its settings, with EIO.
+fn hung_up() -> bool {
+    matches!(tcgetattr(std::io::stdin()), Err(nix::errno::Errno::EIO))
 }
 
 /// The printer thread: output reaches the screen through rustyline's

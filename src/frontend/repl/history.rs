@@ -3,7 +3,7 @@
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// `$XDG_STATE_HOME/tether/history`, or `~/.local/state/tether/history`.
@@ -24,10 +24,13 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 /// Creates the file (and its directory, mode 0700) if needed, with mode
-/// 0600, and narrows the mode of a file that exists with a wider one.
+/// 0600, and narrows the mode of a file or directory that exists with a
+/// wider one. A directory that belongs to another user, or that cannot be
+/// narrowed, is an error: the caller then keeps no history.
 pub fn prepare(path: &Path) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        make_private(dir)?;
     }
     let file = OpenOptions::new()
         .append(true)
@@ -37,6 +40,36 @@ pub fn prepare(path: &Path) -> io::Result<()> {
     let mode = file.metadata()?.permissions().mode();
     if mode & 0o077 != 0 {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// The history's directory (`tether` under the state directory, which only
+/// tether uses) must be the user's own and closed to everyone else: others
+/// who can write there could replace the file, and others who can list it
+/// learn what is kept. A wider mode is narrowed to 0700; a directory of
+/// someone else's is left alone and refused.
+fn make_private(dir: &Path) -> io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::other(format!(
+            "the directory {} belongs to another user (uid {}), not to uid {me}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "the directory {} has mode {mode:04o} and cannot be made private: {err}",
+                    dir.display()
+                ),
+            )
+        })?;
     }
     Ok(())
 }
@@ -79,5 +112,16 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         prepare(&file).unwrap();
         assert_eq!(mode(&file), 0o600);
+    }
+
+    #[test]
+    fn a_world_writable_directory_is_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tether = dir.path().join("tether");
+        std::fs::create_dir(&tether).unwrap();
+        std::fs::set_permissions(&tether, std::fs::Permissions::from_mode(0o777)).unwrap();
+        prepare(&tether.join("history")).unwrap();
+        let mode = std::fs::metadata(&tether).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
     }
 }

@@ -25,7 +25,7 @@ use crate::config::ClientConfig;
 use crate::error::{Error, ExitCode, Result};
 use crate::render::Renderer;
 use crate::session::{Command, Event, Payload};
-use crate::signals::Signals;
+use crate::signals::{Received, Signals};
 use crate::supervisor::Handle;
 
 pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
@@ -88,16 +88,20 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
                     terminal.print(renderer.repl_error(&text)).await;
                     repl.close(&terminal, 1000, "").await;
                 }
+                Some(Typed::HangUp) => repl.hang_up(&terminal).await,
                 Some(Typed::Eof) | None => repl.close(&terminal, 1000, "").await,
             },
-            () = signals.recv() => {
-                if repl.closing {
+            received = signals.recv() => match received {
+                Received::HangUp => repl.hang_up(&terminal).await,
+                Received::Interrupt if repl.closing => {
                     terminal.stop().await;
                     return Err(Error::Interrupted);
                 }
-                repl.interrupted = true;
-                repl.close(&terminal, 1000, "interrupted").await;
-            }
+                Received::Interrupt => {
+                    repl.interrupted = true;
+                    repl.close(&terminal, 1000, "interrupted").await;
+                }
+            },
             () = sleep_until(tick.unwrap_or_else(Instant::now)), if tick.is_some() => {
                 terminal.repaint().await;
                 tick = repl.next_tick();
@@ -282,6 +286,17 @@ impl Repl {
                 )))
                 .await;
         }
+    }
+
+    /// The terminal is gone (SIGHUP, or the editor found it hung up; both
+    /// come, in either order): close as SIGTERM does, once. It never forces
+    /// the exit, since a shell that hangs up may signal more than once.
+    async fn hang_up(&mut self, terminal: &Terminal) {
+        if self.closing {
+            return;
+        }
+        self.interrupted = true;
+        self.close(terminal, 1000, "interrupted").await;
     }
 
     async fn close(&mut self, terminal: &Terminal, code: u16, reason: &str) {
