@@ -188,6 +188,10 @@ pub enum Error {
     #[error("{0}")]
     Runtime(String),
 
+    /// The session ended normally with messages the server never confirmed.
+    #[error("{0}")]
+    Undelivered(Unsent),
+
     #[error("interrupted")]
     Interrupted,
 
@@ -217,7 +221,7 @@ impl Error {
             Error::ConnectionLost(_) => ExitCode::ConnectionLost,
             Error::ServerClosed { .. } => ExitCode::ServerClosed,
             Error::Protocol(_) | Error::TooBig { .. } => ExitCode::Protocol,
-            Error::Input(_) | Error::Runtime(_) => ExitCode::Failure,
+            Error::Input(_) | Error::Runtime(_) | Error::Undelivered(_) => ExitCode::Failure,
             Error::Interrupted => ExitCode::Interrupted,
             Error::GaveUp { source, .. } => source.exit_code(),
         }
@@ -263,6 +267,7 @@ impl Error {
             Error::Protocol(_) | Error::TooBig { .. } => "protocol",
             Error::Input(_) => "input",
             Error::Runtime(_) => "runtime",
+            Error::Undelivered(_) => "undelivered",
             Error::Interrupted => "interrupted",
             Error::GaveUp { source, .. } => source.kind(),
         }

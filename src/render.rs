@@ -317,7 +317,7 @@ impl Renderer {
     /// The final `error` event for `--json`.
     pub fn json_error(&self, out: &mut Vec<u8>, err: &Error) {
         let unsent = match err {
-            Error::GaveUp { unsent, .. } => unsent.total(),
+            Error::GaveUp { unsent, .. } | Error::Undelivered(unsent) => unsent.total(),
             _ => 0,
         };
         let _ = writeln!(

@@ -423,3 +423,87 @@ fn giving_up_counts_every_line_read_from_stdin_that_the_server_never_confirmed()
         "{message}"
     );
 }
+
+#[test]
+fn pongs_the_server_sends_unasked_do_not_keep_a_dead_connection_alive() {
+    // The server never reads, and sends a Pong every 100 ms of its own accord: they answer
+    // no Ping of tether's, so they show nothing, and the heartbeat must still fire.
+    let server = Server::start(|mut conn| async move {
+        loop {
+            conn.send(tokio_tungstenite::tungstenite::Message::Pong(
+                "unasked".into(),
+            ))
+            .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--keep-open", "--no-reconnect"])
+        .args(["--ping-interval", "500ms", "--ping-timeout", "500ms"])
+        .deadline(Duration::from_secs(10))
+        .run();
+    run.code(8)
+        .stderr_has("tether: error: connection lost: heartbeat timeout: no pong within 500ms");
+}
+
+#[test]
+fn an_interrupt_while_the_close_waits_for_confirmation_leaves_at_once_and_counts() {
+    let server = Server::start(never_reads);
+    let mut running = Tether::new()
+        .arg(server.url("/"))
+        .args(["-v", "--linger", "100ms", "--ping-timeout", "30s"])
+        .spawn();
+    running.send(numbered(500)).close_stdin();
+    running.stderr_line("closing once the server confirms 500 messages");
+    let asked = Instant::now();
+    running.signal("INT");
+    let warning = running.stderr_line("never confirmed");
+    assert_eq!(
+        warning,
+        "tether: warning: 500 messages were never confirmed by the server (500 written, unconfirmed)"
+    );
+    let (code, _) = running.wait();
+    assert_eq!(code, Some(130));
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn a_smoke_test_whose_sends_are_never_confirmed_does_not_pass() {
+    let server = Server::start(never_reads);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--send", "hi", "--send", "there", "--ping-timeout", "1s"])
+        .run();
+    run.code(8)
+        .stderr_has("2 messages were never confirmed by the server (2 written, unconfirmed)")
+        .stderr_lacks("passed");
+}
+
+#[test]
+fn a_server_that_always_drops_before_confirming_the_close_gets_three_tries() {
+    // Each connection reads the line, echoes it, and goes away without a Close (300 ms
+    // later) before it answers the Ping that would confirm the line: replaying it forever would flood the
+    // server with duplicates, so the close is tried on three connections, then given up.
+    let server = Server::start(|mut conn| async move {
+        if let Some(message) = conn.recv().await {
+            conn.send(message).await;
+            // Not reading: tether's Ping stays unanswered until the drop.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(FAST_BACKOFF)
+        .args(["--linger", "0s"])
+        .stdin("hi\n")
+        .run();
+    run.code(8).stderr_has(
+        "gave up after 3 attempts; 1 message was never confirmed by the server (1 written, unconfirmed)",
+    );
+    assert_eq!(server.connections().len(), 3, "{}", run.describe());
+}

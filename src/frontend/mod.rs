@@ -7,21 +7,25 @@ pub mod repl;
 pub mod smoke;
 
 use crate::error::{Error, Result};
-use crate::session::Ending;
+use crate::session::{Ending, Unsent};
 
-/// The supervisor's result with the stdin records it never got (`not_queued`)
-/// added, and a session that ended with anything undelivered made a failure:
-/// tether never reports a success it did not have.
+/// What a session that ended without an error of its own left undelivered,
+/// with the stdin records it never got (`not_queued`) added.
+pub(crate) fn undelivered(ending: &Ending, not_queued: usize) -> Option<Unsent> {
+    let mut unsent = ending.unsent;
+    unsent.stdin += not_queued;
+    (unsent.total() > 0).then_some(unsent)
+}
+
+/// The supervisor's result with the stdin records it never got added, and a
+/// session that ended with anything undelivered made a failure: tether never
+/// reports a success it did not have.
 pub(crate) fn delivered(result: Result<Ending>, not_queued: usize) -> Result<Ending> {
     match result {
-        Ok(mut ending) => {
-            ending.unsent.stdin += not_queued;
-            if ending.unsent.total() > 0 {
-                Err(Error::Runtime(ending.unsent.to_string()))
-            } else {
-                Ok(ending)
-            }
-        }
+        Ok(ending) => match undelivered(&ending, not_queued) {
+            Some(unsent) => Err(Error::Undelivered(unsent)),
+            None => Ok(ending),
+        },
         Err(Error::GaveUp {
             source,
             attempts,
@@ -37,9 +41,9 @@ pub(crate) fn delivered(result: Result<Ending>, not_queued: usize) -> Result<End
         Err(err) if not_queued > 0 => Err(Error::GaveUp {
             source: Box::new(err),
             attempts: 1,
-            unsent: crate::session::Unsent {
+            unsent: Unsent {
                 stdin: not_queued,
-                ..Default::default()
+                ..Unsent::default()
             },
         }),
         Err(err) => Err(err),

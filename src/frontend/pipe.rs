@@ -183,6 +183,11 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
         .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
     let outcome = super::delivered(result, not_queued.get()).map(|_| ExitCode::Success);
     let outcome = match (outcome, input_error, interrupted) {
+        // Asked to leave: say what was left behind, and leave as asked.
+        (Err(Error::Undelivered(unsent)), _, true) => {
+            report(&renderer, &mut buf, &Event::Warning(unsent.to_string()));
+            Err(Error::Interrupted)
+        }
         (Err(err), _, _) => Err(err),
         (Ok(_), Some(err), _) => Err(err),
         (Ok(_), None, true) => Err(Error::Interrupted),
@@ -220,12 +225,18 @@ impl Outgoing {
         }
     }
 
-    /// Asks for the Close, once, without waiting for delivery to be confirmed.
+    /// Asks for a Close that does not wait for delivery to be confirmed,
+    /// even when a waiting one was asked for already. Echoes not yet handed
+    /// over are dropped: they may wait for send credit a stalled server never
+    /// gives back.
     fn interrupt(&mut self) {
-        if !self.closing {
+        if !self.interrupted {
             self.interrupted = true;
+            self.closing = true;
+            self.echoes.clear();
+            self.echo_bytes = 0;
+            self.close = Some("interrupted".into());
         }
-        self.close_with("interrupted");
     }
 
     /// Asks for the Close, once.

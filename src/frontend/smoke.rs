@@ -121,6 +121,15 @@ pub async fn run(
                 }
                 interrupted = true;
                 run.decide(Verdict::Fail(Error::Interrupted));
+                if close_requested {
+                    // A Close that waits for confirmations may be under way:
+                    // this one does not wait.
+                    let _ = commands.try_send(Command::Close {
+                        code: 1000,
+                        reason: "interrupted".into(),
+                        confirm: false,
+                    });
+                }
             }
         }
     };
@@ -579,7 +588,20 @@ impl<'a> Runner<'a> {
         buf: &mut Vec<u8>,
     ) -> Result<ExitCode> {
         if self.verdict.is_some() {
-            return self.verdict_outcome();
+            let outcome = self.verdict_outcome();
+            // A pass is one only if what the steps sent got there.
+            if outcome.is_ok()
+                && let Ok(ending) = &result
+                && let Some(unsent) = super::undelivered(ending, not_queued)
+            {
+                return Err(Error::Undelivered(unsent));
+            }
+            if outcome.is_ok()
+                && let Err(err @ Error::GaveUp { .. }) = result
+            {
+                return Err(err);
+            }
+            return outcome;
         }
         let server_code = match &result {
             Ok(ending) => ending.code,

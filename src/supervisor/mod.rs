@@ -61,6 +61,10 @@ const ACK_EVERY_BYTES: usize = 64 * 1024;
 const ACK_WHEN_IDLE: Duration = Duration::from_millis(100);
 /// The longest wait a server's `Retry-After` can ask for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Connections in a row that may fail to confirm the last messages before
+/// the close: a server that takes them and always drops the connection
+/// before answering would otherwise get them again forever.
+const CLOSE_ATTEMPTS: u32 = 3;
 
 /// A running supervisor, as its frontend holds it.
 pub struct Handle {
@@ -138,6 +142,8 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         acks: Acks::default(),
         closing: None,
         confirm_close: true,
+        failed_closes: 0,
+        healthy: false,
         drain_requested: false,
         pong_owed: false,
         backlog: VecDeque::new(),
@@ -182,6 +188,12 @@ struct Supervisor {
     closing: Option<CloseFrame>,
     /// The Close waits for every written message to be confirmed.
     confirm_close: bool,
+    /// Connections in a row whose close lost the connection with messages
+    /// unconfirmed: past CLOSE_ATTEMPTS, the session gives up on them.
+    failed_closes: u32,
+    /// The current connection showed the server at work (a message arrived,
+    /// a Ping was answered): only then may it reset the reconnect streak.
+    healthy: bool,
     drain_requested: bool,
     /// A Ping was read: tungstenite queued its Pong, which a flush sends.
     pong_owed: bool,
@@ -267,9 +279,10 @@ impl Supervisor {
                         attempt: streak + 1,
                     });
                     let started = Instant::now();
+                    self.healthy = false;
                     let end = self.run_connection(conn.socket, conn.progress).await;
                     self.connected_since = None;
-                    if started.elapsed() >= self.config.reconnect.healthy_after {
+                    if self.healthy && started.elapsed() >= self.config.reconnect.healthy_after {
                         streak = 0;
                         self.backoff.reset();
                     }
@@ -297,11 +310,23 @@ impl Supervisor {
                             continue;
                         }
                         ConnectionEnd::Lost(err) => {
-                            if self.closing.is_some()
-                                && self.outbox.is_empty()
-                                && self.outbox.unconfirmed().0 == 0
-                            {
-                                // Dropped during our close: nothing is left to deliver.
+                            let delivered =
+                                self.outbox.is_empty() && self.outbox.unconfirmed().0 == 0;
+                            if self.closing.is_some() && !delivered && self.confirm_close {
+                                self.failed_closes += 1;
+                            }
+                            if self.closing.is_some() && self.failed_closes >= CLOSE_ATTEMPTS {
+                                self.emit(Event::Disconnected {
+                                    reason: err.to_string(),
+                                    code: None,
+                                    will_retry: false,
+                                });
+                                return Err(self.give_up(err, streak + 1).await);
+                            }
+                            // Dropped during our close with nothing left to
+                            // deliver, or during an interrupt, which leaves
+                            // whatever is left (and counts it).
+                            if self.closing.is_some() && (delivered || !self.confirm_close) {
                                 return self
                                     .finish(Ending {
                                         code: None,
@@ -488,7 +513,11 @@ impl Supervisor {
                 // Ask now, not after ACK_WHEN_IDLE; a no-op when the last ping
                 // written already follows every message.
                 self.acks.request_confirmation(self.outbox.position());
-                confirming_since.get_or_insert_with(Instant::now);
+                confirming_since.get_or_insert_with(|| {
+                    let (n, _) = self.outbox.unconfirmed();
+                    tracing::debug!("closing once the server confirms {n} messages");
+                    Instant::now()
+                });
             } else {
                 confirming_since = None;
             }
@@ -499,7 +528,12 @@ impl Supervisor {
                 || self.outbox.ready()
                 || !self.control.is_empty()
                 || self.acks.idle.is_some();
-            let room = self.commands_open && self.outbox.has_room() && close_deadline.is_none();
+            // An interrupt takes nothing more: an endless stdin must not
+            // keep the queue from ever running empty.
+            let room = self.commands_open
+                && self.outbox.has_room()
+                && close_deadline.is_none()
+                && (self.closing.is_none() || self.confirm_close);
             let close = if send_close {
                 self.closing.clone()
             } else {
@@ -598,6 +632,11 @@ impl Supervisor {
                     if let Some(drained) = progress.last_drain() {
                         heartbeat.alive(drained);
                     }
+                    // A full event buffer means our reader is paused by a slow
+                    // consumer: the Pong may be sitting unread.
+                    if self.events.capacity() == 0 || !self.event_credit.has_room() || !self.backlog.is_empty() {
+                        heartbeat.alive(Instant::now());
+                    }
                     let since = confirming_since.expect("set while confirming");
                     if Instant::now() >= heartbeat.since(since) + heartbeat.timeout() {
                         let (n, _) = self.outbox.unconfirmed();
@@ -654,11 +693,13 @@ impl Supervisor {
         };
         match message {
             Message::Text(text) => {
+                self.healthy = true;
                 self.received += 1;
                 self.event_credit.take(text.len());
                 self.emit(Event::Message(Payload::Text(text)));
             }
             Message::Binary(data) => {
+                self.healthy = true;
                 self.received += 1;
                 self.event_credit.take(data.len());
                 self.emit(Event::Message(Payload::Binary(data)));
@@ -669,8 +710,11 @@ impl Supervisor {
             Message::Ping(_) => self.pong_owed = true,
             Message::Pong(payload) => {
                 let now = Instant::now();
-                heartbeat.alive(now);
+                // Only an answer to a Ping we wrote shows the server reads:
+                // Pongs it sends unasked prove nothing.
                 if let Some((position, ours)) = self.acks.answered(&payload) {
+                    heartbeat.alive(now);
+                    self.healthy = true;
                     self.outbox.confirm(position);
                     tracing::trace!(position, unconfirmed = ?self.outbox.unconfirmed(), "pong confirms");
                     if ours {
@@ -699,6 +743,8 @@ impl Supervisor {
                     None => (1005, String::new()),
                 };
                 if closing {
+                    // The server read every frame before our Close to get to it.
+                    self.outbox.confirm(self.outbox.position());
                     return Some(ConnectionEnd::Closed(self.closed_by_us(Some(code), reason)));
                 }
                 // tungstenite queued our reply; send it before hanging up.
