@@ -487,3 +487,36 @@ async fn a_line_confirmed_while_idle_is_not_sent_again_after_a_reconnect() {
         .unwrap();
     assert_eq!(log.recv().await.unwrap(), "after the reconnect");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_showed_the_server_at_work_does_not_reset_the_streak() {
+    // Every connection is a blackhole that lasts past the healthy period (10 s) before the
+    // heartbeat (10 s + 10 s) finds it dead. Time alone must not reset the streak, or
+    // `--max-reconnects 1` would never run out.
+    let (url, _) = server(|_| Behave::Hold).await;
+    let flags = [
+        "--max-reconnects",
+        "1",
+        "--ping-interval",
+        "10s",
+        "--ping-timeout",
+        "10s",
+        "--backoff-initial",
+        "10ms",
+    ];
+    let Handle {
+        task,
+        mut events,
+        commands: _open,
+        ..
+    } = supervisor::spawn(session(&url, &flags)).unwrap();
+    let mut connected = 0;
+    while let Some(event) = events.recv().await {
+        if let Event::Connected { .. } = event {
+            connected += 1;
+        }
+    }
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(connected, 2, "{err}");
+    assert_eq!(err.exit_code() as u8, 8, "{err}");
+}

@@ -738,6 +738,8 @@ impl Supervisor {
                 }
             }
             Message::Close(frame) => {
+                // A server that says goodbye was at work.
+                self.healthy = true;
                 let (code, reason) = match &frame {
                     Some(f) => (u16::from(f.code), f.reason.to_string()),
                     None => (1005, String::new()),
