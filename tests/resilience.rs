@@ -507,3 +507,15 @@ fn a_server_that_always_drops_before_confirming_the_close_gets_three_tries() {
     );
     assert_eq!(server.connections().len(), 3, "{}", run.describe());
 }
+
+#[test]
+fn a_smoke_test_whose_timeout_ends_the_wait_for_confirmation_does_not_pass() {
+    let server = Server::start(never_reads);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--send", "hi", "--linger", "100ms", "--timeout", "2s"])
+        .run();
+    run.code(6).stderr_lacks("passed").stderr_has(
+        "tether: error: --timeout 2s ran out before the server confirmed the messages it was sent and answered the Close",
+    );
+}

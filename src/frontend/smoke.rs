@@ -121,7 +121,7 @@ pub async fn run(
                 }
                 interrupted = true;
                 run.decide(Verdict::Fail(Error::Interrupted));
-                if close_requested {
+                if close_requested || run.close_sent {
                     // A Close that waits for confirmations may be under way:
                     // this one does not wait.
                     let _ = commands.try_send(Command::Close {
@@ -142,8 +142,17 @@ pub async fn run(
             .and_then(|result| result);
         run.session_ended(result, not_queued.get(), &mut buf)
     } else {
-        // Left during the closing handshake: the verdict stands.
-        run.verdict_outcome()
+        // Left during the closing handshake: a failure stands, but a pass
+        // is one only once the server has what it was sent, and that is not
+        // known yet (the close waits for its confirmation).
+        match run.verdict_outcome() {
+            Ok(_) => Err(Error::Timeout(format!(
+                "--timeout {} ran out before the server confirmed the messages it was sent \
+                 and answered the Close",
+                humantime::format_duration(run.smoke.timeout.unwrap_or_default())
+            ))),
+            failed => failed,
+        }
     };
     run.summarize(&outcome, &mut buf);
     stdout.write(buf).await;
@@ -597,7 +606,8 @@ impl<'a> Runner<'a> {
                 return Err(Error::Undelivered(unsent));
             }
             if outcome.is_ok()
-                && let Err(err @ Error::GaveUp { .. }) = result
+                && let Err(err @ Error::GaveUp { unsent, .. }) = result
+                && unsent.total() + not_queued > 0
             {
                 return Err(err);
             }

@@ -115,6 +115,11 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
         .await
         .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
     match super::delivered(result, 0) {
+        // Asked to leave: say what was left behind, and leave as asked.
+        Err(Error::Undelivered(unsent)) if interrupted => {
+            crate::render::eprint_line(&format!("warning: {unsent}"));
+            Err(Error::Interrupted)
+        }
         Ok(_) if interrupted => Err(Error::Interrupted),
         Ok(_) => Ok(ExitCode::Success),
         Err(err) => Err(err),
