@@ -516,6 +516,6 @@ fn a_smoke_test_whose_timeout_ends_the_wait_for_confirmation_does_not_pass() {
         .args(["--send", "hi", "--linger", "100ms", "--timeout", "2s"])
         .run();
     run.code(6).stderr_lacks("passed").stderr_has(
-        "tether: error: --timeout 2s ran out before the server confirmed the messages it was sent and answered the Close",
+        "tether: error: deadline reached: --timeout 2s ran out before the server confirmed the messages it was sent and answered the Close",
     );
 }
