@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
 use support::proxies::Nginx;
-use support::tls::TestPki;
+use support::tls::{TestPki, TestPkiFiles};
 use support::{Server, Tether};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
@@ -96,19 +96,7 @@ fn a_client_certificate_is_presented_when_asked() {
     let nginx = Nginx::tls(&files, upstream.addr().port())
         .verify_clients()
         .start();
-    Tether::new()
-        .arg(nginx.wss_url("/"))
-        .arg("--cacert")
-        .arg(&files.ca)
-        .arg("--cert")
-        .arg(&files.client_cert)
-        .arg("--key")
-        .arg(&files.client_key)
-        .args(["-n", "1"])
-        .stdin("me\n")
-        .run()
-        .code(0)
-        .stdout_is("me\n");
+    echoes_with_the_client_certificate(&nginx.wss_url("/"), &files);
     let conns = upstream.connections();
     let subject = conns[0].header("x-client-subject").unwrap_or_default();
     assert!(subject.contains("CN=tether test client"), "{subject:?}");
@@ -609,8 +597,14 @@ fn a_server_that_requires_a_client_certificate_is_a_tls_failure_with_a_hint() {
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 
+    echoes_with_the_client_certificate(&url, &files);
+}
+
+/// With the test CA's client certificate and key, `url` echoes one line.
+#[track_caller]
+fn echoes_with_the_client_certificate(url: &str, files: &TestPkiFiles) {
     Tether::new()
-        .arg(&url)
+        .arg(url)
         .arg("--cacert")
         .arg(&files.ca)
         .arg("--cert")
