@@ -188,6 +188,11 @@ pub enum Error {
     #[error("{0}")]
     Runtime(String),
 
+    /// stdout could not be written (a full disk, EIO); a closed pipe is not
+    /// an error.
+    #[error("{0}")]
+    Output(String),
+
     /// The session ended normally with messages the server never confirmed.
     #[error("{0}")]
     Undelivered(Unsent),
@@ -221,7 +226,9 @@ impl Error {
             Error::ConnectionLost(_) => ExitCode::ConnectionLost,
             Error::ServerClosed { .. } => ExitCode::ServerClosed,
             Error::Protocol(_) | Error::TooBig { .. } => ExitCode::Protocol,
-            Error::Input(_) | Error::Runtime(_) | Error::Undelivered(_) => ExitCode::Failure,
+            Error::Input(_) | Error::Runtime(_) | Error::Output(_) | Error::Undelivered(_) => {
+                ExitCode::Failure
+            }
             Error::Interrupted => ExitCode::Interrupted,
             Error::GaveUp { source, .. } => source.exit_code(),
         }
@@ -267,6 +274,7 @@ impl Error {
             Error::Protocol(_) | Error::TooBig { .. } => "protocol",
             Error::Input(_) => "input",
             Error::Runtime(_) => "runtime",
+            Error::Output(_) => "output",
             Error::Undelivered(_) => "undelivered",
             Error::Interrupted => "interrupted",
             Error::GaveUp { source, .. } => source.kind(),

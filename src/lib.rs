@@ -23,7 +23,7 @@ pub mod session;
 pub mod signals;
 pub mod supervisor;
 
-use config::{ClientConfig, Frontend, Task, Terminals, Verbosity};
+use config::{ClientConfig, Task, Terminals, Verbosity};
 use endpoint::Endpoint;
 pub use error::{Error, ExitCode, Result};
 
@@ -83,13 +83,7 @@ async fn connect(config: &ClientConfig, started: std::time::Instant) -> Result<E
             render::eprint_line(note);
         }
     }
-    let handle = supervisor::spawn(config.session.clone())?;
-    match config.frontend {
-        Frontend::Echo => frontend::pipe::run(config, handle, true).await,
-        Frontend::Smoke => frontend::smoke::run(config, handle, started).await,
-        Frontend::Pipe => frontend::pipe::run(config, handle, false).await,
-        Frontend::Repl => frontend::repl::run(config, handle).await,
-    }
+    frontend::run(config, started).await
 }
 
 fn local_addr(listener: &tokio::net::TcpListener) -> Result<std::net::SocketAddr> {

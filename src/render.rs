@@ -314,11 +314,12 @@ impl Renderer {
         out.extend_from_slice(b"}\n");
     }
 
-    /// The final `error` event for `--json`.
-    pub fn json_error(&self, out: &mut Vec<u8>, err: &Error) {
+    /// The final `error` event for `--json`. `left` is what an interrupted
+    /// session left behind, when the error itself does not carry it.
+    pub fn json_error(&self, out: &mut Vec<u8>, err: &Error, left: Option<crate::session::Unsent>) {
         let unsent = match err {
             Error::GaveUp { unsent, .. } | Error::Undelivered(unsent) => unsent.total(),
-            _ => 0,
+            _ => left.map_or(0, |unsent| unsent.total()),
         };
         let _ = writeln!(
             out,

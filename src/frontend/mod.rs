@@ -1,13 +1,48 @@
-//! The ways a person or a script drives a session. Each frontend consumes the
-//! supervisor's events and sends it commands; rendering goes through
-//! [`crate::render::Renderer`].
+//! The ways a person or a script drives a session. One driver
+//! ([`session::Session`]) runs the event loop and the rules every mode
+//! shares; each mode (pipe, echo, smoke, the REPL) says what the events mean
+//! to it. Rendering goes through [`crate::render::Renderer`].
 
+pub mod echo;
 pub mod pipe;
 pub mod repl;
+pub mod session;
+mod shim;
 pub mod smoke;
 
-use crate::error::{Error, Result};
+use crate::config::{ClientConfig, Frontend};
+use crate::error::{Error, ExitCode, Result};
 use crate::session::{Ending, Unsent};
+use crate::supervisor;
+
+use self::session::Session;
+
+/// Runs the session `config` asks for, in its mode, and says how to exit.
+pub async fn run(config: &ClientConfig, started: std::time::Instant) -> Result<ExitCode> {
+    let supervisor = shim::split(supervisor::spawn(config.session.clone())?);
+    match config.frontend {
+        Frontend::Pipe => {
+            Session::new(config, supervisor, true, true)
+                .run(pipe::Pipe)
+                .await
+        }
+        Frontend::Echo => {
+            Session::new(config, supervisor, true, false)
+                .run(echo::Echo)
+                .await
+        }
+        Frontend::Smoke => {
+            let smoke = config
+                .smoke
+                .as_ref()
+                .expect("the smoke frontend runs with a smoke config");
+            Session::new(config, supervisor, true, smoke.read_stdin)
+                .run(smoke::Smoke::new(config, smoke, started))
+                .await
+        }
+        Frontend::Repl => repl::run(config, supervisor).await,
+    }
+}
 
 /// What a session that ended without an error of its own left undelivered,
 /// with the stdin records it never got (`not_queued`) added.

@@ -14,150 +14,151 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::pipe::report;
+use super::session::{Mode, Over, Session};
 use crate::config::{ClientConfig, SmokeConfig, Verbosity};
 use crate::error::{Error, ExitCode, Result};
-use crate::input::{self, InputEnd, NotQueued};
-use crate::output::Stdout;
 use crate::render::{self, Renderer, SmokeSummary, StepReport, eprint_line};
 use crate::script::{Action, Expectation, Step};
-use crate::session::{Command, Ending, Event, Payload, RttStats};
-use crate::signals::Signals;
-use crate::supervisor::Handle;
+use crate::session::{Ending, Event, Payload, RttStats};
 
-/// Output is handed to the writer in chunks of about this size at most.
-const CHUNK: usize = 64 * 1024;
 /// How many received messages a failure diagnostic shows.
 const RECENT: usize = 5;
 /// Once the deadline has passed, how long the closing handshake may take
 /// before the process leaves anyway.
 const DEADLINE_GRACE: Duration = Duration::from_millis(250);
+/// The deadline of a smoke test run without `--timeout`: no smoke test
+/// waits for ever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn run(
-    config: &ClientConfig,
-    handle: Handle,
-    started: std::time::Instant,
-) -> Result<ExitCode> {
-    let smoke = config
-        .smoke
-        .as_ref()
-        .expect("the smoke frontend runs with a smoke config");
-    let Handle {
-        commands,
-        send_credit,
-        mut events,
-        task,
-    } = handle;
-    let started = Instant::from_std(started);
-    let deadline = smoke.timeout.map(|t| started + t);
-    let stdout = Stdout::spawn();
-    let mut signals = Signals::new()?;
-    let (mut input_end, not_queued) = if smoke.read_stdin {
-        let (end, not_queued) = input::spawn(
-            config.input,
-            std::io::stdin(),
-            commands.clone(),
-            send_credit,
-        );
-        (Some(end), not_queued)
-    } else {
-        (None, NotQueued::default())
-    };
-    let mut run = Runner::new(config, smoke, commands.clone(), started);
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
-    run.advance(&mut buf).await;
+/// The smoke test as a mode of the session driver.
+pub(crate) struct Smoke<'a> {
+    run: Runner<'a>,
+    /// Once the verdict is in: whether its close was asked for.
+    close_requested: bool,
+}
 
-    let mut close_requested = false;
-    // After a verdict: when to stop waiting for the closing handshake.
-    let mut leave_by: Option<Instant> = None;
-    let mut interrupted = false;
-    let session_over = loop {
-        if run.verdict.is_some() && !close_requested {
-            close_requested = true;
-            if !run.close_sent {
-                let reason = if interrupted { "interrupted" } else { "" };
-                let _ = commands
-                    .send(Command::Close {
-                        code: 1000,
-                        reason: reason.into(),
-                        confirm: !interrupted,
-                    })
-                    .await;
-            }
-            leave_by = deadline.map(|d| d.max(Instant::now() + DEADLINE_GRACE));
+impl<'a> Smoke<'a> {
+    pub fn new(
+        config: &'a ClientConfig,
+        smoke: &'a SmokeConfig,
+        started: std::time::Instant,
+    ) -> Self {
+        Smoke {
+            run: Runner::new(config, smoke, Instant::from_std(started)),
+            close_requested: false,
         }
-        let timer = run.timer();
+    }
+
+    /// After anything that may have decided the run: close, and leave by the
+    /// deadline (or shortly after it) if the close takes longer.
+    fn settle(&mut self, s: &mut Session<'_>) {
+        if self.run.verdict.is_some() && !self.close_requested {
+            self.close_requested = true;
+            s.close(1000, "");
+            s.leave_by(self.run.deadline.max(Instant::now() + DEADLINE_GRACE));
+        }
+    }
+}
+
+/// What the smoke test waits for besides events.
+pub(crate) enum Wake {
+    Deadline,
+    Timer,
+}
+
+impl Mode for Smoke<'_> {
+    type Wake = Wake;
+
+    fn reader_gone_ends(&self) -> bool {
+        // The verdict is the point, not the log: a reader that has seen
+        // enough (`| head`) does not decide it.
+        false
+    }
+
+    async fn start(&mut self, s: &mut Session<'_>) {
+        self.run.advance(s).await;
+        self.settle(s);
+    }
+
+    async fn message(&mut self, s: &mut Session<'_>, payload: Payload) {
+        self.run.on_message(s, &payload).await;
+        self.settle(s);
+    }
+
+    async fn event(&mut self, s: &mut Session<'_>, event: Event) {
+        self.run.on_event(s, event).await;
+        self.settle(s);
+    }
+
+    async fn count_reached(&mut self, s: &mut Session<'_>) {
+        if self.run.verdict.is_none() {
+            if self.run.cursor < self.run.steps().len() {
+                let cause = format!("--count {} was reached", s.received);
+                self.run.fail_expectation(s, &cause);
+            } else {
+                self.run.decide(Verdict::Pass);
+            }
+        }
+        self.settle(s);
+    }
+
+    async fn lingered(&mut self, s: &mut Session<'_>) {
+        // Nothing to check, input delivered, the connection quiet: done.
+        if self.run.cursor == self.run.steps().len() {
+            self.run.decide(Verdict::Pass);
+        }
+        self.settle(s);
+    }
+
+    async fn interrupted(&mut self, s: &mut Session<'_>) {
+        self.run.interrupted(s);
+    }
+
+    async fn wake(&mut self) -> Wake {
+        let deadline = self.run.deadline;
+        let timer = self.run.timer();
         tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { break true };
-                run.on_event(event, &mut buf).await;
-                if buf.len() >= CHUNK || events.is_empty() {
-                    stdout.write(std::mem::take(&mut buf)).await;
-                }
-            }
-            end = async { input_end.as_mut().expect("guarded").await }, if input_end.is_some() => {
-                input_end = None;
-                if let Ok(Err(err)) = end as std::result::Result<InputEnd, _> {
-                    run.decide(Verdict::Fail(err));
-                }
-            }
-            () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
-                run.on_timer(&mut buf).await;
-            }
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && run.verdict.is_none() => {
-                run.deadline_reached(&mut buf);
-            }
-            () = sleep_until(leave_by.unwrap_or_else(Instant::now)), if leave_by.is_some() => {
-                break false;
-            }
-            _ = signals.recv() => {
-                if interrupted {
-                    stdout.write(std::mem::take(&mut buf)).await;
-                    stdout.finish();
-                    return Err(Error::Interrupted);
-                }
-                interrupted = true;
-                run.decide(Verdict::Fail(Error::Interrupted));
-                if close_requested || run.close_sent {
-                    // A Close that waits for confirmations may be under way:
-                    // this one does not wait.
-                    let _ = commands.try_send(Command::Close {
-                        code: 1000,
-                        reason: "interrupted".into(),
-                        confirm: false,
-                    });
-                }
-            }
+            () = sleep_until(deadline), if self.run.verdict.is_none() => Wake::Deadline,
+            () = sleep_until(timer.unwrap_or(deadline)), if timer.is_some() => Wake::Timer,
+            else => std::future::pending().await,
         }
-    };
-    drop(commands);
+    }
 
-    let outcome = if session_over {
-        let result = task
-            .await
-            .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))
-            .and_then(|result| result);
-        run.session_ended(result, not_queued.get(), &mut buf)
-    } else {
-        // Left during the closing handshake: a failure stands, but a pass
-        // is one only once the server has what it was sent, and that is not
-        // known yet (the close waits for its confirmation).
-        match run.verdict_outcome() {
-            Ok(_) => Err(Error::Timeout(format!(
-                "--timeout {} ran out before the server confirmed the messages it was sent \
-                 and answered the Close",
-                humantime::format_duration(run.smoke.timeout.unwrap_or_default())
-            ))),
-            failed => failed,
+    async fn on_wake(&mut self, s: &mut Session<'_>, wake: Wake) {
+        match wake {
+            Wake::Deadline => self.run.deadline_reached(s),
+            Wake::Timer => self.run.advance(s).await,
         }
-    };
-    run.summarize(&outcome, &mut buf);
-    stdout.write(buf).await;
-    stdout.finish();
-    outcome
+        self.settle(s);
+    }
+
+    async fn end(mut self, s: &mut Session<'_>, over: Over) -> Result<ExitCode> {
+        let run = &mut self.run;
+        let outcome = match over {
+            Over::Ended(result) => run.session_ended(s, result),
+            Over::Left if s.interrupted.is_some() => Err(Error::Interrupted),
+            // Left during the closing handshake: a failure stands, but a pass
+            // is one only once the server has what it was sent, and that is
+            // not known yet (the close waits for its confirmation).
+            Over::Left | Over::ReaderGone => match run.verdict_outcome() {
+                Ok(_) => Err(Error::Timeout(format!(
+                    "{} ran out before the server confirmed the messages it was sent \
+                     and answered the Close",
+                    run.timeout_flag()
+                ))),
+                failed => failed,
+            },
+        };
+        // A smoke test whose log could not be written does not pass.
+        let outcome = match (outcome, s.output_error()) {
+            (Ok(_), Some(err)) => Err(err),
+            (outcome, _) => outcome,
+        };
+        run.summarize(s, &outcome);
+        outcome
+    }
 }
 
 enum Verdict {
@@ -199,8 +200,10 @@ struct Runner<'a> {
     config: &'a ClientConfig,
     smoke: &'a SmokeConfig,
     renderer: Renderer,
-    commands: mpsc::Sender<Command>,
     started: Instant,
+    /// `--timeout`, or the default.
+    timeout: Duration,
+    deadline: Instant,
     cursor: usize,
     pending: Option<Pending>,
     step_started: Instant,
@@ -219,7 +222,6 @@ struct Runner<'a> {
     drained: bool,
     pong: Option<Duration>,
     input_drained: bool,
-    linger_until: Option<Instant>,
     close_sent: bool,
     verdict: Option<Verdict>,
     verdict_at: Option<Instant>,
@@ -227,18 +229,15 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    fn new(
-        config: &'a ClientConfig,
-        smoke: &'a SmokeConfig,
-        commands: mpsc::Sender<Command>,
-        started: Instant,
-    ) -> Runner<'a> {
+    fn new(config: &'a ClientConfig, smoke: &'a SmokeConfig, started: Instant) -> Runner<'a> {
+        let timeout = smoke.timeout.unwrap_or(DEFAULT_TIMEOUT);
         Runner {
             config,
             smoke,
             renderer: Renderer::new(config.output),
-            commands,
             started,
+            timeout,
+            deadline: started + timeout,
             cursor: 0,
             pending: None,
             step_started: started,
@@ -257,7 +256,6 @@ impl<'a> Runner<'a> {
             drained: false,
             pong: None,
             input_drained: false,
-            linger_until: None,
             close_sent: false,
             verdict: None,
             verdict_at: None,
@@ -269,25 +267,35 @@ impl<'a> Runner<'a> {
         &self.smoke.steps
     }
 
+    /// How diagnostics name the deadline.
+    fn timeout_flag(&self) -> String {
+        let timeout = humantime::format_duration(self.timeout);
+        if self.smoke.timeout.is_some() {
+            format!("--timeout {timeout}")
+        } else {
+            format!("--timeout {timeout} (the default)")
+        }
+    }
+
     /// Runs steps until one has to wait, or the run is decided.
-    async fn advance(&mut self, buf: &mut Vec<u8>) {
+    async fn advance(&mut self, s: &mut Session<'_>) {
         while self.verdict.is_none() {
             let Some(step) = self.steps().get(self.cursor) else {
-                self.all_steps_done();
+                self.all_steps_done(s);
                 return;
             };
             let pending = match self.pending {
                 Some(pending) => pending,
                 None => {
                     self.step_started = Instant::now();
-                    let pending = self.start(step).await;
+                    let pending = self.start(s, step).await;
                     self.pending = Some(pending);
                     pending
                 }
             };
             match pending {
                 Pending::Delivery if std::mem::take(&mut self.drained) => {
-                    self.pass(buf, Detail::default());
+                    self.pass(s, Detail::default());
                 }
                 Pending::Message => {
                     let Action::Expect(expectation) = &step.action else {
@@ -295,7 +303,7 @@ impl<'a> Runner<'a> {
                     };
                     match self.examine(expectation) {
                         Some(Ok(seen)) => self.pass(
-                            buf,
+                            s,
                             Detail {
                                 matched: Some(seen.form),
                                 ..Detail::default()
@@ -307,22 +315,22 @@ impl<'a> Runner<'a> {
                                 seen.number,
                                 render::excerpt(&seen.form, 120)
                             );
-                            self.fail_expectation(buf, &cause);
+                            self.fail_expectation(s, &cause);
                         }
                         None => return,
                     }
                 }
-                Pending::Until(at) if Instant::now() >= at => self.pass(buf, Detail::default()),
+                Pending::Until(at) if Instant::now() >= at => self.pass(s, Detail::default()),
                 Pending::Connection if self.connected => {
                     if let Action::Ping(payload) = &step.action {
-                        let _ = self.commands.send(Command::Ping(payload.clone())).await;
+                        let _ = s.handle().ping(payload.clone()).await;
                     }
                     self.pending = Some(Pending::Pong);
                 }
                 Pending::Pong if self.pong.is_some() => {
                     let rtt = self.pong.take();
                     self.pass(
-                        buf,
+                        s,
                         Detail {
                             rtt,
                             ..Detail::default()
@@ -335,12 +343,12 @@ impl<'a> Runner<'a> {
     }
 
     /// Starts a step and says what it waits for.
-    async fn start(&mut self, step: &Step) -> Pending {
+    async fn start(&mut self, s: &mut Session<'_>, step: &Step) -> Pending {
         match &step.action {
             Action::Send(payload) => {
                 self.drained = false;
-                let _ = self.commands.send(Command::Send(payload.clone())).await;
-                let _ = self.commands.send(Command::Drain).await;
+                let _ = s.handle().send(payload.clone()).await;
+                let _ = s.handle().drain().await;
                 Pending::Delivery
             }
             Action::Expect(_) => Pending::Message,
@@ -351,14 +359,7 @@ impl<'a> Runner<'a> {
             }
             Action::Close { code, reason } => {
                 self.close_sent = true;
-                let _ = self
-                    .commands
-                    .send(Command::Close {
-                        code: *code,
-                        reason: reason.clone(),
-                        confirm: true,
-                    })
-                    .await;
+                s.close(*code, reason);
                 Pending::SessionEnd
             }
             Action::ExpectClose(_) => Pending::SessionEnd,
@@ -380,26 +381,24 @@ impl<'a> Runner<'a> {
         None
     }
 
-    fn all_steps_done(&mut self) {
+    fn all_steps_done(&mut self, s: &mut Session<'_>) {
+        // `--count N` means N: the run waits for them (the deadline bounds it).
+        if self.config.end.count.is_some_and(|n| s.received < n) {
+            return;
+        }
         if self.smoke.has_checks() {
             self.decide(Verdict::Pass);
             return;
         }
         // Nothing to check: end as pipe mode does, once input is delivered
-        // and the connection has been quiet for --linger.
-        let input_done = !self.smoke.read_stdin || self.input_drained;
-        if input_done
-            && self.connected
-            && self.linger_until.is_none()
-            && let Some(linger) = self.config.end.linger
-        {
-            self.linger_until = Some(Instant::now() + linger);
+        // and the connection has been quiet for --linger (the driver's).
+        if !self.smoke.read_stdin {
+            s.input_finished();
         }
     }
 
-    async fn on_event(&mut self, event: Event, buf: &mut Vec<u8>) {
+    async fn on_event(&mut self, s: &mut Session<'_>, event: Event) {
         match &event {
-            Event::Message(payload) => return self.on_message(payload, buf).await,
             Event::Drained if self.smoke.read_stdin => self.input_drained = true,
             Event::Drained => self.drained = true,
             Event::Delivered { count } => self.sent += *count as u64,
@@ -415,7 +414,6 @@ impl<'a> Runner<'a> {
             }
             Event::Disconnected { .. } | Event::Reconnecting { .. } => {
                 self.connected = false;
-                self.linger_until = None;
                 // A ping lost with its connection goes out again on the next.
                 if self.pending == Some(Pending::Pong) {
                     self.pending = Some(Pending::Connection);
@@ -423,17 +421,13 @@ impl<'a> Runner<'a> {
             }
             _ => {}
         }
-        report(&self.renderer, buf, &event);
-        self.advance(buf).await;
+        s.report(&event);
+        self.advance(s).await;
     }
 
-    async fn on_message(&mut self, payload: &Payload, buf: &mut Vec<u8>) {
-        let count = self.config.end.count;
-        if count.is_some_and(|n| self.received >= n) {
-            return;
-        }
-        self.received += 1;
-        self.renderer.message(buf, payload);
+    async fn on_message(&mut self, s: &mut Session<'_>, payload: &Payload) {
+        self.received = s.received;
+        s.print_message(payload);
         let seen = Seen {
             number: self.received,
             binary: matches!(payload, Payload::Binary(_)),
@@ -450,47 +444,20 @@ impl<'a> Runner<'a> {
             });
         }
         self.recent.push_back(seen);
-        if let (Some(_), Some(linger)) = (self.linger_until, self.config.end.linger) {
-            self.linger_until = Some(Instant::now() + linger);
-        }
-        self.advance(buf).await;
-        if count == Some(self.received) && self.verdict.is_none() {
-            if self.cursor < self.steps().len() {
-                let cause = format!("--count {} was reached", self.received);
-                self.fail_expectation(buf, &cause);
-            } else {
-                self.decide(Verdict::Pass);
-            }
-        }
+        self.advance(s).await;
     }
 
-    /// When the next timed thing happens: a `wait` step's end or --linger.
+    /// When a `wait` step ends.
     fn timer(&self) -> Option<Instant> {
-        let wait = match self.pending {
-            Some(Pending::Until(at)) => Some(at),
+        match self.pending {
+            Some(Pending::Until(at)) if self.verdict.is_none() => Some(at),
             _ => None,
-        };
-        let linger = self.linger_until.filter(|_| self.verdict.is_none());
-        match (wait, linger) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
         }
     }
 
-    async fn on_timer(&mut self, buf: &mut Vec<u8>) {
-        if self
-            .linger_until
-            .is_some_and(|at| Instant::now() >= at && self.verdict.is_none())
-        {
-            self.decide(Verdict::Pass);
-            return;
-        }
-        self.advance(buf).await;
-    }
-
-    fn deadline_reached(&mut self, buf: &mut Vec<u8>) {
-        let timeout = humantime::format_duration(self.smoke.timeout.unwrap_or_default());
-        let what = match self.steps().get(self.cursor) {
+    /// Where the run stands, for a diagnostic: the step it waited on.
+    fn waiting_on(&self) -> String {
+        match self.steps().get(self.cursor) {
             _ if self.connected_at.is_none() => format!(
                 "before the connection to {} was made",
                 self.config.session.dial.endpoint
@@ -501,23 +468,50 @@ impl<'a> Runner<'a> {
                 self.label(step)
             ),
             None if self.steps().is_empty() => "while the connection was still open".into(),
-            None => "with every step done, while the connection was still open".into(),
-        };
-        let text = format!("--timeout {timeout} ran out {what}{}", self.tail());
+            None => match self.config.end.count {
+                Some(n) if self.received < n => format!(
+                    "with every step done, waiting for --count {n} ({} of {n} messages arrived)",
+                    self.received
+                ),
+                _ => "with every step done, while the connection was still open".into(),
+            },
+        }
+    }
+
+    fn deadline_reached(&mut self, s: &mut Session<'_>) {
+        let text = format!(
+            "{} ran out {}{}",
+            self.timeout_flag(),
+            self.waiting_on(),
+            self.tail()
+        );
         let reason = text.lines().next().unwrap_or_default().to_owned();
-        self.report_failed_step(buf, &reason);
+        self.report_failed_step(s, &reason);
         self.decide(Verdict::Fail(Error::Timeout(text)));
     }
 
-    fn pass(&mut self, buf: &mut Vec<u8>, detail: Detail) {
-        self.report_current(buf, &detail, None);
+    /// A signal ended the run: it fails, with the diagnostic a failure has
+    /// (the step it waited on, what arrived), unless it was decided already.
+    fn interrupted(&mut self, s: &mut Session<'_>) {
+        if self.verdict.is_some() {
+            return;
+        }
+        let text = format!("interrupted {}{}", self.waiting_on(), self.tail());
+        let reason = text.lines().next().unwrap_or_default().to_owned();
+        self.report_failed_step(s, &reason);
+        eprint_line(&format!("the smoke test was {text}"));
+        self.decide(Verdict::Fail(Error::Interrupted));
+    }
+
+    fn pass(&mut self, s: &mut Session<'_>, detail: Detail) {
+        self.report_current(s, &detail, None);
         self.steps_passed += 1;
         self.cursor += 1;
         self.pending = None;
     }
 
     /// Fails the current step with exit code 7.
-    fn fail_expectation(&mut self, buf: &mut Vec<u8>, cause: &str) {
+    fn fail_expectation(&mut self, s: &mut Session<'_>, cause: &str) {
         let step = &self.steps()[self.cursor];
         let text = format!(
             "expectation not met: {}: {cause}, after waiting {}{}",
@@ -525,22 +519,22 @@ impl<'a> Runner<'a> {
             render::format_delay(self.step_started.elapsed()),
             self.tail()
         );
-        self.report_failed_step(buf, cause);
+        self.report_failed_step(s, cause);
         self.decide(Verdict::Fail(Error::Expectation(text)));
     }
 
-    fn report_failed_step(&mut self, buf: &mut Vec<u8>, reason: &str) {
+    fn report_failed_step(&mut self, s: &mut Session<'_>, reason: &str) {
         if self.cursor < self.steps().len() {
             self.failed_step = Some(self.cursor + 1);
-            self.report_current(buf, &Detail::default(), Some(reason));
+            self.report_current(s, &Detail::default(), Some(reason));
         }
     }
 
     /// Reports the current step: passed when `failure` is `None`.
-    fn report_current(&self, buf: &mut Vec<u8>, detail: &Detail, failure: Option<&str>) {
+    fn report_current(&self, s: &mut Session<'_>, detail: &Detail, failure: Option<&str>) {
         let step = &self.steps()[self.cursor];
         self.report_step(
-            buf,
+            s,
             &StepReport {
                 number: self.cursor + 1,
                 total: self.steps().len(),
@@ -557,9 +551,9 @@ impl<'a> Runner<'a> {
         );
     }
 
-    fn report_step(&self, buf: &mut Vec<u8>, step: &StepReport<'_>) {
+    fn report_step(&self, s: &mut Session<'_>, step: &StepReport<'_>) {
         if self.renderer.json() {
-            self.renderer.json_step(buf, step);
+            self.renderer.json_step(s.buf(), step);
         } else if self.config.output.verbosity >= Verbosity::Debug {
             eprint_line(&render::step_line(step));
         }
@@ -590,12 +584,8 @@ impl<'a> Runner<'a> {
     }
 
     /// Judges the steps the end of the connection completes or dooms.
-    fn session_ended(
-        &mut self,
-        result: Result<Ending>,
-        not_queued: usize,
-        buf: &mut Vec<u8>,
-    ) -> Result<ExitCode> {
+    fn session_ended(&mut self, s: &mut Session<'_>, result: Result<Ending>) -> Result<ExitCode> {
+        let not_queued = s.not_queued();
         if self.verdict.is_some() {
             let outcome = self.verdict_outcome();
             // A pass is one only if what the steps sent got there.
@@ -627,7 +617,7 @@ impl<'a> Runner<'a> {
             match (&step.action, &result) {
                 (Action::Close { .. }, Ok(ending)) if !ending.by_server && self.close_sent => {
                     self.pass(
-                        buf,
+                        s,
                         Detail {
                             code: ending.code,
                             ..Detail::default()
@@ -641,10 +631,10 @@ impl<'a> Runner<'a> {
                     match (want, server_code) {
                         (Some(want), Some(got)) if *want != got => {
                             let cause = format!("the server closed with code {got}, not {want}");
-                            self.fail_expectation(buf, &cause);
+                            self.fail_expectation(s, &cause);
                         }
                         (_, Some(got)) => self.pass(
-                            buf,
+                            s,
                             Detail {
                                 code: Some(got),
                                 ..Detail::default()
@@ -662,7 +652,7 @@ impl<'a> Runner<'a> {
                                 ),
                                 Err(err) => format!("the connection ended: {err}"),
                             };
-                            self.fail_expectation(buf, &cause);
+                            self.fail_expectation(s, &cause);
                         }
                     }
                     return self.verdict_outcome();
@@ -671,11 +661,15 @@ impl<'a> Runner<'a> {
             }
         }
         if self.cursor == self.steps().len() {
-            if self.smoke.has_checks() {
-                return Ok(ExitCode::Success);
-            }
-            // Nothing was checked: the session's own outcome, as in pipe mode.
-            return super::delivered(result, not_queued).map(|_| ExitCode::Success);
+            // Every step done, and waiting for --count (or, with nothing to
+            // check, the session's own outcome, as in pipe mode).
+            let ending = if self.smoke.has_checks() {
+                result?
+            } else {
+                super::delivered(result, not_queued)?
+            };
+            s.count_met(&ending)?;
+            return Ok(ExitCode::Success);
         }
         // A step was still waiting and the connection is gone.
         let cause = match &result {
@@ -701,12 +695,12 @@ impl<'a> Runner<'a> {
                     ));
                 }
                 let reason = err.to_string();
-                self.report_failed_step(buf, &reason);
+                self.report_failed_step(s, &reason);
                 self.verdict_at = Some(Instant::now());
                 return Err(result.expect_err("matched an error"));
             }
         };
-        self.fail_expectation(buf, &cause);
+        self.fail_expectation(s, &cause);
         self.verdict_outcome()
     }
 
@@ -718,7 +712,7 @@ impl<'a> Runner<'a> {
     }
 
     /// The `--json` summary, or the one-line success note on stderr.
-    fn summarize(&self, outcome: &Result<ExitCode>, buf: &mut Vec<u8>) {
+    fn summarize(&self, s: &mut Session<'_>, outcome: &Result<ExitCode>) {
         let ended = self.verdict_at.unwrap_or_else(Instant::now);
         let duration = ended.saturating_duration_since(self.started);
         if self.renderer.json() {
@@ -734,7 +728,7 @@ impl<'a> Runner<'a> {
                 _ => None,
             };
             self.renderer.json_summary(
-                buf,
+                s.buf(),
                 &SmokeSummary {
                     passed: outcome.is_ok(),
                     exit_code: match outcome {

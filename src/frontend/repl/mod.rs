@@ -16,132 +16,135 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use self::command::Input;
 use self::editor::{LinkState, SharedLink, Terminal, Typed};
+use super::session::{Mode, Over, Session};
+use super::shim::{Events, Handle};
 use crate::config::ClientConfig;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{ExitCode, Result};
 use crate::render::Renderer;
-use crate::session::{Command, Event, Payload};
-use crate::signals::{Received, Signals};
-use crate::supervisor::Handle;
+use crate::session::{Event, Payload};
 
-pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
-    // Typed lines are small and slow: they need no byte budget.
-    let Handle {
-        commands,
-        send_credit: _,
-        mut events,
-        task,
-    } = handle;
-    // Before the editor starts: rustyline swaps in its own SIGINT handler
-    // while it reads a line and puts back the one it found.
-    let mut signals = Signals::handled_by_frontend()?;
+pub async fn run(config: &ClientConfig, supervisor: (Handle, Events)) -> Result<ExitCode> {
     let renderer = Renderer::new(config.output);
     let link: SharedLink = Arc::new(Mutex::new(LinkState::Connecting));
     let history = history::default_path();
-    let mut terminal = Terminal::spawn(renderer, Arc::clone(&link), history.clone());
-    if history.is_none() {
-        terminal
-            .print(
-                renderer.repl_warning(
-                    "history will not be saved: neither XDG_STATE_HOME nor HOME is set",
-                ),
-            )
-            .await;
-    }
-    let mut repl = Repl {
+    // The driver installs the signal handlers before the editor starts:
+    // rustyline swaps in its own SIGINT handler while it reads a line and
+    // puts back the one it found.
+    let session = Session::new(config, supervisor, false, false);
+    let terminal = Terminal::spawn(renderer, Arc::clone(&link), history.clone());
+    let repl = Repl {
         renderer,
-        commands,
+        terminal,
         link,
         in_flight: 0,
         queued: 0,
-        received: 0,
-        count: config.end.count,
         lost: None,
         binary: config.input.binary,
-        closing: false,
-        interrupted: false,
+        tick: None,
+        history_missing: history.is_none(),
     };
-    // When the prompt's countdown next changes.
-    let mut tick: Option<Instant> = None;
-
-    loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                repl.event(&mut terminal, event).await;
-                tick = repl.next_tick();
-            }
-            typed = terminal.typed() => match typed {
-                Some(Typed::Input(input)) => repl.input(&mut terminal, input).await,
-                Some(Typed::Interrupt) if repl.closing => {
-                    // A second Ctrl-C while closing: leave now.
-                    terminal.stop().await;
-                    return Err(Error::Interrupted);
-                }
-                Some(Typed::Interrupt) => {}
-                Some(Typed::Warning(text)) => terminal.print(renderer.repl_warning(&text)).await,
-                Some(Typed::Failed(text)) => {
-                    terminal.print(renderer.repl_error(&text)).await;
-                    repl.close(&terminal, 1000, "").await;
-                }
-                Some(Typed::HangUp) => repl.hang_up(&terminal).await,
-                Some(Typed::Eof) | None => repl.close(&terminal, 1000, "").await,
-            },
-            received = signals.recv() => match received {
-                Received::HangUp => repl.hang_up(&terminal).await,
-                Received::Interrupt if repl.closing => {
-                    terminal.stop().await;
-                    return Err(Error::Interrupted);
-                }
-                Received::Interrupt => {
-                    repl.interrupted = true;
-                    repl.close(&terminal, 1000, "interrupted").await;
-                }
-            },
-            () = sleep_until(tick.unwrap_or_else(Instant::now)), if tick.is_some() => {
-                terminal.repaint().await;
-                tick = repl.next_tick();
-            }
-        }
-    }
-    terminal.stop().await;
-    let interrupted = repl.interrupted;
-    drop(repl);
-    let result = task
-        .await
-        .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
-    match super::delivered(result, 0) {
-        // Asked to leave: say what was left behind, and leave as asked.
-        Err(Error::Undelivered(unsent)) if interrupted => {
-            crate::render::eprint_line(&format!("warning: {unsent}"));
-            Err(Error::Interrupted)
-        }
-        Ok(_) if interrupted => Err(Error::Interrupted),
-        Ok(_) => Ok(ExitCode::Success),
-        Err(err) => Err(err),
-    }
+    session.run(repl).await
 }
 
 struct Repl {
     renderer: Renderer,
-    commands: mpsc::Sender<Command>,
+    terminal: Terminal,
     link: SharedLink,
     /// Messages handed to the supervisor and not yet reported flushed.
     in_flight: usize,
     /// How many of those were shown as queued (typed while disconnected).
     queued: usize,
-    received: u64,
-    count: Option<u64>,
     /// Why the connection was just lost, so the retry line need not repeat it.
     lost: Option<String>,
     /// `--binary`: typed lines go out as binary messages.
     binary: bool,
-    closing: bool,
-    interrupted: bool,
+    /// When the prompt's countdown next changes.
+    tick: Option<Instant>,
+    history_missing: bool,
+}
+
+/// What the REPL waits for besides events.
+enum Wake {
+    Typed(Option<Typed>),
+    Tick,
+}
+
+impl Mode for Repl {
+    type Wake = Wake;
+
+    fn forced_exit(&self) -> bool {
+        // The REPL restores the terminal before it leaves.
+        false
+    }
+
+    async fn start(&mut self, _s: &mut Session<'_>) {
+        if self.history_missing {
+            let warning = self
+                .renderer
+                .repl_warning("history will not be saved: neither XDG_STATE_HOME nor HOME is set");
+            self.terminal.print(warning).await;
+        }
+    }
+
+    async fn message(&mut self, _s: &mut Session<'_>, payload: Payload) {
+        self.terminal
+            .print(self.renderer.repl_message(&payload))
+            .await;
+    }
+
+    async fn event(&mut self, s: &mut Session<'_>, event: Event) {
+        self.on_event(s, event).await;
+        self.tick = self.next_tick();
+    }
+
+    async fn count_reached(&mut self, s: &mut Session<'_>) {
+        self.close(s, 1000, "").await;
+    }
+
+    async fn interrupted(&mut self, s: &mut Session<'_>) {
+        self.closing_note(s, 1000, "interrupted").await;
+    }
+
+    async fn wake(&mut self) -> Wake {
+        let tick = self.tick;
+        tokio::select! {
+            typed = self.terminal.typed() => Wake::Typed(typed),
+            () = sleep_until(tick.unwrap_or_else(Instant::now)), if tick.is_some() => Wake::Tick,
+        }
+    }
+
+    async fn on_wake(&mut self, s: &mut Session<'_>, wake: Wake) {
+        let r = self.renderer;
+        match wake {
+            Wake::Tick => {
+                self.terminal.repaint().await;
+                self.tick = self.next_tick();
+            }
+            Wake::Typed(Some(Typed::Input(input))) => self.input(s, input).await,
+            // Ctrl-C while closing leaves without waiting (a second one at
+            // once); at the prompt it only abandons the line.
+            Wake::Typed(Some(Typed::Interrupt)) if s.closing() => s.interrupt(),
+            Wake::Typed(Some(Typed::Interrupt)) => {}
+            Wake::Typed(Some(Typed::Warning(text))) => {
+                self.terminal.print(r.repl_warning(&text)).await
+            }
+            Wake::Typed(Some(Typed::Failed(text))) => {
+                self.terminal.print(r.repl_error(&text)).await;
+                self.close(s, 1000, "").await;
+            }
+            Wake::Typed(Some(Typed::HangUp)) => self.hang_up(s).await,
+            Wake::Typed(Some(Typed::Eof) | None) => self.close(s, 1000, "").await,
+        }
+    }
+
+    async fn end(mut self, s: &mut Session<'_>, over: Over) -> Result<ExitCode> {
+        self.terminal.stop().await;
+        s.outcome(over)
+    }
 }
 
 impl Repl {
@@ -168,41 +171,27 @@ impl Repl {
         })
     }
 
-    async fn event(&mut self, terminal: &mut Terminal, event: Event) {
-        match &event {
-            Event::Message(payload) => {
-                if self.count.is_some_and(|n| self.received >= n) {
-                    return;
-                }
-                self.received += 1;
-                terminal.print(self.renderer.repl_message(payload)).await;
-                if self.count == Some(self.received) {
-                    self.close(terminal, 1000, "").await;
-                }
-                return;
+    async fn on_event(&mut self, s: &mut Session<'_>, event: Event) {
+        if let Event::Delivered { count } = &event {
+            self.in_flight = self.in_flight.saturating_sub(*count);
+            if self.queued > self.in_flight && !self.renderer.json() {
+                let sent = self.queued - self.in_flight;
+                self.queued = self.in_flight;
+                let line = self.renderer.repl_outgoing(&format!(
+                    "sent {sent} queued message{}",
+                    if sent == 1 { "" } else { "s" }
+                ));
+                self.terminal.print(line).await;
             }
-            Event::Delivered { count } => {
-                self.in_flight = self.in_flight.saturating_sub(*count);
-                if self.queued > self.in_flight && !self.renderer.json() {
-                    let sent = self.queued - self.in_flight;
-                    self.queued = self.in_flight;
-                    terminal
-                        .print(self.renderer.repl_outgoing(&format!(
-                            "sent {sent} queued message{}",
-                            if sent == 1 { "" } else { "s" }
-                        )))
-                        .await;
-                }
-                return;
-            }
-            _ => {}
+            return;
         }
+        let closing = s.closing();
         let before = self.link();
         let mut shown = event;
         match &shown {
-            Event::Connecting { .. } if !self.closing => self.set_link(LinkState::Connecting),
-            Event::Connected { .. } if !self.closing => self.set_link(LinkState::Connected),
-            Event::Disconnected { reason, .. } if !self.closing => {
+            Event::Connecting { .. } if !closing => self.set_link(LinkState::Connecting),
+            Event::Connected { .. } if !closing => self.set_link(LinkState::Connected),
+            Event::Disconnected { reason, .. } if !closing => {
                 self.set_link(LinkState::Connecting);
                 self.lost = Some(reason.clone());
             }
@@ -210,7 +199,7 @@ impl Repl {
                 attempt,
                 delay,
                 reason,
-            } if !self.closing => {
+            } if !closing => {
                 self.set_link(LinkState::Retry {
                     until: Instant::now() + *delay,
                 });
@@ -228,108 +217,106 @@ impl Repl {
         }
         if let Some(line) = self.renderer.repl_status(&shown) {
             // Printing redraws the prompt too.
-            terminal.print(line).await;
+            self.terminal.print(line).await;
         } else if self.link() != before {
-            terminal.repaint().await;
+            self.terminal.repaint().await;
         }
     }
 
-    async fn input(&mut self, terminal: &mut Terminal, input: Input) {
+    async fn input(&mut self, s: &mut Session<'_>, input: Input) {
         let r = self.renderer;
         match input {
             Input::Nothing => {}
             Input::Text(text) if self.binary => {
-                self.send(terminal, Payload::Binary(Bytes::from(text)))
-                    .await
+                self.send(s, Payload::Binary(Bytes::from(text))).await
             }
-            Input::Text(text) => self.send(terminal, Payload::text(text)).await,
-            Input::Binary(data) => self.send(terminal, Payload::Binary(data)).await,
+            Input::Text(text) => self.send(s, Payload::text(text)).await,
+            Input::Binary(data) => self.send(s, Payload::Binary(data)).await,
             Input::Ping(payload) => {
-                let _ = self.commands.send(Command::Ping(payload)).await;
+                let _ = s.handle().ping(payload).await;
             }
-            Input::Close { code, reason } => self.close(terminal, code, &reason).await,
-            Input::Quit => self.close(terminal, 1000, "").await,
+            Input::Close { code, reason } => self.close(s, code, &reason).await,
+            Input::Quit => self.close(s, 1000, "").await,
             Input::Reconnect => {
-                if self.closing {
-                    terminal
+                if s.closing() {
+                    self.terminal
                         .print(r.repl_warning("closing: not reconnecting"))
                         .await;
                 } else {
-                    let _ = self.commands.send(Command::Reconnect).await;
+                    let _ = s.handle().reconnect().await;
                 }
             }
             Input::Status => {
-                let (tx, rx) = oneshot::channel();
-                if self.commands.send(Command::Status(tx)).await.is_ok()
-                    && let Ok(status) = rx.await
-                {
-                    terminal.print(r.repl_status_report(&status)).await;
+                if let Some(status) = s.handle().status().await {
+                    self.terminal.print(r.repl_status_report(&status)).await;
                 }
             }
-            Input::Help => terminal.print(r.repl_help(command::COMMANDS)).await,
-            Input::Usage(hint) => terminal.print(r.repl_error(&hint)).await,
+            Input::Help => self.terminal.print(r.repl_help(command::COMMANDS)).await,
+            Input::Usage(hint) => self.terminal.print(r.repl_error(&hint)).await,
         }
     }
 
-    async fn send(&mut self, terminal: &mut Terminal, payload: Payload) {
-        if self.closing {
-            terminal
-                .print(self.renderer.repl_warning("closing: not sent"))
-                .await;
+    async fn send(&mut self, s: &mut Session<'_>, payload: Payload) {
+        if s.closing() {
+            let warning = self.renderer.repl_warning("closing: not sent");
+            self.terminal.print(warning).await;
             return;
         }
-        if self.commands.send(Command::Send(payload)).await.is_err() {
+        if s.handle().send(payload).await.is_err() {
             return;
         }
         self.in_flight += 1;
         if self.link() != LinkState::Connected && !self.renderer.json() {
             self.queued += 1;
             let waiting = self.in_flight;
-            terminal
-                .print(self.renderer.repl_outgoing(&format!(
-                    "queued: not connected; it goes out after the reconnect ({waiting} waiting)"
-                )))
-                .await;
+            let line = self.renderer.repl_outgoing(&format!(
+                "queued: not connected; it goes out after the reconnect ({waiting} waiting)"
+            ));
+            self.terminal.print(line).await;
         }
     }
 
     /// The terminal is gone (SIGHUP, or the editor found it hung up; both
     /// come, in either order): close as SIGTERM does, once. It never forces
     /// the exit, since a shell that hangs up may signal more than once.
-    async fn hang_up(&mut self, terminal: &Terminal) {
-        if self.closing {
+    async fn hang_up(&mut self, s: &mut Session<'_>) {
+        if s.interrupted.is_some() {
             return;
         }
-        self.interrupted = true;
-        self.close(terminal, 1000, "interrupted").await;
+        s.interrupt();
+        self.closing_note(s, 1000, "interrupted").await;
     }
 
-    async fn close(&mut self, terminal: &Terminal, code: u16, reason: &str) {
-        if self.closing {
+    /// Ctrl-D, `/quit`, `/close`, `--count`: a close that waits until the
+    /// server confirmed every line, reconnecting first if it must.
+    async fn close(&mut self, s: &mut Session<'_>, code: u16, reason: &str) {
+        if s.closing() {
             return;
         }
-        self.closing = true;
+        s.close(code, reason);
+        self.closing_note(s, code, reason).await;
+    }
+
+    async fn closing_note(&mut self, s: &Session<'_>, code: u16, reason: &str) {
         self.set_link(LinkState::Closing);
+        if self.renderer.json() {
+            return;
+        }
         let how = if reason.is_empty() {
             format!("closing with {code}")
         } else {
             format!("closing with {code} ({reason})")
         };
-        if !self.renderer.json() {
-            terminal
-                .print(
-                    self.renderer
-                        .repl_note(&format!("{how}; Ctrl-C leaves without waiting")),
-                )
-                .await;
-        }
-        let _ = self
-            .commands
-            .send(Command::Close {
-                code,
-                reason: reason.to_owned(),
-                confirm: !self.interrupted,
-            })
-            .await;
+        let waiting = self.in_flight;
+        let note = if s.interrupted.is_none() && waiting > 0 && !s.connected {
+            format!(
+                "{how} once the reconnect delivers {waiting} queued message{}; \
+                 Ctrl-C leaves without waiting",
+                if waiting == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("{how}; Ctrl-C leaves without waiting")
+        };
+        self.terminal.print(self.renderer.repl_note(&note)).await;
     }
 }
