@@ -414,3 +414,94 @@ fn a_hung_up_terminal_closes_cleanly_even_with_sighup_ignored() {
     let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
 }
+
+/// The lines the history file holds, without its format's header.
+fn history_lines(state: &tempfile::TempDir) -> Vec<String> {
+    let file = state.path().join("tether/history");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    text.lines()
+        .filter(|l| *l != "#V2")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Lines that arrive in one read (typed fast, pasted without bracketed
+/// paste, sent by tmux or expect) all go out, in order, and all reach the
+/// history. rustyline reads the terminal 1024 bytes at a time, and used to
+/// drop whatever followed the first Enter when its `readline` returned.
+fn a_burst_of_lines(enter: &str) {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send(format!("one{enter}two{enter}three{enter}"));
+    pty.expect("< one\r\n");
+    // Typed afterwards, it comes after them: once the server has it, the
+    // record says what became of the burst.
+    pty.expect("connected > ");
+    pty.line("four");
+    let conns = server.wait_until(WAIT, |c| c[0].texts().last().is_some_and(|t| t == "four"));
+    assert_eq!(conns[0].texts(), ["one", "two", "three", "four"]);
+    assert_eq!(history_lines(&state), ["one", "two", "three", "four"]);
+    pty.expect("< two\r\n");
+    pty.expect("< three\r\n");
+    pty.expect("< four\r\n");
+
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    assert_eq!(texts(&server, 0), ["one", "two", "three", "four"]);
+}
+
+#[test]
+fn lines_written_in_one_burst_with_carriage_returns_are_all_sent() {
+    a_burst_of_lines("\r");
+}
+
+#[test]
+fn lines_written_in_one_burst_with_line_feeds_are_all_sent() {
+    a_burst_of_lines("\n");
+}
+
+#[test]
+fn a_line_and_half_a_line_in_one_burst_keep_the_half_for_the_next_prompt() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send("one\rtw");
+    pty.expect("< one\r\n");
+    // The half line is on the next prompt, where typing goes on.
+    pty.expect_regex(r"connected > (\x1b\[[0-9;?]*[A-Za-z])*tw");
+    assert_eq!(received(&server, 0, 1).texts(), ["one"]);
+    pty.send("o\r");
+    pty.expect("< two\r\n");
+    assert_eq!(received(&server, 0, 2).texts(), ["one", "two"]);
+    assert_eq!(history_lines(&state), ["one", "two"]);
+}
+
+/// More than rustyline's 1024-byte read in one burst: the lines past the
+/// first read come after those of the first, none lost on the seam.
+#[test]
+fn a_burst_longer_than_one_read_arrives_whole_and_in_order() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    let lines: Vec<String> = (0..150).map(|n| format!("line {n:03}")).collect();
+    let burst: String = lines.iter().map(|l| format!("{l}\r")).collect();
+    assert!(burst.len() > 1024);
+    pty.send(burst);
+    pty.expect("< line 149\r\n");
+    assert_eq!(received(&server, 0, 150).texts(), lines);
+    assert_eq!(history_lines(&state), lines);
+}
+
+/// A bracketed paste stays one line, its line breaks in it, even with
+/// more lines after it in the same burst.
+#[test]
+fn a_bracketed_paste_is_one_message_and_the_lines_after_it_follow() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.send("\x1b[200~first\rsecond\x1b[201~\rafter\r");
+    pty.expect("< after\r\n");
+    assert_eq!(received(&server, 0, 2).texts(), ["first\nsecond", "after"]);
+}

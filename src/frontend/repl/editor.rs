@@ -92,7 +92,9 @@ const REPAINT: &str = "\x1b[A\n";
 /// The runtime's handle on the editor and printer threads.
 pub struct Terminal {
     print: mpsc::Sender<Print>,
-    typed: mpsc::Receiver<Typed>,
+    /// Unbounded, so that the editor thread never waits for the runtime
+    /// (see [`Terminal::spawn`]).
+    typed: mpsc::UnboundedReceiver<Typed>,
     /// Tells the editor thread not to read another line.
     stop: Arc<AtomicBool>,
     /// Whether the editor thread is still running.
@@ -107,10 +109,18 @@ pub struct Terminal {
 
 impl Terminal {
     /// Starts the editor thread (which starts the printer thread).
+    ///
+    /// The channel of typed lines is unbounded: the editor thread must never
+    /// wait for the runtime. Output reaches the screen only while the editor
+    /// is inside `readline` with no key waiting (rustyline takes keys before
+    /// external prints), so lines typed or pasted in one burst are read back
+    /// to back while their echoes wait. An editor blocked on a full channel
+    /// would hold the runtime blocked on the full print channel: a deadlock.
+    /// What the channel can hold is what was typed, no more.
     pub fn spawn(renderer: Renderer, link: SharedLink, history: Option<PathBuf>) -> Terminal {
         let saved = tcgetattr(std::io::stdin()).ok();
         let (print_tx, print_rx) = mpsc::channel(64);
-        let (typed_tx, typed_rx) = mpsc::channel(16);
+        let (typed_tx, typed_rx) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let raw = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
@@ -266,11 +276,11 @@ fn edit(
     link: SharedLink,
     history: Option<PathBuf>,
     print: mpsc::Receiver<Print>,
-    typed: &mpsc::Sender<Typed>,
+    typed: &mpsc::UnboundedSender<Typed>,
     stop: &AtomicBool,
     raw: &AtomicBool,
 ) {
-    let report = |t: Typed| typed.blocking_send(t).is_ok();
+    let report = |t: Typed| typed.send(t).is_ok();
     let config = Config::builder()
         .max_history_size(HISTORY_SIZE)
         .and_then(|c| c.history_ignore_dups(true))
@@ -324,6 +334,17 @@ fn edit(
     }
     let mut history_failed = false;
 
+    // Lines that arrive in one read (typed fast, pasted without bracketed
+    // paste, sent by tmux or expect) are read here one `readline` at a time.
+    // rustyline reads the terminal up to 1024 bytes at once, into a reader it
+    // makes for each `readline`; without its `buffer-redux` feature (on in
+    // Cargo.toml) that reader, and every byte after the first line's Enter,
+    // was dropped when `readline` returned. With it, the rest is handed to the
+    // next `readline`, so a line and a half arrive as a line sent and a half
+    // line at the next prompt. Its raw mode goes on and off with TCSADRAIN,
+    // which keeps unread input. What an interrupted line leaves (keys after a
+    // Ctrl-C in the same read) is dropped, as a terminal's Ctrl-C drops
+    // what was typed ahead.
     while !stop.load(Ordering::SeqCst) {
         let prompt = Renderer::prompt_plain(link.lock().unwrap_or_else(|e| e.into_inner()).link());
         match editor.readline(&prompt) {
