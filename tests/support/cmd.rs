@@ -40,6 +40,10 @@ pub struct Tether {
     read_stdout: bool,
     /// With [`Tether::run_peak_rss`]: read stdout this many bytes a millisecond at most.
     stdout_rate: Option<usize>,
+    /// stdout goes to this file instead of a pipe (`/dev/full`).
+    stdout_file: Option<std::path::PathBuf>,
+    /// With [`Tether::spawn`]: a producer that writes lines to stdin until tether stops reading.
+    stdin_endless: bool,
 }
 
 impl Default for Tether {
@@ -61,7 +65,22 @@ impl Tether {
             deadline: DEFAULT_DEADLINE,
             read_stdout: true,
             stdout_rate: None,
+            stdout_file: None,
+            stdin_endless: false,
         }
+    }
+
+    /// stdout is this file (`/dev/full` for a full disk); nothing is read back.
+    pub fn stdout_to(mut self, path: impl Into<std::path::PathBuf>) -> Tether {
+        self.stdout_file = Some(path.into());
+        self
+    }
+
+    /// With [`Tether::spawn`]: stdin never ends; a thread writes lines to it
+    /// as fast as tether takes them.
+    pub fn stdin_endless(mut self) -> Tether {
+        self.stdin_endless = true;
+        self
     }
 
     /// With [`Tether::spawn`]: hold stdout open but never read it, like a
@@ -113,6 +132,13 @@ impl Tether {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(path) = &self.stdout_file {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("opening the stdout file");
+            cmd.stdout(file);
+        }
         for (key, value) in &self.env {
             match value {
                 Some(value) => cmd.env(key, value),
@@ -188,7 +214,16 @@ impl Tether {
     /// to act while it runs.
     pub fn spawn(self) -> Running {
         let mut child = self.command().spawn().expect("starting tether");
-        let stdin = child.stdin.take();
+        let mut stdin = child.stdin.take();
+        let mut threads = Vec::new();
+        if self.stdin_endless
+            && let Some(mut pipe) = stdin.take()
+        {
+            threads.push(std::thread::spawn(move || {
+                let lines = "endless input\n".repeat(1024);
+                while pipe.write_all(lines.as_bytes()).is_ok() {}
+            }));
+        }
         let mut stdout = child.stdout.take();
         let unread_stdout = if self.read_stdout {
             None
@@ -225,7 +260,10 @@ impl Tether {
             lines: line_rx,
             errors: err_rx,
             stderr_seen: Vec::new(),
-            threads: vec![out_thread, err_thread],
+            threads: {
+                threads.extend([out_thread, err_thread]);
+                threads
+            },
             deadline: self.deadline,
         }
     }
@@ -242,10 +280,14 @@ fn read_output(
     child: &mut Child,
     rate: Option<usize>,
 ) -> (JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) {
-    let mut stdout = child.stdout.take().expect("piped stdout");
+    let stdout = child.stdout.take();
     let mut stderr = child.stderr.take().expect("piped stderr");
     let out = std::thread::spawn(move || {
         let mut buf = Vec::new();
+        // Not piped: stdout went to a file.
+        let Some(mut stdout) = stdout else {
+            return buf;
+        };
         match rate {
             None => {
                 let _ = stdout.read_to_end(&mut buf);

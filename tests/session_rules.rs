@@ -1,0 +1,273 @@
+//! The session rules every mode keeps (issue 13): never hang, never lose,
+//! never report a false success. The real binary against real servers.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Server, Tether};
+
+/// The line tether's own error starts with.
+#[track_caller]
+fn error_line(run: &support::cmd::Run) -> String {
+    run.stderr
+        .lines()
+        .find(|l| l.starts_with("tether: error:"))
+        .unwrap_or_else(|| panic!("no error line\n{}", run.describe()))
+        .to_owned()
+}
+
+/// Answers the first message, keeps reading a moment (so the Ping that
+/// confirms it is answered), then drops the connection without a Close.
+async fn answer_once_then_drop(mut conn: support::server::Conn) {
+    if let Some(message) = conn.recv().await {
+        conn.send(message).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(300), conn.recv()).await;
+}
+
+// Reconnect only while something is left to do.
+
+#[test]
+fn after_stdin_ends_and_all_is_confirmed_a_dropped_connection_ends_the_run() {
+    let server = Server::start(answer_once_then_drop);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--backoff-initial", "50ms", "--linger", "2s"])
+        .stdin("hi\n")
+        .deadline(Duration::from_secs(10))
+        .run();
+    run.code(8).stdout_is("hi\n");
+    run.stderr_has("not reconnecting");
+    assert_eq!(server.connections().len(), 1, "{}", run.describe());
+}
+
+#[test]
+fn after_stdin_ends_a_server_that_closes_with_1001_is_not_dialled_again() {
+    let server = Server::start(|mut conn| async move {
+        if let Some(message) = conn.recv().await {
+            conn.send(message).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        conn.close(1001, "going away").await;
+    });
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--backoff-initial", "50ms", "--linger", "2s"])
+        .stdin("hi\n")
+        .deadline(Duration::from_secs(10))
+        .run();
+    run.code(9).stdout_is("hi\n");
+    assert_eq!(server.connections().len(), 1, "{}", run.describe());
+}
+
+#[test]
+fn with_keep_open_a_dropped_connection_is_dialled_again() {
+    let server = Server::start(answer_once_then_drop);
+    let mut running = Tether::new()
+        .arg(server.url("/"))
+        .args(["--backoff-initial", "50ms", "--keep-open"])
+        .spawn();
+    running.send("hi\n").close_stdin();
+    assert_eq!(running.line(), "hi");
+    server.wait_until(Duration::from_secs(10), |c| c.len() >= 2);
+    running.signal("TERM");
+    assert_eq!(running.wait().0, Some(130));
+}
+
+// --count N means N.
+
+#[test]
+fn a_smoke_test_with_count_waits_for_that_many_replies() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--send", "x", "-n", "2", "--timeout", "2s"])
+        .run();
+    run.code(6);
+    assert!(
+        error_line(&run).starts_with(
+            "tether: error: deadline reached: --timeout 2s ran out with every step done, \
+             waiting for --count 2 (1 of 2 messages arrived)"
+        ),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn count_in_a_pipe_waits_past_linger_for_a_late_reply() {
+    let server = Server::start(|mut conn| async move {
+        conn.recv().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        conn.send_text("late reply").await;
+        conn.echo().await;
+    });
+    Tether::new()
+        .args([&server.url("/"), "-n", "1", "--linger", "200ms"])
+        .stdin("req\n")
+        .run()
+        .code(0)
+        .stdout_is("late reply\n");
+}
+
+#[test]
+fn a_session_that_ends_before_count_fails_and_says_how_many_came() {
+    let server = Server::start(|mut conn| async move {
+        conn.recv().await;
+        conn.send_text("only one").await;
+        conn.close(1000, "").await;
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "-n", "2"])
+        .stdin("req\n")
+        .run();
+    run.code(7).stdout_is("only one\n");
+    assert_eq!(
+        error_line(&run),
+        "tether: error: --count 2 not reached: 1 of 2 messages arrived before \
+         the server closed the connection (code 1000)"
+    );
+}
+
+// No smoke test hangs by default.
+
+#[test]
+fn a_smoke_test_without_timeout_ends_at_the_default_deadline() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--send", "hi", "--expect", "never"])
+        .deadline(Duration::from_secs(45))
+        .run();
+    run.code(6);
+    assert!(
+        error_line(&run).starts_with(
+            "tether: error: deadline reached: --timeout 30s (the default) ran out after waiting"
+        ),
+        "{}",
+        run.describe()
+    );
+    run.stderr_has("for --expect never");
+}
+
+#[test]
+fn an_interrupted_smoke_test_says_where_it_stopped_and_json_names_the_step() {
+    let server = Server::echo();
+    let mut running = Tether::new()
+        .args([&server.url("/"), "--send", "hi", "--expect", "never", "--json"])
+        .spawn();
+    // The echo of "hi" shows the send step is done and the expect waits.
+    loop {
+        let line = running.line();
+        if line.contains("\"event\":\"message\"") {
+            break;
+        }
+    }
+    running.signal("TERM");
+    let stderr_line = running.stderr_line("the smoke test was interrupted");
+    assert!(
+        stderr_line.starts_with("tether: the smoke test was interrupted after waiting ")
+            && stderr_line.ends_with(" for --expect never"),
+        "{stderr_line}"
+    );
+    let (code, rest) = running.wait();
+    assert_eq!(code, Some(130));
+    let summary: serde_json::Value = rest
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["event"] == "summary")
+        .expect("a summary");
+    assert_eq!(summary["failed_step"], 2, "{summary}");
+    assert_eq!(summary["exit_code"], 130, "{summary}");
+}
+
+// stdout tells the truth.
+
+#[test]
+fn a_full_disk_on_stdout_is_an_error_not_a_success() {
+    let server = Server::echo();
+    let input: String = (1..=100).map(|i| format!("{i}\n")).collect();
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .stdin(input)
+        .stdout_to("/dev/full")
+        .run();
+    run.code(1);
+    assert_eq!(
+        error_line(&run),
+        "tether: error: cannot write to stdout: No space left on device (os error 28)"
+    );
+}
+
+#[test]
+fn a_smoke_test_whose_log_cannot_be_written_fails() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--send", "hi", "--expect", "hi"])
+        .stdout_to("/dev/full")
+        .run();
+    run.code(1);
+    assert_eq!(
+        error_line(&run),
+        "tether: error: cannot write to stdout: No space left on device (os error 28)"
+    );
+    run.stderr_lacks("smoke test passed");
+}
+
+// A signal always ends the session.
+
+/// Sends SIGTERM and checks that tether exits 130 within the close timeout.
+#[track_caller]
+fn ends_soon_after_sigterm(mut running: support::cmd::Running) {
+    let signalled = Instant::now();
+    running.signal("TERM");
+    let (code, _) = running.wait();
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(130));
+    assert!(
+        took < Duration::from_millis(2500),
+        "took {took:?} after the signal"
+    );
+}
+
+#[test]
+fn a_signal_ends_the_session_when_the_server_has_stopped_reading() {
+    // The server reads nothing, so once the socket buffers are full nothing
+    // more can be written: not even the Close.
+    let server = Server::start(|_conn| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let mut running = Tether::new().arg(server.url("/")).stdin_endless().spawn();
+    running.stderr_line("connected");
+    std::thread::sleep(Duration::from_millis(500));
+    ends_soon_after_sigterm(running);
+}
+
+#[test]
+fn a_signal_ends_the_session_when_stdout_is_blocked() {
+    // A server that floods, and a reader of stdout that never reads.
+    let server = Server::start(|mut conn| async move {
+        let line = "flood ".repeat(100);
+        loop {
+            conn.send_text(&line).await;
+        }
+    });
+    let mut running = Tether::new()
+        .args([&server.url("/"), "--keep-open"])
+        .stdout_unread()
+        .spawn();
+    running.stderr_line("connected");
+    std::thread::sleep(Duration::from_millis(500));
+    ends_soon_after_sigterm(running);
+}
+
+#[test]
+fn a_signal_ends_the_session_when_stdin_never_ends() {
+    let server = Server::echo();
+    let mut running = Tether::new()
+        .arg(server.url("/"))
+        .stdin_endless()
+        .spawn();
+    running.stderr_line("connected");
+    std::thread::sleep(Duration::from_millis(500));
+    ends_soon_after_sigterm(running);
+}
