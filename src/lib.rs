@@ -83,12 +83,12 @@ async fn connect(config: &ClientConfig, started: std::time::Instant) -> Result<E
             render::eprint_line(note);
         }
     }
-    let handle = supervisor::spawn(config.session.clone())?;
+    let (handle, events) = supervisor::spawn(config.session.clone())?;
     match config.frontend {
-        Frontend::Echo => frontend::pipe::run(config, handle, true).await,
-        Frontend::Smoke => frontend::smoke::run(config, handle, started).await,
-        Frontend::Pipe => frontend::pipe::run(config, handle, false).await,
-        Frontend::Repl => frontend::repl::run(config, handle).await,
+        Frontend::Echo => frontend::pipe::run(config, handle, events, true).await,
+        Frontend::Smoke => frontend::smoke::run(config, handle, events, started).await,
+        Frontend::Pipe => frontend::pipe::run(config, handle, events, false).await,
+        Frontend::Repl => frontend::repl::run(config, handle, events).await,
     }
 }
 

@@ -7,7 +7,6 @@
 //! and only then is the connection closed with 1000.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use tokio::time::{Instant, sleep_until};
 
@@ -16,9 +15,9 @@ use crate::error::{Error, ExitCode, Result};
 use crate::input::{self, InputEnd, NotQueued};
 use crate::output::Stdout;
 use crate::render::{Renderer, eprint_line};
-use crate::session::{Command, Event, Payload};
+use crate::session::{Event, Payload};
 use crate::signals::Signals;
-use crate::supervisor::{Credit, Handle};
+use crate::supervisor::{Events, Handle};
 
 /// Output is handed to the writer in chunks of about this size at most.
 const CHUNK: usize = 64 * 1024;
@@ -31,25 +30,20 @@ const ECHO_BACKLOG_BYTES: usize = 1 << 20;
 /// Echoes handed over per command.
 const ECHO_BATCH: usize = 64;
 
-pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<ExitCode> {
-    let Handle {
-        commands,
-        send_credit,
-        mut events,
-        task,
-    } = handle;
+pub async fn run(
+    config: &ClientConfig,
+    handle: Handle,
+    mut events: Events,
+    echo: bool,
+) -> Result<ExitCode> {
     let renderer = Renderer::new(config.output);
     let mut stdout = Stdout::spawn();
     let mut signals = Signals::new()?;
     let (mut input_end, not_queued) = if echo {
         (None, NotQueued::default())
     } else {
-        let (end, not_queued) = input::spawn(
-            config.input,
-            std::io::stdin(),
-            commands.clone(),
-            Arc::clone(&send_credit),
-        );
+        let (end, not_queued) =
+            input::spawn(config.input, std::io::stdin(), handle.blocking_sender());
         (Some(end), not_queued)
     };
     let mut input_error: Option<Error> = None;
@@ -63,16 +57,14 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
     let mut outgoing = Outgoing::default();
 
     loop {
-        // Echoes wait for send credit, as stdin does; the Close does not.
-        let echoes_waiting = !outgoing.echoes.is_empty();
         tokio::select! {
-            event = events.recv(), if !outgoing.full() => {
+            event = events.next(), if !outgoing.full() => {
                 let Some(event) = event else { break };
                 // Handle whatever else is already waiting too: a burst of
                 // messages costs one pass of this loop and one write.
                 let mut first = Some(event);
                 for _ in 0..EVENT_BURST {
-                    let Some(event) = first.take().or_else(|| events.try_recv().ok()) else {
+                    let Some(event) = first.take().or_else(|| events.try_next()) else {
                         break;
                     };
                     match &event {
@@ -143,18 +135,19 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                     stdout.write(std::mem::take(&mut buf)).await;
                 }
             }
-            permit = async {
-                if echoes_waiting {
-                    send_credit.wait().await;
-                }
-                commands.reserve().await
-            }, if outgoing.pending() => match permit {
-                Ok(permit) => permit.send(outgoing.next(&send_credit)),
+            // Echoes wait for send credit, as stdin does; the Close does not.
+            permit = handle.reserve(), if !outgoing.echoes.is_empty() => match permit {
+                Ok(permit) => permit.send_batch(outgoing.next_batch()),
                 // The supervisor is gone; its end is reported below.
+                Err(_) => outgoing = Outgoing::default(),
+            },
+            sent = handle.close(1000, outgoing.close.clone().unwrap_or_default()), if outgoing.close_ready() => match sent {
+                Ok(()) => outgoing.close = None,
                 Err(_) => outgoing = Outgoing::default(),
             },
             end = async { input_end.as_mut().expect("guarded").await }, if input_end.is_some() => {
                 input_end = None;
+                let _ = handle.end_of_input().await;
                 if let Ok(Err(err)) = end as std::result::Result<InputEnd, _> {
                     input_error = Some(err);
                 }
@@ -170,6 +163,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
                 }
                 interrupted = true;
                 outgoing.interrupt();
+                handle.interrupt();
             }
             () = stdout.closed() => {
                 // The reader has all it wanted (`| head -1`): a success.
@@ -177,10 +171,7 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
             }
         }
     }
-    drop(commands);
-    let result = task
-        .await
-        .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
+    let result = handle.finish().await;
     let outcome = super::delivered(result, not_queued.get()).map(|_| ExitCode::Success);
     let outcome = match (outcome, input_error, interrupted) {
         // Asked to leave: say what was left behind, and leave as asked.
@@ -201,9 +192,9 @@ pub async fn run(config: &ClientConfig, handle: Handle, echo: bool) -> Result<Ex
     outcome
 }
 
-/// What the frontend sends itself: `--echo`'s answers, then the Close. It
-/// goes through the loop's `reserve` branch, so the loop never blocks on a
-/// full command queue and keeps reading events and signals.
+/// What the frontend sends itself: `--echo`'s answers, then the Close. They
+/// go through branches of the loop, so the loop never blocks on a full
+/// command queue and keeps reading events and signals.
 #[derive(Default)]
 struct Outgoing {
     echoes: VecDeque<Payload>,
@@ -213,7 +204,7 @@ struct Outgoing {
     /// A Close was asked for: what arrives from now on is not answered,
     /// since nothing may follow the Close.
     closing: bool,
-    /// The Close is for an interrupt: it does not wait for confirmations.
+    /// Interrupted: the supervisor closes by itself, without waiting.
     interrupted: bool,
 }
 
@@ -225,18 +216,15 @@ impl Outgoing {
         }
     }
 
-    /// Asks for a Close that does not wait for delivery to be confirmed,
-    /// even when a waiting one was asked for already. Echoes not yet handed
-    /// over are dropped: they may wait for send credit a stalled server never
-    /// gives back.
+    /// The supervisor was interrupted: nothing more is sent. Echoes not yet
+    /// handed over are dropped: they may wait for send credit a stalled
+    /// server never gives back.
     fn interrupt(&mut self) {
-        if !self.interrupted {
-            self.interrupted = true;
-            self.closing = true;
-            self.echoes.clear();
-            self.echo_bytes = 0;
-            self.close = Some("interrupted".into());
-        }
+        self.interrupted = true;
+        self.closing = true;
+        self.echoes.clear();
+        self.echo_bytes = 0;
+        self.close = None;
     }
 
     /// Asks for the Close, once.
@@ -251,28 +239,18 @@ impl Outgoing {
         self.echoes.len() >= ECHO_BACKLOG || self.echo_bytes >= ECHO_BACKLOG_BYTES
     }
 
-    fn pending(&self) -> bool {
-        !self.echoes.is_empty() || self.close.is_some()
+    /// The Close is due once the echoes are all out.
+    fn close_ready(&self) -> bool {
+        self.close.is_some() && self.echoes.is_empty()
     }
 
-    /// The next command: a batch of echoes (taking their bytes from the send
-    /// credit, which the supervisor gives back once they are written), or
-    /// once they are all out, the Close. Call only while `pending()`.
-    fn next(&mut self, credit: &Credit) -> Command {
-        if !self.echoes.is_empty() {
-            let n = self.echoes.len().min(ECHO_BATCH);
-            let batch: Vec<Payload> = self.echoes.drain(..n).collect();
-            let bytes = batch.iter().map(Payload::len).sum();
-            self.echo_bytes -= bytes;
-            credit.take(bytes);
-            return Command::SendMany(batch);
-        }
-        let reason = self.close.take().unwrap_or_default();
-        Command::Close {
-            code: 1000,
-            confirm: !self.interrupted,
-            reason,
-        }
+    /// The next batch of echoes (the permit takes their bytes from the send
+    /// credit, which the supervisor gives back once they are written).
+    fn next_batch(&mut self) -> Vec<Payload> {
+        let n = self.echoes.len().min(ECHO_BATCH);
+        let batch: Vec<Payload> = self.echoes.drain(..n).collect();
+        self.echo_bytes -= batch.iter().map(Payload::len).sum::<usize>();
+        batch
     }
 }
 

@@ -14,7 +14,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::pipe::report;
@@ -24,9 +23,9 @@ use crate::input::{self, InputEnd, NotQueued};
 use crate::output::Stdout;
 use crate::render::{self, Renderer, SmokeSummary, StepReport, eprint_line};
 use crate::script::{Action, Expectation, Step};
-use crate::session::{Command, Ending, Event, Payload, RttStats};
+use crate::session::{Ending, Event, Payload, RttStats};
 use crate::signals::Signals;
-use crate::supervisor::Handle;
+use crate::supervisor::{Events, Handle};
 
 /// Output is handed to the writer in chunks of about this size at most.
 const CHUNK: usize = 64 * 1024;
@@ -39,34 +38,25 @@ const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 pub async fn run(
     config: &ClientConfig,
     handle: Handle,
+    mut events: Events,
     started: std::time::Instant,
 ) -> Result<ExitCode> {
     let smoke = config
         .smoke
         .as_ref()
         .expect("the smoke frontend runs with a smoke config");
-    let Handle {
-        commands,
-        send_credit,
-        mut events,
-        task,
-    } = handle;
     let started = Instant::from_std(started);
     let deadline = smoke.timeout.map(|t| started + t);
     let stdout = Stdout::spawn();
     let mut signals = Signals::new()?;
     let (mut input_end, not_queued) = if smoke.read_stdin {
-        let (end, not_queued) = input::spawn(
-            config.input,
-            std::io::stdin(),
-            commands.clone(),
-            send_credit,
-        );
+        let (end, not_queued) =
+            input::spawn(config.input, std::io::stdin(), handle.blocking_sender());
         (Some(end), not_queued)
     } else {
         (None, NotQueued::default())
     };
-    let mut run = Runner::new(config, smoke, commands.clone(), started);
+    let mut run = Runner::new(config, smoke, handle, started);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     run.advance(&mut buf).await;
 
@@ -78,20 +68,17 @@ pub async fn run(
         if run.verdict.is_some() && !close_requested {
             close_requested = true;
             if !run.close_sent {
-                let reason = if interrupted { "interrupted" } else { "" };
-                let _ = commands
-                    .send(Command::Close {
-                        code: 1000,
-                        reason: reason.into(),
-                        confirm: !interrupted,
-                    })
-                    .await;
+                if interrupted {
+                    run.handle().interrupt();
+                } else {
+                    let _ = run.handle().close(1000, String::new()).await;
+                }
             }
             leave_by = deadline.map(|d| d.max(Instant::now() + DEADLINE_GRACE));
         }
         let timer = run.timer();
         tokio::select! {
-            event = events.recv() => {
+            event = events.next() => {
                 let Some(event) = event else { break true };
                 run.on_event(event, &mut buf).await;
                 if buf.len() >= CHUNK || events.is_empty() {
@@ -124,22 +111,15 @@ pub async fn run(
                 if close_requested || run.close_sent {
                     // A Close that waits for confirmations may be under way:
                     // this one does not wait.
-                    let _ = commands.try_send(Command::Close {
-                        code: 1000,
-                        reason: "interrupted".into(),
-                        confirm: false,
-                    });
+                    run.handle().interrupt();
                 }
             }
         }
     };
-    drop(commands);
+    let handle = run.handle.take().expect("the handle stays until here");
 
     let outcome = if session_over {
-        let result = task
-            .await
-            .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))
-            .and_then(|result| result);
+        let result = handle.finish().await;
         run.session_ended(result, not_queued.get(), &mut buf)
     } else {
         // Left during the closing handshake: a failure stands, but a pass
@@ -199,7 +179,8 @@ struct Runner<'a> {
     config: &'a ClientConfig,
     smoke: &'a SmokeConfig,
     renderer: Renderer,
-    commands: mpsc::Sender<Command>,
+    /// Until the session is over.
+    handle: Option<Handle>,
     started: Instant,
     cursor: usize,
     pending: Option<Pending>,
@@ -227,17 +208,23 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
+    fn handle(&self) -> &Handle {
+        self.handle
+            .as_ref()
+            .expect("the handle stays until the session is over")
+    }
+
     fn new(
         config: &'a ClientConfig,
         smoke: &'a SmokeConfig,
-        commands: mpsc::Sender<Command>,
+        handle: Handle,
         started: Instant,
     ) -> Runner<'a> {
         Runner {
             config,
             smoke,
             renderer: Renderer::new(config.output),
-            commands,
+            handle: Some(handle),
             started,
             cursor: 0,
             pending: None,
@@ -315,7 +302,7 @@ impl<'a> Runner<'a> {
                 Pending::Until(at) if Instant::now() >= at => self.pass(buf, Detail::default()),
                 Pending::Connection if self.connected => {
                     if let Action::Ping(payload) = &step.action {
-                        let _ = self.commands.send(Command::Ping(payload.clone())).await;
+                        let _ = self.handle().ping(payload.clone()).await;
                     }
                     self.pending = Some(Pending::Pong);
                 }
@@ -339,8 +326,8 @@ impl<'a> Runner<'a> {
         match &step.action {
             Action::Send(payload) => {
                 self.drained = false;
-                let _ = self.commands.send(Command::Send(payload.clone())).await;
-                let _ = self.commands.send(Command::Drain).await;
+                let _ = self.handle().send(payload.clone()).await;
+                let _ = self.handle().drain().await;
                 Pending::Delivery
             }
             Action::Expect(_) => Pending::Message,
@@ -351,14 +338,7 @@ impl<'a> Runner<'a> {
             }
             Action::Close { code, reason } => {
                 self.close_sent = true;
-                let _ = self
-                    .commands
-                    .send(Command::Close {
-                        code: *code,
-                        reason: reason.clone(),
-                        confirm: true,
-                    })
-                    .await;
+                let _ = self.handle().close(*code, reason.clone()).await;
                 Pending::SessionEnd
             }
             Action::ExpectClose(_) => Pending::SessionEnd,

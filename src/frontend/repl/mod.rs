@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+
 use tokio::time::{Instant, sleep_until};
 
 use self::command::Input;
@@ -24,18 +24,11 @@ use self::editor::{LinkState, SharedLink, Terminal, Typed};
 use crate::config::ClientConfig;
 use crate::error::{Error, ExitCode, Result};
 use crate::render::Renderer;
-use crate::session::{Command, Event, Payload};
+use crate::session::{Event, Payload};
 use crate::signals::{Received, Signals};
-use crate::supervisor::Handle;
+use crate::supervisor::{Events, Handle};
 
-pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
-    // Typed lines are small and slow: they need no byte budget.
-    let Handle {
-        commands,
-        send_credit: _,
-        mut events,
-        task,
-    } = handle;
+pub async fn run(config: &ClientConfig, handle: Handle, mut events: Events) -> Result<ExitCode> {
     // Before the editor starts: rustyline swaps in its own SIGINT handler
     // while it reads a line and puts back the one it found.
     let mut signals = Signals::handled_by_frontend()?;
@@ -54,7 +47,7 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
     }
     let mut repl = Repl {
         renderer,
-        commands,
+        handle: &handle,
         link,
         in_flight: 0,
         queued: 0,
@@ -70,7 +63,7 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
 
     loop {
         tokio::select! {
-            event = events.recv() => {
+            event = events.next() => {
                 let Some(event) = event else { break };
                 repl.event(&mut terminal, event).await;
                 tick = repl.next_tick();
@@ -111,9 +104,7 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
     terminal.stop().await;
     let interrupted = repl.interrupted;
     drop(repl);
-    let result = task
-        .await
-        .map_err(|err| Error::Runtime(format!("the connection task failed: {err}")))?;
+    let result = handle.finish().await;
     match super::delivered(result, 0) {
         // Asked to leave: say what was left behind, and leave as asked.
         Err(Error::Undelivered(unsent)) if interrupted => {
@@ -126,9 +117,9 @@ pub async fn run(config: &ClientConfig, handle: Handle) -> Result<ExitCode> {
     }
 }
 
-struct Repl {
+struct Repl<'h> {
     renderer: Renderer,
-    commands: mpsc::Sender<Command>,
+    handle: &'h Handle,
     link: SharedLink,
     /// Messages handed to the supervisor and not yet reported flushed.
     in_flight: usize,
@@ -144,7 +135,7 @@ struct Repl {
     interrupted: bool,
 }
 
-impl Repl {
+impl Repl<'_> {
     fn set_link(&self, state: LinkState) {
         *self.link.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
@@ -245,7 +236,7 @@ impl Repl {
             Input::Text(text) => self.send(terminal, Payload::text(text)).await,
             Input::Binary(data) => self.send(terminal, Payload::Binary(data)).await,
             Input::Ping(payload) => {
-                let _ = self.commands.send(Command::Ping(payload)).await;
+                let _ = self.handle.ping(payload).await;
             }
             Input::Close { code, reason } => self.close(terminal, code, &reason).await,
             Input::Quit => self.close(terminal, 1000, "").await,
@@ -255,14 +246,11 @@ impl Repl {
                         .print(r.repl_warning("closing: not reconnecting"))
                         .await;
                 } else {
-                    let _ = self.commands.send(Command::Reconnect).await;
+                    let _ = self.handle.reconnect().await;
                 }
             }
             Input::Status => {
-                let (tx, rx) = oneshot::channel();
-                if self.commands.send(Command::Status(tx)).await.is_ok()
-                    && let Ok(status) = rx.await
-                {
+                if let Some(status) = self.handle.status().await {
                     terminal.print(r.repl_status_report(&status)).await;
                 }
             }
@@ -278,7 +266,7 @@ impl Repl {
                 .await;
             return;
         }
-        if self.commands.send(Command::Send(payload)).await.is_err() {
+        if self.handle.send(payload).await.is_err() {
             return;
         }
         self.in_flight += 1;
@@ -323,13 +311,10 @@ impl Repl {
                 )
                 .await;
         }
-        let _ = self
-            .commands
-            .send(Command::Close {
-                code,
-                reason: reason.to_owned(),
-                confirm: !self.interrupted,
-            })
-            .await;
+        if self.interrupted {
+            self.handle.interrupt();
+        } else {
+            let _ = self.handle.close(code, reason.to_owned()).await;
+        }
     }
 }
