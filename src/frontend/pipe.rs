@@ -147,7 +147,12 @@ pub async fn run(
             },
             end = async { input_end.as_mut().expect("guarded").await }, if input_end.is_some() => {
                 input_end = None;
-                let _ = handle.end_of_input().await;
+                // Nothing more to send: a session that only waits out the
+                // linger need not be dialled again once the server has it
+                // all. `--keep-open` and `--count` still wait for messages.
+                if config.end.linger.is_some() && config.end.count.is_none() {
+                    let _ = handle.end_of_input().await;
+                }
                 if let Ok(Err(err)) = end as std::result::Result<InputEnd, _> {
                     input_error = Some(err);
                 }
