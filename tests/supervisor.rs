@@ -680,3 +680,72 @@ async fn an_interrupt_while_waiting_to_reconnect_ends_at_once() {
     assert_eq!(Instant::now(), asked);
     assert_eq!(ending.unsent.queued, 1, "{ending:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_the_end_of_input_what_is_unconfirmed_is_still_replayed_first() {
+    // The first connection never reads, so the heartbeat finds it dead with the line
+    // unconfirmed; the second reads for 5 s and goes away with 1001.
+    let (url, mut log) = server(|n| {
+        if n == 0 {
+            Behave::Hold
+        } else {
+            Behave::StayUp(Duration::from_secs(5))
+        }
+    })
+    .await;
+    let flags = [
+        "--ping-interval",
+        "1s",
+        "--ping-timeout",
+        "1s",
+        "--backoff-initial",
+        "100ms",
+    ];
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    handle.send(Payload::text("unconfirmed")).await.unwrap();
+    handle.end_of_input().await.unwrap();
+    let events = collect(events).await.unwrap();
+    let err = handle.finish().await.unwrap_err();
+    assert_eq!(
+        log.recv().await.unwrap(),
+        "unconfirmed",
+        "replayed to the second"
+    );
+    let connected = events
+        .iter()
+        .filter(|(e, _)| matches!(e, Event::Connected { .. }))
+        .count();
+    assert_eq!(connected, 1, "one reconnect, then none: {events:?}");
+    assert!(warned(&events, "re-sending 1 message"), "{events:?}");
+    assert!(warned(&events, "not reconnecting"), "{events:?}");
+    assert_eq!(err.exit_code() as u8, 9, "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frontend_that_dropped_its_events_holds_nothing_up() {
+    // The server sends far more than the event budget, then reads until the close.
+    // Nobody receives events: reading must go on regardless, or the server's answer
+    // to our Close is never read.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        for _ in 0..8 {
+            ws.send(Message::binary(vec![1u8; 1 << 20])).await.unwrap();
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let (handle, mut events) = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    drop(events);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.close(1000, String::new()).await.unwrap();
+    let ending = handle.finish().await.unwrap();
+    assert_eq!(
+        ending.code,
+        Some(1000),
+        "the server's answer was read: {ending:?}"
+    );
+}
