@@ -1,7 +1,7 @@
 //! The vocabulary between the supervisor and its frontends: the commands a
 //! [`Handle`](crate::supervisor::Handle) sends and the events the supervisor
-//! reports. Frontends (pipe,
-//! REPL, smoke) see only these types, never the socket.
+//! reports. Frontends (pipe, REPL, smoke) see only these types, never the
+//! socket.
 
 use std::time::{Duration, SystemTime};
 

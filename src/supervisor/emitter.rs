@@ -125,3 +125,43 @@ impl Emitter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emitter(capacity: usize) -> (Emitter, mpsc::Receiver<Event>, Arc<Credit>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let credit = Arc::new(Credit::new(1 << 20));
+        (Emitter::new(tx, Arc::clone(&credit)), rx, credit)
+    }
+
+    #[test]
+    fn a_full_channel_keeps_events_in_order_and_merges_deliveries() {
+        let (mut emitter, mut rx, _) = emitter(1);
+        emitter.emit(Event::Drained);
+        emitter.emit(Event::Delivered { count: 2 });
+        emitter.emit(Event::Delivered { count: 3 });
+        assert!(emitter.has_backlog());
+        assert!(matches!(rx.try_recv(), Ok(Event::Drained)));
+        emitter.send_backlog();
+        assert!(matches!(rx.try_recv(), Ok(Event::Delivered { count: 5 })));
+        assert!(!emitter.has_backlog());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_receiver_gets_nothing_and_holds_no_credit() {
+        let (mut emitter, rx, credit) = emitter(1);
+        emitter.message(Payload::text("kept"));
+        emitter.message(Payload::text("backlogged"));
+        assert_eq!(credit.used(), 14);
+        drop(rx);
+        emitter.send_backlog();
+        emitter.message(Payload::text("discarded"));
+        assert_eq!(credit.used(), 4, "only the one left in the channel");
+        assert!(!emitter.reader_paused());
+        // Nothing to wait for.
+        emitter.room_to_read().await;
+        emitter.flush().await;
+    }
+}

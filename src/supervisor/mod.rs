@@ -4,9 +4,9 @@
 //! queue across connections. Frontends talk to it only through a [`Handle`]
 //! (commands) and [`Events`], so it knows nothing about terminals or stdin.
 //!
-//! State lives by its lifetime: the [`Supervisor`] holds what outlives a
+//! State lives by its lifetime: the `Supervisor` holds what outlives a
 //! connection (the queue, the event emitter, the reconnect streak), a
-//! [`Connection`] what dies with one (the socket, its heartbeat, its acks, the
+//! `Connection` what dies with one (the socket, its heartbeat, its acks, the
 //! close in progress).
 
 mod acks;
