@@ -636,12 +636,19 @@ async fn an_interrupt_ends_the_session_within_the_close_timeout_even_when_nothin
             }
         }
     });
-    // Real time for the thread to fill the buffers; the virtual clock waits for it.
-    while handle.send_credit_used() < supervisor::SEND_CREDIT {
+    // Until everything stalls: the buffers full (or the replay window closed), the
+    // send credit spent, the thread waiting. It runs in real time, so give it some
+    // between short virtual sleeps, which let the supervisor do all it can.
+    let mut last = usize::MAX;
+    for _ in 0..1000 {
         std::thread::sleep(Duration::from_millis(10));
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = sent.load(std::sync::atomic::Ordering::SeqCst);
+        if now == last && handle.send_credit_used() >= supervisor::SEND_CREDIT {
+            break;
+        }
+        last = now;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let interrupted_at = Instant::now();
     handle.interrupt();
     handle.interrupt();
