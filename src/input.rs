@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::InputConfig;
 use crate::error::Error;
-use crate::session::{Command, Payload};
-use crate::supervisor::Credit;
+use crate::session::Payload;
+use crate::supervisor::BlockingSender;
 
 /// How stdin ended: the number of records read, or why reading stopped.
 pub type InputEnd = Result<u64, Error>;
@@ -45,8 +45,7 @@ impl NotQueued {
 pub fn spawn(
     config: InputConfig,
     reader: impl Read + Send + 'static,
-    commands: mpsc::Sender<Command>,
-    credit: Arc<Credit>,
+    sender: BlockingSender,
 ) -> (oneshot::Receiver<InputEnd>, NotQueued) {
     let (done_tx, done_rx) = oneshot::channel();
     let not_queued = NotQueued::default();
@@ -54,9 +53,9 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let end = pump(config, reader, &commands, &credit, &counter);
+            let end = pump(config, reader, &sender, &counter);
             if end.is_ok() || matches!(end, Err(Error::Input(_))) {
-                let _ = commands.blocking_send(Command::Drain);
+                let _ = sender.drain();
             }
             let _ = done_tx.send(end);
         })
@@ -86,13 +85,16 @@ const BATCH: usize = 64;
 /// or wait that may block, so nothing read sits here while stdin is idle.
 struct Batch<'a> {
     records: Vec<Payload>,
-    commands: &'a mpsc::Sender<Command>,
+    /// Their bytes, which the send credit is charged for once they are sent.
+    bytes: usize,
+    sender: &'a BlockingSender,
     /// Counts the records from when they are read until they are handed over.
     not_queued: &'a NotQueued,
 }
 
 impl Batch<'_> {
     fn push(&mut self, payload: Payload) {
+        self.bytes += payload.len();
         self.records.push(payload);
         self.not_queued.add(1);
     }
@@ -101,12 +103,14 @@ impl Batch<'_> {
     /// records stay counted as not queued.
     fn send(&mut self) -> bool {
         let n = self.records.len();
-        let command = match n {
-            0 => return true,
-            1 => Command::Send(self.records.pop().expect("one record")),
-            _ => Command::SendMany(std::mem::take(&mut self.records)),
-        };
-        let sent = self.commands.blocking_send(command).is_ok();
+        if n == 0 {
+            return true;
+        }
+        self.bytes = 0;
+        let sent = self
+            .sender
+            .send_batch(std::mem::take(&mut self.records))
+            .is_ok();
         if sent {
             self.not_queued.sub(n);
         }
@@ -117,8 +121,7 @@ impl Batch<'_> {
 fn pump(
     config: InputConfig,
     mut reader: impl Read,
-    commands: &mpsc::Sender<Command>,
-    credit: &Credit,
+    sender: &BlockingSender,
     not_queued: &NotQueued,
 ) -> InputEnd {
     let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
@@ -130,7 +133,8 @@ fn pump(
     let mut long_hint = 0;
     let mut batch = Batch {
         records: Vec::new(),
-        commands,
+        bytes: 0,
+        sender,
         not_queued,
     };
     loop {
@@ -155,7 +159,7 @@ fn pump(
                 if !batch.send() {
                     return Ok(records);
                 }
-                credit.wait_blocking();
+                sender.wait_for_room();
                 searched = 0;
                 let (record, end) =
                     read_long(&mut reader, &mut buf, config.separator, &mut long_hint)?;
@@ -166,7 +170,7 @@ fn pump(
                 if !batch.send() {
                     return Ok(records);
                 }
-                credit.wait_blocking();
+                sender.wait_for_room();
                 searched = buf.len();
                 let n = fill(&mut reader, &mut buf, read_size)?;
                 eof = n == 0;
@@ -186,14 +190,13 @@ fn pump(
                 }
             }
         };
-        if !credit.has_room() {
+        if !sender.has_room(batch.bytes) {
             // The supervisor gives credit back only for what it has.
             if !batch.send() {
                 return Ok(records);
             }
-            credit.wait_blocking();
+            sender.wait_for_room();
         }
-        credit.take(payload.len());
         batch.push(payload);
         if batch.records.len() >= BATCH && !batch.send() {
             // The session is over; the records read along with these count
@@ -297,6 +300,7 @@ fn invalid_utf8(record: u64, separator: u8, bytes: &[u8]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Command;
 
     /// The records a command queues, in order.
     fn records(command: Command) -> Vec<Payload> {
@@ -308,18 +312,12 @@ mod tests {
     }
 
     fn read_all(input: &'static [u8], binary: bool) -> (Vec<Payload>, InputEnd) {
-        let (tx, mut rx) = mpsc::channel(100);
+        let (tx, mut rx, _) = BlockingSender::for_tests(100, 1 << 20);
         let config = InputConfig {
             binary,
             separator: b'\n',
         };
-        let end = pump(
-            config,
-            input,
-            &tx,
-            &Credit::new(1 << 20),
-            &NotQueued::default(),
-        );
+        let end = pump(config, input, &tx, &NotQueued::default());
         drop(tx);
         let mut payloads = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
@@ -349,20 +347,13 @@ mod tests {
     fn a_burst_of_lines_is_queued_in_few_commands_in_order() {
         let input: String = (0..200).map(|i| format!("{i}\n")).collect();
         let input: &'static [u8] = Box::leak(input.into_bytes().into_boxed_slice());
-        let (tx, mut rx) = mpsc::channel(1000);
+        let (tx, mut rx, _) = BlockingSender::for_tests(1000, 1 << 20);
         let config = InputConfig {
             binary: false,
             separator: b'\n',
         };
         assert_eq!(
-            pump(
-                config,
-                input,
-                &tx,
-                &Credit::new(1 << 20),
-                &NotQueued::default()
-            )
-            .unwrap(),
+            pump(config, input, &tx, &NotQueued::default()).unwrap(),
             200
         );
         drop(tx);
@@ -390,23 +381,18 @@ mod tests {
 
     #[test]
     fn reading_waits_while_the_send_credit_is_spent() {
-        let credit = Arc::new(Credit::new(10));
-        let (tx, mut rx) = mpsc::channel(100);
+        let (tx, mut rx, credit) = BlockingSender::for_tests(100, 10);
         let config = InputConfig {
             binary: true,
             separator: b'\n',
         };
-        let pump = std::thread::spawn({
-            let credit = Arc::clone(&credit);
-            move || {
-                pump(
-                    config,
-                    &b"1234567\n1234567\n1234567\n1234567\n"[..],
-                    &tx,
-                    &credit,
-                    &NotQueued::default(),
-                )
-            }
+        let pump = std::thread::spawn(move || {
+            pump(
+                config,
+                &b"1234567\n1234567\n1234567\n1234567\n"[..],
+                &tx,
+                &NotQueued::default(),
+            )
         });
         // Each record takes 7 bytes; the third waits until the budget of 10
         // is no longer spent, and nothing but this loop gives bytes back.
@@ -449,19 +435,13 @@ mod tests {
         input.extend_from_slice(&long);
         input.extend_from_slice(b"\nlast");
         for step in [7, 1000, 100_000] {
-            let (tx, mut rx) = mpsc::channel(100);
+            let (tx, mut rx, _) = BlockingSender::for_tests(100, usize::MAX);
             let config = InputConfig {
                 binary: true,
                 separator: b'\n',
             };
             let reader = Trickle(input.iter().copied().collect(), step);
-            let end = pump(
-                config,
-                reader,
-                &tx,
-                &Credit::new(usize::MAX),
-                &NotQueued::default(),
-            );
+            let end = pump(config, reader, &tx, &NotQueued::default());
             assert_eq!(end.unwrap(), 6);
             let mut got = Vec::new();
             while let Ok(command) = rx.try_recv() {

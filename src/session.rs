@@ -1,6 +1,7 @@
 //! The vocabulary between the supervisor and its frontends: the commands a
-//! frontend may send and the events the supervisor reports. Frontends (pipe,
-//! REPL, smoke) see only these types, never the socket.
+//! [`Handle`](crate::supervisor::Handle) sends and the events the supervisor
+//! reports. Frontends (pipe, REPL, smoke) see only these types, never the
+//! socket.
 
 use std::time::{Duration, SystemTime};
 
@@ -32,24 +33,22 @@ impl Payload {
     }
 }
 
+/// What a [`Handle`](crate::supervisor::Handle) asks of the supervisor.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Queue a message; it goes out in order, after any reconnect.
     Send(Payload),
     /// Queue several, in order: one command for a burst of stdin records.
     SendMany(Vec<Payload>),
     /// Send a Ping now; the answer comes back as [`Event::Pong`].
     Ping(Bytes),
-    /// Send what is queued, then close with this code and reason. With
-    /// `confirm`, the Close waits until a Pong confirms every message written
-    /// (within the ping timeout, extended while the server visibly reads); a
-    /// connection that cannot confirm them counts as lost, so they are sent
-    /// again after a reconnect. An interrupt closes without waiting.
-    Close {
-        code: u16,
-        reason: String,
-        confirm: bool,
-    },
+    /// Send what is queued, then close with this code and reason. The Close
+    /// waits until a Pong confirms every message written (within the ping
+    /// timeout, extended while the server visibly reads); a connection that
+    /// cannot confirm them counts as lost, so they are sent again after a
+    /// reconnect. Asked while disconnected with anything left, it waits for
+    /// the reconnect. An interrupt (out of band) closes without waiting.
+    Close { code: u16, reason: String },
     /// Drop the current connection (or skip the backoff wait) and dial again.
     Reconnect,
     /// Report [`Event::Drained`] once everything queued so far is flushed.

@@ -11,8 +11,8 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tether::cli::Cli;
 use tether::config::{SessionConfig, Task, Terminals};
-use tether::session::{Command, Event, Payload};
-use tether::supervisor::{self, Handle};
+use tether::session::{Event, Payload};
+use tether::supervisor::{self, Events};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -32,18 +32,14 @@ fn session(url: &str, flags: &[&str]) -> SessionConfig {
 }
 
 /// Events with the (virtual) time they arrived.
-async fn next(handle: &mut Handle) -> (Event, Instant) {
-    let event = handle
-        .events
-        .recv()
-        .await
-        .expect("the supervisor ended early");
+async fn next(events: &mut Events) -> (Event, Instant) {
+    let event = events.next().await.expect("the supervisor ended early");
     (event, Instant::now())
 }
 
-async fn next_matching(handle: &mut Handle, pred: impl Fn(&Event) -> bool) -> (Event, Instant) {
+async fn next_matching(events: &mut Events, pred: impl Fn(&Event) -> bool) -> (Event, Instant) {
     loop {
-        let (event, at) = next(handle).await;
+        let (event, at) = next(events).await;
         if pred(&event) {
             return (event, at);
         }
@@ -140,12 +136,12 @@ async fn backoff_grows_by_the_factor_holds_the_cap_and_resets_after_a_healthy_co
         "--ping-interval",
         "0",
     ];
-    let mut handle = supervisor::spawn(session(&url, &flags)).unwrap();
+    let (_handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
 
     let mut delays = Vec::new();
     let mut last_attempt = None;
     loop {
-        let (event, at) = next(&mut handle).await;
+        let (event, at) = next(&mut events).await;
         match event {
             Event::Connecting { attempt } => {
                 if let (Some(prev), Some(&delay)) = (last_attempt, delays.last()) {
@@ -179,8 +175,8 @@ async fn backoff_grows_by_the_factor_holds_the_cap_and_resets_after_a_healthy_co
     }
 
     // The connection outlived the healthy period: the schedule starts over.
-    let (_, _) = next_matching(&mut handle, |e| matches!(e, Event::Disconnected { .. })).await;
-    let (event, _) = next_matching(&mut handle, |e| matches!(e, Event::Reconnecting { .. })).await;
+    let (_, _) = next_matching(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let (event, _) = next_matching(&mut events, |e| matches!(e, Event::Reconnecting { .. })).await;
     let Event::Reconnecting { delay, attempt, .. } = event else {
         unreachable!()
     };
@@ -204,12 +200,12 @@ async fn a_blackholed_peer_is_detected_within_interval_plus_timeout_and_replaced
         "--backoff-initial",
         "100ms",
     ];
-    let mut handle = supervisor::spawn(session(&url, &flags)).unwrap();
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
 
     let (_, connected_at) =
-        next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
+        next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
     let (event, lost_at) =
-        next_matching(&mut handle, |e| matches!(e, Event::Disconnected { .. })).await;
+        next_matching(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
     let Event::Disconnected {
         reason, will_retry, ..
     } = event
@@ -225,17 +221,13 @@ async fn a_blackholed_peer_is_detected_within_interval_plus_timeout_and_replaced
     );
 
     let (_, reconnected_at) =
-        next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
+        next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
     assert!(reconnected_at - lost_at <= Duration::from_millis(200));
 
     // The new connection is alive: messages flow and the heartbeat is answered.
-    handle
-        .commands
-        .send(Command::Send(Payload::text("still here")))
-        .await
-        .unwrap();
+    handle.send(Payload::text("still here")).await.unwrap();
     assert_eq!(log.recv().await.as_deref(), Some("still here"));
-    let (event, _) = next_matching(&mut handle, |e| matches!(e, Event::Pong { .. })).await;
+    let (event, _) = next_matching(&mut events, |e| matches!(e, Event::Pong { .. })).await;
     assert!(matches!(
         event,
         Event::Pong {
@@ -257,15 +249,11 @@ async fn messages_sent_while_disconnected_wait_and_go_out_in_order() {
         "--ping-interval",
         "0",
     ];
-    let mut handle = supervisor::spawn(session(&url, &flags)).unwrap();
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
     for i in 0..3 {
-        handle
-            .commands
-            .send(Command::Send(Payload::text(format!("m{i}"))))
-            .await
-            .unwrap();
+        handle.send(Payload::text(format!("m{i}"))).await.unwrap();
     }
-    next_matching(&mut handle, |e| {
+    next_matching(&mut events, |e| {
         matches!(e, Event::Connected { attempt: 3, .. })
     })
     .await;
@@ -284,22 +272,15 @@ async fn messages_sent_while_disconnected_wait_and_go_out_in_order() {
 async fn giving_up_reports_the_cause_and_the_unsent_count() {
     let (url, _) = server(|_| Behave::Refuse).await;
     let flags = ["--max-reconnects", "2", "--backoff-initial", "10ms"];
-    let handle = supervisor::spawn(session(&url, &flags)).unwrap();
-    handle
-        .commands
-        .send(Command::Send(Payload::text("lost?")))
-        .await
-        .unwrap();
-    let Handle {
-        task, mut events, ..
-    } = handle;
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
+    handle.send(Payload::text("lost?")).await.unwrap();
     let mut attempts = 0;
-    while let Some(event) = events.recv().await {
+    while let Some(event) = events.next().await {
         if let Event::Connecting { .. } = event {
             attempts += 1;
         }
     }
-    let err = task.await.unwrap().unwrap_err();
+    let err = handle.finish().await.unwrap_err();
     assert_eq!(attempts, 3);
     assert_eq!(err.exit_code() as u8, 3, "{err}");
     let text = err.to_string();
@@ -338,13 +319,12 @@ async fn a_flush_interrupted_by_an_incoming_message_still_completes() {
             }
         }
     });
-    let mut handle = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    let (handle, mut events) = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
     handle
-        .commands
-        .send(Command::Send(Payload::Binary(vec![7u8; SIZE].into())))
+        .send(Payload::Binary(vec![7u8; SIZE].into()))
         .await
         .unwrap();
-    next_matching(&mut handle, |e| matches!(e, Event::Message(_))).await;
+    next_matching(&mut events, |e| matches!(e, Event::Message(_))).await;
     let received = tokio::time::timeout(Duration::from_secs(60), server)
         .await
         .expect("the rest of the message never left the client")
@@ -368,13 +348,14 @@ async fn reading_pauses_while_received_bytes_wait_for_the_frontend() {
         }
         while let Some(Ok(_)) = ws.next().await {}
     });
-    let mut handle = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
-    next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
+    let (_handle, mut events) =
+        supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
     // The clock moves only once every task waits: the server on a full
     // socket, the supervisor on its byte budget.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let mut waiting = 0;
-    while let Ok(event) = handle.events.try_recv() {
+    while let Some(event) = events.try_next() {
         if let Event::Message(_) = event {
             waiting += 1;
         }
@@ -386,7 +367,7 @@ async fn reading_pauses_while_received_bytes_wait_for_the_frontend() {
     // Reading resumes as the frontend catches up: every message arrives.
     let mut received = waiting;
     while received < MESSAGES {
-        if let (Event::Message(payload), _) = next(&mut handle).await {
+        if let (Event::Message(payload), _) = next(&mut events).await {
             assert_eq!(payload.len(), 1 << 20);
             received += 1;
         }
@@ -414,21 +395,16 @@ async fn written_messages_give_their_bytes_back_to_the_sender() {
         // Keep answering pings until the client is done.
         while let Some(Ok(_)) = ws.next().await {}
     });
-    let mut handle = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
-    let credit = std::sync::Arc::clone(&handle.send_credit);
-    let commands = handle.commands.clone();
+    let (handle, mut events) = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    let handle = std::sync::Arc::new(handle);
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sender = tokio::spawn({
         let sent = std::sync::Arc::clone(&sent);
+        let handle = std::sync::Arc::clone(&handle);
         async move {
             for _ in 0..MESSAGES {
-                credit.wait().await;
-                credit.take(1 << 20);
                 let data = vec![2u8; 1 << 20];
-                commands
-                    .send(Command::Send(Payload::Binary(data.into())))
-                    .await
-                    .unwrap();
+                handle.send(Payload::Binary(data.into())).await.unwrap();
                 sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
@@ -439,16 +415,16 @@ async fn written_messages_give_their_bytes_back_to_the_sender() {
         stalled_at < MESSAGES / 2,
         "{stalled_at} MiB went to a server that reads nothing"
     );
-    assert!(handle.send_credit.used() <= supervisor::SEND_CREDIT + (1 << 20));
+    assert!(handle.send_credit_used() <= supervisor::SEND_CREDIT + (1 << 20));
     sender.await.unwrap();
     // Every byte comes back once written: a Delivered event follows the last flush.
     let mut delivered = 0;
     while delivered < MESSAGES {
-        if let (Event::Delivered { count }, _) = next(&mut handle).await {
+        if let (Event::Delivered { count }, _) = next(&mut events).await {
             delivered += count;
         }
     }
-    assert_eq!(handle.send_credit.used(), 0);
+    assert_eq!(handle.send_credit_used(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -463,26 +439,21 @@ async fn a_line_confirmed_while_idle_is_not_sent_again_after_a_reconnect() {
         }
     })
     .await;
-    let mut handle = supervisor::spawn(session(&url, &[])).unwrap();
-    next_matching(&mut handle, |e| matches!(e, Event::Connected { .. })).await;
-    handle
-        .commands
-        .send(Command::Send(Payload::text("typed by hand")))
-        .await
-        .unwrap();
+    let (handle, mut events) = supervisor::spawn(session(&url, &[])).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    handle.send(Payload::text("typed by hand")).await.unwrap();
     assert_eq!(log.recv().await.unwrap(), "typed by hand");
 
     // Across the drop and the reconnect, nothing is re-sent.
     loop {
-        match next(&mut handle).await.0 {
+        match next(&mut events).await.0 {
             Event::Connected { .. } => break,
             Event::Warning(warning) => panic!("unexpected warning: {warning}"),
             _ => {}
         }
     }
     handle
-        .commands
-        .send(Command::Send(Payload::text("after the reconnect")))
+        .send(Payload::text("after the reconnect"))
         .await
         .unwrap();
     assert_eq!(log.recv().await.unwrap(), "after the reconnect");
@@ -504,19 +475,284 @@ async fn a_connection_that_never_showed_the_server_at_work_does_not_reset_the_st
         "--backoff-initial",
         "10ms",
     ];
-    let Handle {
-        task,
-        mut events,
-        commands: _open,
-        ..
-    } = supervisor::spawn(session(&url, &flags)).unwrap();
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
     let mut connected = 0;
-    while let Some(event) = events.recv().await {
+    while let Some(event) = events.next().await {
         if let Event::Connected { .. } = event {
             connected += 1;
         }
     }
-    let err = task.await.unwrap().unwrap_err();
+    let err = handle.finish().await.unwrap_err();
     assert_eq!(connected, 2, "{err}");
     assert_eq!(err.exit_code() as u8, 8, "{err}");
+}
+
+/// Collects events until the supervisor ends, as a frontend would.
+fn collect(mut events: Events) -> tokio::task::JoinHandle<Vec<(Event, Instant)>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(event) = events.next().await {
+            seen.push((event, Instant::now()));
+        }
+        seen
+    })
+}
+
+fn warned(events: &[(Event, Instant)], text: &str) -> bool {
+    events
+        .iter()
+        .any(|(e, _)| matches!(e, Event::Warning(w) if w.contains(text)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_end_of_input_a_confirmed_session_is_not_dialled_again() {
+    // The server reads (and answers the acknowledging Ping) for 5 s, then goes away
+    // with 1001, which would be retried.
+    let (url, mut log) = server(|_| Behave::StayUp(Duration::from_secs(5))).await;
+    let (handle, mut events) = supervisor::spawn(session(&url, &[])).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    handle.send(Payload::text("the only line")).await.unwrap();
+    handle.end_of_input().await.unwrap();
+    assert_eq!(log.recv().await.unwrap(), "the only line");
+    let events = collect(events).await.unwrap();
+    let err = handle.finish().await.unwrap_err();
+    assert_eq!(err.exit_code() as u8, 9, "as without reconnects: {err}");
+    assert_eq!(
+        err.to_string(),
+        "server closed the connection with code 1001 (\"restarting\")"
+    );
+    assert!(
+        warned(&events, "not reconnecting: input has ended"),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(e, _)| matches!(e, Event::Connecting { .. })),
+        "dialled again: {events:?}"
+    );
+    assert!(events.iter().any(|(e, _)| matches!(
+        e,
+        Event::Disconnected {
+            will_retry: false,
+            ..
+        }
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_end_of_input_while_waiting_to_reconnect_ends_the_wait_when_nothing_is_left() {
+    // The first connection reads for 1 s and goes away; the next attempts are refused.
+    let (url, mut log) = server(|n| {
+        if n == 0 {
+            Behave::StayUp(Duration::from_secs(1))
+        } else {
+            Behave::Refuse
+        }
+    })
+    .await;
+    let flags = ["--backoff-initial", "10s", "--backoff-max", "10s"];
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    handle.send(Payload::text("confirmed")).await.unwrap();
+    assert_eq!(log.recv().await.unwrap(), "confirmed");
+    // Lost (1001), refused once, and now waiting 10 s or more.
+    next_matching(&mut events, |e| {
+        matches!(e, Event::Reconnecting { attempt: 3, .. })
+    })
+    .await;
+    let asked = Instant::now();
+    handle.end_of_input().await.unwrap();
+    let events = collect(events).await.unwrap();
+    let err = handle.finish().await.unwrap_err();
+    assert_eq!(Instant::now(), asked, "ended at once");
+    assert!(warned(&events, "not reconnecting"), "{events:?}");
+    assert_eq!(
+        err.exit_code() as u8,
+        3,
+        "the last failure, a refused handshake: {err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_asked_while_disconnected_waits_for_the_reconnect_and_delivers() {
+    // The first two handshakes are refused, then the server reads (and answers Pings).
+    let (url, mut log) = server(|n| {
+        if n < 2 {
+            Behave::Refuse
+        } else {
+            Behave::StayUp(Duration::from_secs(60))
+        }
+    })
+    .await;
+    let flags = [
+        "--max-reconnects",
+        "5",
+        "--backoff-initial",
+        "1s",
+        "--ping-interval",
+        "0",
+    ];
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Reconnecting { .. })).await;
+    handle
+        .send(Payload::text("queued while away"))
+        .await
+        .unwrap();
+    handle.close(1000, "bye".into()).await.unwrap();
+    let events = collect(events).await.unwrap();
+    let ending = match handle.finish().await {
+        Ok(ending) => ending,
+        Err(err) => panic!("{err}: {events:?}"),
+    };
+    assert_eq!(log.recv().await.unwrap(), "queued while away");
+    assert_eq!(ending.unsent.total(), 0, "{ending:?}");
+    assert_eq!(ending.code, Some(1000), "the server answered: {ending:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(e, _)| matches!(e, Event::Connected { attempt: 3, .. })),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_ends_the_session_within_the_close_timeout_even_when_nothing_is_read() {
+    // The server never reads: the socket buffers fill, so our Close can never be
+    // written. Meanwhile a thread keeps sending, as an endless stdin would.
+    let (url, _) = server(|_| Behave::Hold).await;
+    let flags = ["--ping-interval", "0"];
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    let events = collect(events);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stdin = std::thread::spawn({
+        let sender = handle.blocking_sender();
+        let sent = std::sync::Arc::clone(&sent);
+        move || {
+            let record = Payload::Binary(vec![3u8; 16 << 10].into());
+            while sender.send_batch(vec![record.clone(); 4]).is_ok() {
+                sent.fetch_add(4, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    // Until everything stalls: the buffers full (or the replay window closed), the
+    // send credit spent, the thread waiting. It runs in real time, so give it some
+    // between short virtual sleeps, which let the supervisor do all it can.
+    let mut last = usize::MAX;
+    for _ in 0..1000 {
+        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = sent.load(std::sync::atomic::Ordering::SeqCst);
+        if now == last && handle.send_credit_used() >= supervisor::SEND_CREDIT {
+            break;
+        }
+        last = now;
+    }
+    let interrupted_at = Instant::now();
+    handle.interrupt();
+    handle.interrupt();
+    let ending = handle
+        .finish()
+        .await
+        .expect("an interrupted close is an ending");
+    let took = Instant::now() - interrupted_at;
+    assert!(took <= Duration::from_secs(2), "took {took:?}");
+    stdin.join().unwrap();
+    let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(ending.code, None, "the server never answered: {ending:?}");
+    assert_eq!(ending.unsent.total(), sent, "{ending:?}");
+    assert!(
+        ending.unsent.unconfirmed > 0 && ending.unsent.queued > 0,
+        "{ending:?}"
+    );
+    let events = events.await.unwrap();
+    assert!(
+        matches!(events.last(), Some((Event::Closed { .. }, _))),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_while_waiting_to_reconnect_ends_at_once() {
+    let (url, _) = server(|_| Behave::Refuse).await;
+    let flags = ["--max-reconnects", "5", "--backoff-initial", "10s"];
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Reconnecting { .. })).await;
+    handle.send(Payload::text("never sent")).await.unwrap();
+    let asked = Instant::now();
+    handle.interrupt();
+    drop(events);
+    let ending = handle.finish().await.expect("an ending");
+    assert_eq!(Instant::now(), asked);
+    assert_eq!(ending.unsent.queued, 1, "{ending:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_end_of_input_what_is_unconfirmed_is_still_replayed_first() {
+    // The first connection never reads, so the heartbeat finds it dead with the line
+    // unconfirmed; the second reads for 5 s and goes away with 1001.
+    let (url, mut log) = server(|n| {
+        if n == 0 {
+            Behave::Hold
+        } else {
+            Behave::StayUp(Duration::from_secs(5))
+        }
+    })
+    .await;
+    let flags = [
+        "--ping-interval",
+        "1s",
+        "--ping-timeout",
+        "1s",
+        "--backoff-initial",
+        "100ms",
+    ];
+    let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    handle.send(Payload::text("unconfirmed")).await.unwrap();
+    handle.end_of_input().await.unwrap();
+    let events = collect(events).await.unwrap();
+    let err = handle.finish().await.unwrap_err();
+    assert_eq!(
+        log.recv().await.unwrap(),
+        "unconfirmed",
+        "replayed to the second"
+    );
+    let connected = events
+        .iter()
+        .filter(|(e, _)| matches!(e, Event::Connected { .. }))
+        .count();
+    assert_eq!(connected, 1, "one reconnect, then none: {events:?}");
+    assert!(warned(&events, "re-sending 1 message"), "{events:?}");
+    assert!(warned(&events, "not reconnecting"), "{events:?}");
+    assert_eq!(err.exit_code() as u8, 9, "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frontend_that_dropped_its_events_holds_nothing_up() {
+    // The server sends far more than the event budget, then reads until the close.
+    // Nobody receives events: reading must go on regardless, or the server's answer
+    // to our Close is never read.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        for _ in 0..8 {
+            ws.send(Message::binary(vec![1u8; 1 << 20])).await.unwrap();
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let (handle, mut events) = supervisor::spawn(session(&url, &["--ping-interval", "0"])).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+    drop(events);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.close(1000, String::new()).await.unwrap();
+    let ending = handle.finish().await.unwrap();
+    assert_eq!(
+        ending.code,
+        Some(1000),
+        "the server's answer was read: {ending:?}"
+    );
 }

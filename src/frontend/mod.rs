@@ -7,7 +7,6 @@ pub mod echo;
 pub mod pipe;
 pub mod repl;
 pub mod session;
-mod shim;
 pub mod smoke;
 
 use crate::config::{ClientConfig, Frontend};
@@ -19,7 +18,7 @@ use self::session::Session;
 
 /// Runs the session `config` asks for, in its mode, and says how to exit.
 pub async fn run(config: &ClientConfig, started: std::time::Instant) -> Result<ExitCode> {
-    let supervisor = shim::split(supervisor::spawn(config.session.clone())?);
+    let supervisor = supervisor::spawn(config.session.clone())?;
     match config.frontend {
         Frontend::Pipe => {
             Session::new(config, supervisor, true, true)

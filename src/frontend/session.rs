@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
-use super::shim::{Events, Handle};
+use crate::supervisor::{Events, Handle};
 use crate::config::ClientConfig;
 use crate::error::{Error, ExitCode, Result};
 use crate::input::{InputEnd, NotQueued};
@@ -171,7 +171,8 @@ impl<'a> Session<'a> {
         read_stdin: bool,
     ) -> Session<'a> {
         let (stdin_end, not_queued) = if read_stdin {
-            let (end, not_queued) = handle.spawn_stdin(config.input);
+            let (end, not_queued) =
+                crate::input::spawn(config.input, std::io::stdin(), handle.blocking_sender());
             (Some(end), not_queued)
         } else {
             (None, NotQueued::default())
@@ -355,8 +356,9 @@ impl<'a> Session<'a> {
         }
         // Nothing more will be sent: once nothing is left undelivered, a
         // lost connection ends the session instead of reconnecting. Not
-        // with --keep-open, which asks to stay.
-        if self.config.end.linger.is_some() && !self.closing {
+        // with --keep-open, which asks to stay, nor with --count, which
+        // still waits for messages.
+        if self.config.end.linger.is_some() && self.config.end.count.is_none() && !self.closing {
             self.control.push_back(Control::EndOfInput);
         }
     }

@@ -46,6 +46,13 @@ impl Credit {
         self.used.load(Ordering::Acquire) < self.budget || self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether a sender holding `pending` bytes it has not taken yet may
+    /// take more now.
+    pub fn has_room_for(&self, pending: usize) -> bool {
+        self.used.load(Ordering::Acquire).saturating_add(pending) < self.budget
+            || self.closed.load(Ordering::Acquire)
+    }
+
     pub fn take(&self, bytes: usize) {
         self.used.fetch_add(bytes, Ordering::AcqRel);
     }

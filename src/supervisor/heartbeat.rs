@@ -97,7 +97,9 @@ impl Heartbeat {
         }
     }
 
-    /// The peer showed it reads what we write (see the module's doc).
+    /// The peer showed it reads what we write (see the module's doc). Also
+    /// how the peer is given more time while our own reader is paused by a
+    /// slow consumer, when a missing pong says nothing about the peer.
     pub fn alive(&mut self, at: Instant) {
         if self.alive_at.is_none_or(|t| t < at) {
             self.alive_at = Some(at);
@@ -112,14 +114,6 @@ impl Heartbeat {
 
     pub fn timeout(&self) -> Duration {
         self.config.timeout
-    }
-
-    /// Give the peer more time: used while our own reader is paused by a slow
-    /// consumer, when a missing pong says nothing about the peer.
-    pub fn extend(&mut self, now: Instant) {
-        if let Some(ping) = &mut self.outstanding {
-            ping.written_at = Some(now);
-        }
     }
 
     /// A pong arrived; the round trip if it answers the heartbeat ping.

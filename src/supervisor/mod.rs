@@ -1,11 +1,19 @@
 //! The supervisor: one task that owns the connection's whole life.
 //!
 //! It dials, runs heartbeats, reconnects with backoff, and keeps the outgoing
-//! queue across connections. Frontends talk to it only through [`Command`]s
-//! and [`Event`]s, so it knows nothing about terminals or stdin.
+//! queue across connections. Frontends talk to it only through a [`Handle`]
+//! (commands) and [`Events`], so it knows nothing about terminals or stdin.
+//!
+//! State lives by its lifetime: the `Supervisor` holds what outlives a
+//! connection (the queue, the event emitter, the reconnect streak), a
+//! `Connection` what dies with one (the socket, its heartbeat, its acks, the
+//! close in progress).
 
+mod acks;
 mod backoff;
 mod credit;
+mod emitter;
+mod handle;
 mod heartbeat;
 mod outbox;
 
@@ -17,15 +25,18 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use self::acks::Acks;
 pub use self::backoff::Backoff;
 pub use self::credit::Credit;
+use self::emitter::Emitter;
+use self::handle::Shared;
+pub use self::handle::{BlockingSender, Events, Gone, Handle, Permit};
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
 use crate::config::SessionConfig;
@@ -47,13 +58,11 @@ pub const SEND_CREDIT: usize = 256 << 10;
 const WRITE_BATCH: usize = 256;
 /// Frames read per pass of the connection loop, so writes get their turn.
 const READ_BURST: usize = 256;
-/// How long to wait for the server's Close after ours.
+/// How long to wait for the server's Close after ours, and how long an
+/// interrupt may take in all.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long telling a misbehaving server why we hang up may take.
 const FAIL_TIMEOUT: Duration = Duration::from_secs(1);
-/// Unconfirmed messages or bytes that call for an acknowledging ping.
-const ACK_EVERY_MESSAGES: usize = 256;
-const ACK_EVERY_BYTES: usize = 64 * 1024;
 /// When the queue runs empty with messages unconfirmed, an acknowledging ping
 /// follows within this long (even if more writes come meanwhile): a few typed
 /// lines must not wait for the next heartbeat, or a drop in between would send
@@ -65,62 +74,24 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// the close: a server that takes them and always drops the connection
 /// before answering would otherwise get them again forever.
 const CLOSE_ATTEMPTS: u32 = 3;
-
-/// A running supervisor, as its frontend holds it.
-pub struct Handle {
-    pub commands: mpsc::Sender<Command>,
-    /// Bytes of `Command::Send` queued and not yet written. A sender that can
-    /// outpace the socket (stdin) waits for room and takes a message's size
-    /// before sending it; the supervisor gives it back once it is written.
-    pub send_credit: Arc<Credit>,
-    pub events: Events,
-    pub task: JoinHandle<Result<Ending>>,
-}
-
-/// The supervisor's events. Receiving a message gives its bytes back to the
-/// supervisor, which reads from the socket only while few enough are waiting.
-pub struct Events {
-    rx: mpsc::Receiver<Event>,
-    credit: Arc<Credit>,
-}
-
-impl Events {
-    pub async fn recv(&mut self) -> Option<Event> {
-        let event = self.rx.recv().await;
-        self.received(event.as_ref());
-        event
-    }
-
-    pub fn try_recv(&mut self) -> std::result::Result<Event, mpsc::error::TryRecvError> {
-        let event = self.rx.try_recv();
-        self.received(event.as_ref().ok());
-        event
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-
-    fn received(&self, event: Option<&Event>) {
-        if let Some(Event::Message(payload)) = event {
-            self.credit.give(payload.len());
-        }
-    }
-}
+/// Said once when a session whose input has ended is not dialled again.
+const NOT_RECONNECTING: &str =
+    "not reconnecting: input has ended and the server confirmed every message";
 
 /// Starts the supervisor on the current runtime. Fails only on settings that
 /// can be checked before dialing (e.g. an unreadable `--cacert`).
-pub fn spawn(config: SessionConfig) -> Result<Handle> {
+pub fn spawn(config: SessionConfig) -> Result<(Handle, Events)> {
     spawn_with_seed(config, None)
 }
 
 /// As [`spawn`], with a fixed jitter seed so tests can replay a schedule.
-pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handle> {
+pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Handle, Events)> {
     let dialer = Arc::new(Dialer::new(config.dial.clone())?);
     let (command_tx, command_rx) = mpsc::channel(config.queue_capacity.min(1024));
     let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
     let send_credit = Arc::new(Credit::new(SEND_CREDIT));
     let event_credit = Arc::new(Credit::new(EVENT_CREDIT));
+    let shared = Arc::new(Shared::default());
     let supervisor = Supervisor {
         backoff: Backoff::new(config.reconnect.initial, config.reconnect.max, seed),
         on_connect: config
@@ -134,19 +105,14 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         config,
         commands: command_rx,
         commands_open: true,
-        events: event_tx,
+        shared: Arc::clone(&shared),
+        emitter: Emitter::new(event_tx, Arc::clone(&event_credit)),
         send_credit: Arc::clone(&send_credit),
-        event_credit: Arc::clone(&event_credit),
-        control: VecDeque::new(),
-        user_pings: VecDeque::new(),
-        acks: Acks::default(),
         closing: None,
-        confirm_close: true,
         failed_closes: 0,
-        healthy: false,
+        last_failure: None,
+        ever_connected: false,
         drain_requested: false,
-        pong_owed: false,
-        backlog: VecDeque::new(),
         state: State::Connecting,
         subprotocol: None,
         connected_since: None,
@@ -155,50 +121,39 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<Handl
         sent: 0,
         received: 0,
     };
-    Ok(Handle {
-        commands: command_tx,
-        send_credit,
-        events: Events {
-            rx: event_rx,
-            credit: event_credit,
-        },
-        task: tokio::spawn(supervisor.run()),
-    })
+    let task = tokio::spawn(supervisor.run());
+    Ok((
+        Handle::new(command_tx, send_credit, shared, task),
+        Events::new(event_rx, event_credit),
+    ))
 }
 
+/// What outlives a connection.
 struct Supervisor {
     config: SessionConfig,
     dialer: Arc<Dialer>,
     url: String,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
-    events: mpsc::Sender<Event>,
+    /// The interrupt and the end of input, raised out of band.
+    shared: Arc<Shared>,
+    emitter: Emitter,
+    /// Bytes of messages queued and not yet written: senders take them, a
+    /// completed flush gives them back.
     send_credit: Arc<Credit>,
-    /// Bytes of messages emitted and not yet received by the frontend.
-    event_credit: Arc<Credit>,
     backoff: Backoff,
     on_connect: Vec<Message>,
     outbox: Outbox,
-    /// Pings for the current connection; they jump the data queue.
-    control: VecDeque<Message>,
-    /// User pings awaiting their pong: (payload, when queued).
-    user_pings: VecDeque<(Bytes, Instant)>,
-    /// Pings written on this connection and what each confirms.
-    acks: Acks,
+    /// The Close asked for (or the interrupt's); it waits until every written
+    /// message is confirmed, unless interrupted.
     closing: Option<CloseFrame>,
-    /// The Close waits for every written message to be confirmed.
-    confirm_close: bool,
     /// Connections in a row whose close lost the connection with messages
     /// unconfirmed: past CLOSE_ATTEMPTS, the session gives up on them.
     failed_closes: u32,
-    /// The current connection showed the server at work (a message arrived,
-    /// a Ping was answered): only then may it reset the reconnect streak.
-    healthy: bool,
+    /// Why the last connection or attempt failed, while waiting to retry.
+    last_failure: Option<Error>,
+    ever_connected: bool,
     drain_requested: bool,
-    /// A Ping was read: tungstenite queued its Pong, which a flush sends.
-    pong_owed: bool,
-    /// Events the frontend has no room for yet, in order.
-    backlog: VecDeque<Event>,
     state: State,
     subprotocol: Option<String>,
     connected_since: Option<(SystemTime, Instant)>,
@@ -256,42 +211,51 @@ impl Supervisor {
     async fn run(mut self) -> Result<Ending> {
         // Failed attempts since the last healthy connection.
         let mut streak: u32 = 0;
-        let mut ever_connected = false;
         loop {
             self.state = State::Connecting;
-            self.emit(Event::Connecting {
+            self.emitter.emit(Event::Connecting {
                 attempt: streak + 1,
             });
             let failure = match self.dial().await {
                 Err(ending) => return ending,
                 Ok(Err(err)) => err,
                 Ok(Ok(conn)) => {
+                    self.last_failure = None;
                     for warning in conn.warnings {
-                        self.emit(Event::Warning(warning));
+                        self.emitter.emit(Event::Warning(warning));
                     }
                     self.state = State::Connected;
-                    ever_connected = true;
+                    self.ever_connected = true;
                     self.subprotocol = conn.subprotocol.clone();
                     self.connected_since = Some((SystemTime::now(), Instant::now()));
-                    self.emit(Event::Connected {
+                    self.emitter.emit(Event::Connected {
                         url: conn.url,
                         subprotocol: conn.subprotocol,
                         attempt: streak + 1,
                     });
                     let started = Instant::now();
-                    self.healthy = false;
-                    let end = self.run_connection(conn.socket, conn.progress).await;
+                    let mut connection = Connection::new(conn.socket, conn.progress, &self);
+                    let end = connection.run(&mut self).await;
                     self.connected_since = None;
-                    if self.healthy && started.elapsed() >= self.config.reconnect.healthy_after {
+                    if connection.healthy
+                        && started.elapsed() >= self.config.reconnect.healthy_after
+                    {
                         streak = 0;
                         self.backoff.reset();
                     }
+                    drop(connection);
+                    let interrupted = self.shared.interrupted();
                     match end {
                         ConnectionEnd::Closed(ending) => {
                             let reconnect_anyway = ending.by_server
                                 && self.closing.is_none()
+                                && !interrupted
                                 && self.config.reconnect.on_normal_close
                                 && self.config.reconnect.enabled;
+                            if reconnect_anyway && self.nothing_left_after_input() {
+                                self.emitter.emit(Event::Warning(NOT_RECONNECTING.into()));
+                                return self.finish(ending).await;
+                            }
                             if !reconnect_anyway {
                                 return self.finish(ending).await;
                             }
@@ -301,7 +265,7 @@ impl Supervisor {
                             ))
                         }
                         ConnectionEnd::Reconnect => {
-                            self.emit(Event::Disconnected {
+                            self.emitter.emit(Event::Disconnected {
                                 reason: "reconnect requested".into(),
                                 code: None,
                                 will_retry: true,
@@ -310,13 +274,15 @@ impl Supervisor {
                             continue;
                         }
                         ConnectionEnd::Lost(err) => {
-                            let delivered =
-                                self.outbox.is_empty() && self.outbox.unconfirmed().0 == 0;
-                            if self.closing.is_some() && !delivered && self.confirm_close {
+                            let delivered = self.delivered();
+                            if self.closing.is_some() && !delivered && !interrupted {
                                 self.failed_closes += 1;
                             }
-                            if self.closing.is_some() && self.failed_closes >= CLOSE_ATTEMPTS {
-                                self.emit(Event::Disconnected {
+                            if self.closing.is_some()
+                                && !interrupted
+                                && self.failed_closes >= CLOSE_ATTEMPTS
+                            {
+                                self.emitter.emit(Event::Disconnected {
                                     reason: err.to_string(),
                                     code: None,
                                     will_retry: false,
@@ -326,7 +292,7 @@ impl Supervisor {
                             // Dropped during our close with nothing left to
                             // deliver, or during an interrupt, which leaves
                             // whatever is left (and counts it).
-                            if self.closing.is_some() && (delivered || !self.confirm_close) {
+                            if (self.closing.is_some() && delivered) || interrupted {
                                 return self
                                     .finish(Ending {
                                         code: None,
@@ -344,7 +310,7 @@ impl Supervisor {
 
             streak += 1;
             let policy = self.config.reconnect;
-            let retry = if policy.enabled && (ever_connected || policy.retry_initial) {
+            let retry = if policy.enabled && (self.ever_connected || policy.retry_initial) {
                 failure.retry()
             } else {
                 Retry::Never
@@ -354,9 +320,16 @@ impl Supervisor {
                 .reconnect
                 .max_attempts
                 .is_some_and(|max| streak > max);
-            let will_retry = retry != Retry::Never && !exhausted;
+            let mut will_retry = retry != Retry::Never && !exhausted;
+            // Input has ended and the server has it all: a new connection
+            // would have nothing to do.
+            let pointless = will_retry && self.nothing_left_after_input();
+            if pointless {
+                self.emitter.emit(Event::Warning(NOT_RECONNECTING.into()));
+                will_retry = false;
+            }
             if let Error::ConnectionLost(_) | Error::ServerClosed { .. } = failure {
-                self.emit(Event::Disconnected {
+                self.emitter.emit(Event::Disconnected {
                     reason: failure.to_string(),
                     code: match failure {
                         Error::ServerClosed { code, .. } => Some(code),
@@ -364,6 +337,10 @@ impl Supervisor {
                     },
                     will_retry,
                 });
+            }
+            if pointless {
+                // As if reconnecting were off: the failure itself.
+                return Err(self.give_up(failure, 1).await);
             }
             if !will_retry {
                 return Err(self.give_up(failure, streak).await);
@@ -376,66 +353,111 @@ impl Supervisor {
                 _ => due,
             };
             self.state = State::Waiting;
-            self.emit(Event::Reconnecting {
+            self.emitter.emit(Event::Reconnecting {
                 attempt: streak + 1,
                 delay,
                 reason: failure.to_string(),
             });
-            if !self.wait(delay).await {
-                let ending = Ending {
-                    code: None,
-                    reason: "closed while disconnected".into(),
-                    by_server: false,
-                    unsent: Unsent::default(),
-                };
-                return self.finish(ending).await;
+            self.last_failure = Some(failure);
+            if let Some(end) = self.wait(delay).await {
+                return end;
             }
             self.reconnects += 1;
         }
     }
 
-    /// Dials while still taking commands. `Err` means the user ended the
-    /// session meanwhile.
+    /// Nothing queued, in the command channel, or unconfirmed.
+    fn nothing_left(&self) -> bool {
+        self.delivered() && self.shared.in_channel() == 0
+    }
+
+    fn delivered(&self) -> bool {
+        self.outbox.is_empty() && self.outbox.unconfirmed().0 == 0
+    }
+
+    /// The frontend will send nothing more, and the server has all it sent.
+    /// Never before a first connection: a session that never connected has
+    /// not done what it was started for, even with nothing to send.
+    fn nothing_left_after_input(&self) -> bool {
+        self.ever_connected && self.shared.input_ended() && self.nothing_left()
+    }
+
+    /// While disconnected: the end the user's interrupt or the end of input
+    /// asks for, if any.
+    async fn offline_end(&mut self, reason: &str) -> Option<Result<Ending>> {
+        if self.shared.interrupted() {
+            return Some(self.closed_offline(reason).await);
+        }
+        if self.last_failure.is_some() && self.nothing_left_after_input() {
+            self.emitter.emit(Event::Warning(NOT_RECONNECTING.into()));
+            let failure = self.last_failure.take().expect("checked");
+            return Some(Err(self.give_up(failure, 1).await));
+        }
+        None
+    }
+
+    async fn closed_offline(&mut self, reason: &str) -> Result<Ending> {
+        let ending = Ending {
+            code: None,
+            reason: reason.into(),
+            by_server: false,
+            unsent: Unsent::default(),
+        };
+        self.finish(ending).await
+    }
+
+    /// Dials while still taking commands. `Err` means the session ended
+    /// meanwhile.
     async fn dial(
         &mut self,
     ) -> std::result::Result<Result<crate::dial::Connection>, Result<Ending>> {
+        const REASON: &str = "closed before connecting";
         let dialer = Arc::clone(&self.dialer);
+        let shared = Arc::clone(&self.shared);
         let dial = dialer.dial();
         tokio::pin!(dial);
         loop {
+            if let Some(end) = self.offline_end(REASON).await {
+                return Err(end);
+            }
+            let seen = (shared.interrupted(), shared.input_ended());
             let room = self.commands_open && self.outbox.has_room();
             tokio::select! {
+                biased;
+                () = shared.changed(seen) => {}
                 result = &mut dial => return Ok(result),
-                () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
+                () = self.emitter.room(), if self.emitter.has_backlog() => self.emitter.send_backlog(),
                 cmd = self.commands.recv(), if room => {
                     if let Offline::End = self.offline_command(cmd) {
-                        let ending = Ending {
-                            code: None,
-                            reason: "closed before connecting".into(),
-                            by_server: false,
-                            unsent: Unsent::default(),
-                        };
-                        return Err(self.finish(ending).await);
+                        return Err(self.closed_offline(REASON).await);
                     }
                 }
             }
         }
     }
 
-    /// Sleeps out a backoff delay while taking commands; false if the user
-    /// ended the session.
-    async fn wait(&mut self, delay: Duration) -> bool {
+    /// Sleeps out a backoff delay while taking commands; `Some` if the
+    /// session ended meanwhile.
+    async fn wait(&mut self, delay: Duration) -> Option<Result<Ending>> {
+        const REASON: &str = "closed while disconnected";
+        let shared = Arc::clone(&self.shared);
         let wake = sleep(delay);
         tokio::pin!(wake);
         loop {
+            if let Some(end) = self.offline_end(REASON).await {
+                return Some(end);
+            }
+            let seen = (shared.interrupted(), shared.input_ended());
             let room = self.commands_open && self.outbox.has_room();
             tokio::select! {
-                () = &mut wake => return true,
-                () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
+                biased;
+                () = shared.changed(seen) => {}
+                () = &mut wake => return None,
+                () = self.emitter.room(), if self.emitter.has_backlog() => self.emitter.send_backlog(),
                 cmd = self.commands.recv(), if room => match self.offline_command(cmd) {
                     Offline::Continue => {}
-                    Offline::SkipWait => return true,
-                    Offline::End => return false,
+                    Offline::SkipWait => return None,
+                    Offline::End => return Some(self.closed_offline(REASON).await),
                 },
             }
         }
@@ -443,23 +465,18 @@ impl Supervisor {
 
     fn offline_command(&mut self, cmd: Option<Command>) -> Offline {
         match cmd {
-            Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
-            Some(Command::SendMany(payloads)) => {
-                for payload in payloads {
-                    self.outbox.push(to_message(payload));
-                }
-            }
-            Some(Command::Ping(_)) => {
-                self.emit(Event::Warning("not connected: ping not sent".into()))
-            }
-            Some(Command::Close {
-                code,
-                reason,
-                confirm,
-            }) => {
+            Some(Command::Send(payload)) => self.queue(payload),
+            Some(Command::SendMany(payloads)) => self.queue_many(payloads),
+            Some(Command::Ping(_)) => self
+                .emitter
+                .emit(Event::Warning("not connected: ping not sent".into())),
+            Some(Command::Close { code, reason }) => {
                 self.closing = Some(close_frame(code, reason));
-                self.confirm_close = confirm;
-                return Offline::End;
+                // What is left waits for the next connection, which delivers
+                // it and then closes.
+                if self.nothing_left() {
+                    return Offline::End;
+                }
             }
             Some(Command::Reconnect) => return Offline::SkipWait,
             Some(Command::Drain) => self.drain(),
@@ -474,304 +491,16 @@ impl Supervisor {
         Offline::Continue
     }
 
-    async fn run_connection(&mut self, socket: Socket, progress: WriteProgress) -> ConnectionEnd {
-        let (mut sink, mut stream) = socket.split();
-        let mut heartbeat = Heartbeat::new(self.config.heartbeat, Instant::now());
-        let replayed = self.outbox.rewind();
-        if replayed > 0 {
-            self.emit(Event::Warning(format!(
-                "re-sending {replayed} message{} whose delivery the lost connection left unconfirmed",
-                if replayed == 1 { "" } else { "s" }
-            )));
-        }
-        self.control.clear();
-        self.user_pings.clear();
-        self.acks = Acks::default();
-        self.pong_owed = false;
-        for message in &self.on_connect {
-            if let Err(err) = sink.feed(message.clone()).await {
-                return ConnectionEnd::Lost(lost(err));
-            }
-        }
-        let mut unflushed = Unflushed {
-            frames: !self.on_connect.is_empty(),
-            close: false,
-        };
-        let mut close_deadline: Option<Instant> = None;
-        // When writing paused with messages unconfirmed: see ACK_WHEN_IDLE.
-        let mut idle_ack_at: Option<Instant> = None;
-        // Since when our Close waits for the server to confirm what it was sent.
-        let mut confirming_since: Option<Instant> = None;
-
-        loop {
-            let close_due = self.closing.is_some()
-                && close_deadline.is_none()
-                && !unflushed.close
-                && self.outbox.is_empty();
-            let confirming = close_due && self.confirm_close && self.outbox.unconfirmed().0 > 0;
-            if confirming {
-                // Ask now, not after ACK_WHEN_IDLE; a no-op when the last ping
-                // written already follows every message.
-                self.acks.request_confirmation(self.outbox.position());
-                confirming_since.get_or_insert_with(|| {
-                    let (n, _) = self.outbox.unconfirmed();
-                    tracing::debug!("closing once the server confirms {n} messages");
-                    Instant::now()
-                });
-            } else {
-                confirming_since = None;
-            }
-            let send_close = close_due && !confirming && self.control.is_empty();
-            let want_write = unflushed.frames
-                || self.pong_owed
-                || send_close
-                || self.outbox.ready()
-                || !self.control.is_empty()
-                || self.acks.idle.is_some();
-            // An interrupt takes nothing more: an endless stdin must not
-            // keep the queue from ever running empty.
-            let room = self.commands_open
-                && self.outbox.has_room()
-                && close_deadline.is_none()
-                && (self.closing.is_none() || self.confirm_close);
-            let close = if send_close {
-                self.closing.clone()
-            } else {
-                None
-            };
-
-            tokio::select! {
-                () = room_for_event(&self.events), if !self.backlog.is_empty() => self.send_backlog(),
-                // While a Pong is owed and not yet written, nothing more is
-                // read: tungstenite buffers one Pong per Ping read, so a server
-                // that floods Pings and never reads would grow it without bound.
-                incoming = next_incoming(&mut stream, &self.events, &self.event_credit), if self.backlog.is_empty() && !self.pong_owed => {
-                    let closing = close_deadline.is_some();
-                    if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, closing).await {
-                        return end;
-                    }
-                    // Take the frames that have already arrived too, so a
-                    // burst costs one pass of this loop, not one per message.
-                    for _ in 1..READ_BURST {
-                        if !self.backlog.is_empty()
-                            || self.pong_owed
-                            || self.events.capacity() == 0
-                            || !self.event_credit.has_room()
-                        {
-                            break;
-                        }
-                        let Some(incoming) = stream.next().now_or_never() else {
-                            break;
-                        };
-                        if let Some(end) = self.incoming(incoming, &mut heartbeat, &mut sink, closing).await {
-                            return end;
-                        }
-                    }
-                }
-                cmd = self.commands.recv(), if room => {
-                    if let Some(end) = self.online_command(cmd) {
-                        return end;
-                    }
-                }
-                written = write_batch(&mut sink, &mut self.outbox, &mut self.control, &mut self.acks, &mut unflushed, close), if want_write => {
-                    let written = match written {
-                        Ok(written) => written,
-                        Err(err) => return ConnectionEnd::Lost(lost(err)),
-                    };
-                    self.send_credit.give(written.first_time_bytes);
-                    if self.outbox.replay_enabled() && self.acks.owed() && !self.outbox.has_unfed() {
-                        idle_ack_at.get_or_insert_with(|| Instant::now() + ACK_WHEN_IDLE);
-                    }
-                    if written.ping {
-                        heartbeat.written(Instant::now());
-                    }
-                    self.pong_owed = false;
-                    if written.close {
-                        self.state = State::Closing;
-                        close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
-                        // Nothing may follow our Close.
-                        idle_ack_at = None;
-                        self.acks.idle = None;
-                        self.control.clear();
-                    }
-                    if written.delivered > 0 {
-                        self.sent += written.delivered as u64;
-                        self.emit(Event::Delivered { count: written.delivered });
-                        if self.drain_requested && self.outbox.is_empty() {
-                            self.drain_requested = false;
-                            self.emit(Event::Drained);
-                        }
-                    }
-                }
-                () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() && close_deadline.is_none() => {
-                    let now = Instant::now();
-                    if let Some(drained) = progress.last_drain() {
-                        heartbeat.alive(drained);
-                    }
-                    match heartbeat.tick(now) {
-                        Tick::SendPing(payload) => self.control.push_back(Message::Ping(payload)),
-                        // A full event buffer means our reader is paused by a
-                        // slow consumer: the pong may be sitting unread.
-                        Tick::Dead if self.events.capacity() == 0 || !self.event_credit.has_room() => {
-                            heartbeat.extend(now)
-                        }
-                        Tick::Dead => {
-                            return ConnectionEnd::Lost(Error::ConnectionLost(format!(
-                                "heartbeat timeout: no pong within {:?}",
-                                self.config.heartbeat.timeout
-                            )));
-                        }
-                        Tick::Nothing => {}
-                    }
-                }
-                () = sleep_until(idle_ack_at.unwrap_or_else(Instant::now)), if idle_ack_at.is_some() && close_deadline.is_none() => {
-                    idle_ack_at = None;
-                    self.acks.request_idle();
-                }
-                () = sleep_until(confirming_since.map_or_else(Instant::now, |t| heartbeat.since(t) + heartbeat.timeout())), if confirming => {
-                    if let Some(drained) = progress.last_drain() {
-                        heartbeat.alive(drained);
-                    }
-                    // A full event buffer means our reader is paused by a slow
-                    // consumer: the Pong may be sitting unread.
-                    if self.events.capacity() == 0 || !self.event_credit.has_room() || !self.backlog.is_empty() {
-                        heartbeat.alive(Instant::now());
-                    }
-                    let since = confirming_since.expect("set while confirming");
-                    if Instant::now() >= heartbeat.since(since) + heartbeat.timeout() {
-                        let (n, _) = self.outbox.unconfirmed();
-                        return ConnectionEnd::Lost(Error::ConnectionLost(format!(
-                            "the server confirmed none of the last {n} message{} within {:?} (--ping-timeout) before the close",
-                            if n == 1 { "" } else { "s" },
-                            heartbeat.timeout()
-                        )));
-                    }
-                }
-                () = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
-                    return ConnectionEnd::Closed(self.closed_by_us(
-                        None,
-                        "the server did not answer our Close in time".into(),
-                    ));
-                }
-            }
-        }
+    fn queue(&mut self, payload: Payload) {
+        self.shared.taken(1);
+        self.outbox.push(to_message(payload));
     }
 
-    async fn incoming(
-        &mut self,
-        incoming: Option<tungstenite::Result<Message>>,
-        heartbeat: &mut Heartbeat,
-        sink: &mut Sink,
-        closing: bool,
-    ) -> Option<ConnectionEnd> {
-        let message = match incoming {
-            Some(Ok(message)) => message,
-            Some(Err(err)) if closing => {
-                return Some(ConnectionEnd::Closed(
-                    self.closed_by_us(None, err.to_string()),
-                ));
-            }
-            Some(Err(err)) => {
-                if let Some(code) = failure_close_code(&err) {
-                    // RFC 6455 7.1.7: say why before hanging up, without waiting
-                    // for an answer from a server that is already misbehaving.
-                    let frame = Message::Close(Some(close_frame(code, String::new())));
-                    let _ = tokio::time::timeout(FAIL_TIMEOUT, sink.send(frame)).await;
-                }
-                return Some(ConnectionEnd::Lost(classify_read_error(err)));
-            }
-            None if closing => {
-                return Some(ConnectionEnd::Closed(
-                    self.closed_by_us(None, String::new()),
-                ));
-            }
-            None => {
-                return Some(ConnectionEnd::Lost(Error::ConnectionLost(
-                    "the server closed the TCP connection without a Close frame (1006)".into(),
-                )));
-            }
-        };
-        match message {
-            Message::Text(text) => {
-                self.healthy = true;
-                self.received += 1;
-                self.event_credit.take(text.len());
-                self.emit(Event::Message(Payload::Text(text)));
-            }
-            Message::Binary(data) => {
-                self.healthy = true;
-                self.received += 1;
-                self.event_credit.take(data.len());
-                self.emit(Event::Message(Payload::Binary(data)));
-            }
-            // tungstenite queued the Pong; the write branch flushes it
-            // promptly (not here: a server that stops reading would stall
-            // this branch, and with it the heartbeat and the commands).
-            Message::Ping(_) => self.pong_owed = true,
-            Message::Pong(payload) => {
-                let now = Instant::now();
-                // Only an answer to a Ping we wrote shows the server reads:
-                // Pongs it sends unasked prove nothing.
-                if let Some((position, ours)) = self.acks.answered(&payload) {
-                    heartbeat.alive(now);
-                    self.healthy = true;
-                    self.outbox.confirm(position);
-                    tracing::trace!(position, unconfirmed = ?self.outbox.unconfirmed(), "pong confirms");
-                    if ours {
-                        return None;
-                    }
-                }
-                if let Some(rtt) = heartbeat.pong(&payload, now) {
-                    self.rtt.record(rtt);
-                    self.emit(Event::Pong {
-                        rtt,
-                        heartbeat: true,
-                    });
-                } else if let Some(i) = self.user_pings.iter().position(|(p, _)| *p == payload) {
-                    let (_, sent) = self.user_pings.remove(i).expect("index from position");
-                    let rtt = now.saturating_duration_since(sent);
-                    self.rtt.record(rtt);
-                    self.emit(Event::Pong {
-                        rtt,
-                        heartbeat: false,
-                    });
-                }
-            }
-            Message::Close(frame) => {
-                // A server that says goodbye was at work.
-                self.healthy = true;
-                let (code, reason) = match &frame {
-                    Some(f) => (u16::from(f.code), f.reason.to_string()),
-                    None => (1005, String::new()),
-                };
-                if closing {
-                    // The server read every frame before our Close to get to it.
-                    self.outbox.confirm(self.outbox.position());
-                    return Some(ConnectionEnd::Closed(self.closed_by_us(Some(code), reason)));
-                }
-                // tungstenite queued our reply; send it before hanging up.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
-                if is_substituted_close(code, &reason) {
-                    return Some(ConnectionEnd::Lost(Error::Protocol(
-                        "its Close frame carries a reserved or invalid close code \
-                         (such as 1005, 1006 or 1015, which must never be sent); \
-                         tether answered with 1002"
-                            .into(),
-                    )));
-                }
-                if code == 1000 || code == 1005 {
-                    return Some(ConnectionEnd::Closed(Ending {
-                        code: Some(code),
-                        reason,
-                        by_server: true,
-                        unsent: Unsent::default(),
-                    }));
-                }
-                return Some(ConnectionEnd::Lost(Error::ServerClosed { code, reason }));
-            }
-            Message::Frame(_) => {}
+    fn queue_many(&mut self, payloads: Vec<Payload>) {
+        self.shared.taken(payloads.len());
+        for payload in payloads {
+            self.outbox.push(to_message(payload));
         }
-        None
     }
 
     /// The end of a close we started. The code is the one in the server's
@@ -786,62 +515,9 @@ impl Supervisor {
         }
     }
 
-    fn online_command(&mut self, cmd: Option<Command>) -> Option<ConnectionEnd> {
-        let mut next = cmd;
-        // Take whatever else is already waiting, so a burst becomes one batch.
-        loop {
-            match next {
-                Some(Command::Send(payload)) => self.outbox.push(to_message(payload)),
-                Some(Command::SendMany(payloads)) => {
-                    for payload in payloads {
-                        self.outbox.push(to_message(payload));
-                    }
-                }
-                Some(Command::Ping(payload)) => {
-                    self.user_pings.push_back((payload.clone(), Instant::now()));
-                    // Unanswered pings must not pile up forever.
-                    if self.user_pings.len() > 64 {
-                        self.user_pings.pop_front();
-                    }
-                    self.control.push_back(Message::Ping(payload));
-                }
-                Some(Command::Close {
-                    code,
-                    reason,
-                    confirm,
-                }) => {
-                    self.closing = Some(close_frame(code, reason));
-                    self.confirm_close = confirm;
-                    return None;
-                }
-                Some(Command::Reconnect) => return Some(ConnectionEnd::Reconnect),
-                Some(Command::Drain) => self.drain(),
-                Some(Command::Status(reply)) => {
-                    let _ = reply.send(self.status());
-                }
-                None => {
-                    self.commands_open = false;
-                    if self.closing.is_none() {
-                        self.closing = Some(close_frame(1000, String::new()));
-                        self.confirm_close = true;
-                    }
-                    return None;
-                }
-            }
-            if !self.outbox.has_room() {
-                return None;
-            }
-            next = match self.commands.try_recv() {
-                Ok(cmd) => Some(cmd),
-                Err(mpsc::error::TryRecvError::Empty) => return None,
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            };
-        }
-    }
-
     fn drain(&mut self) {
         if self.outbox.is_empty() {
-            self.emit(Event::Drained);
+            self.emitter.emit(Event::Drained);
         } else {
             self.drain_requested = true;
         }
@@ -851,18 +527,18 @@ impl Supervisor {
         self.state = State::Closed;
         // A server that closed normally has read what it was sent before.
         ending.unsent = self.unsent(!ending.by_server);
-        self.emit(Event::Closed {
+        self.emitter.emit(Event::Closed {
             code: ending.code,
             reason: ending.reason.clone(),
             by_server: ending.by_server,
         });
-        self.flush_events().await;
+        self.emitter.flush().await;
         Ok(ending)
     }
 
     async fn give_up(&mut self, failure: Error, attempts: u32) -> Error {
         self.state = State::Closed;
-        self.flush_events().await;
+        self.emitter.flush().await;
         let unsent = self.unsent(true);
         if attempts <= 1 && unsent.total() == 0 {
             failure
@@ -887,6 +563,7 @@ impl Supervisor {
                 _ => 0,
             };
         }
+        self.shared.taken(in_channel);
         Unsent {
             queued: self.outbox.len() + in_channel,
             unconfirmed: if count_unconfirmed {
@@ -912,222 +589,500 @@ impl Supervisor {
             received: self.received,
         }
     }
+}
 
-    /// Never blocks: a frontend that is busy (e.g. waiting to send us a
-    /// command) must not deadlock against us. Events wait in order in the
-    /// backlog; only reading from the socket waits for the frontend.
-    fn emit(&mut self, event: Event) {
-        if let (Event::Delivered { count }, Some(Event::Delivered { count: queued })) =
-            (&event, self.backlog.back_mut())
-        {
-            *queued += count;
-            return;
-        }
-        if self.backlog.is_empty() {
-            match self.events.try_send(event) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                Err(mpsc::error::TrySendError::Full(event)) => self.backlog.push_back(event),
-            }
-        } else {
-            self.backlog.push_back(event);
+/// What dies with a connection.
+struct Connection {
+    stream: Stream,
+    writer: Writer,
+    progress: WriteProgress,
+    heartbeat: Heartbeat,
+    /// User pings awaiting their pong: (payload, when queued).
+    user_pings: VecDeque<(Bytes, Instant)>,
+    /// A Ping was read: tungstenite queued its Pong, which a flush sends.
+    pong_owed: bool,
+    /// The connection showed the server at work (a message arrived, a Ping
+    /// was answered): only then may it reset the reconnect streak.
+    healthy: bool,
+    /// Our Close is written: the server's answer is due by then.
+    close_deadline: Option<Instant>,
+    /// The user interrupted: the session ends by then, whatever is left.
+    interrupt_deadline: Option<Instant>,
+    /// When writing paused with messages unconfirmed: see ACK_WHEN_IDLE.
+    idle_ack_at: Option<Instant>,
+    /// Since when our Close waits for the server to confirm what it was sent.
+    confirming_since: Option<Instant>,
+}
+
+/// The writing half and what goes into it besides the queue.
+struct Writer {
+    sink: Sink,
+    /// Pings for the current connection; they jump the data queue.
+    control: VecDeque<Message>,
+    /// Pings written on this connection and what each confirms.
+    acks: Acks,
+    unflushed: Unflushed,
+}
+
+impl Connection {
+    fn new(socket: Socket, progress: WriteProgress, supervisor: &Supervisor) -> Connection {
+        let (sink, stream) = socket.split();
+        Connection {
+            stream,
+            writer: Writer {
+                sink,
+                control: VecDeque::new(),
+                acks: Acks::default(),
+                unflushed: Unflushed::default(),
+            },
+            progress,
+            heartbeat: Heartbeat::new(supervisor.config.heartbeat, Instant::now()),
+            user_pings: VecDeque::new(),
+            pong_owed: false,
+            healthy: false,
+            close_deadline: None,
+            interrupt_deadline: None,
+            idle_ack_at: None,
+            confirming_since: None,
         }
     }
 
-    fn send_backlog(&mut self) {
-        while let Some(event) = self.backlog.pop_front() {
-            match self.events.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(event)) => {
-                    self.backlog.push_front(event);
-                    return;
+    async fn run(&mut self, sv: &mut Supervisor) -> ConnectionEnd {
+        let replayed = sv.outbox.rewind();
+        if replayed > 0 {
+            sv.emitter.emit(Event::Warning(format!(
+                "re-sending {replayed} message{} whose delivery the lost connection left unconfirmed",
+                if replayed == 1 { "" } else { "s" }
+            )));
+        }
+        for message in &sv.on_connect {
+            if let Err(err) = self.writer.sink.feed(message.clone()).await {
+                return ConnectionEnd::Lost(lost(err));
+            }
+        }
+        self.writer.unflushed.frames = !sv.on_connect.is_empty();
+        let shared = Arc::clone(&sv.shared);
+
+        loop {
+            if shared.interrupted() && self.interrupt_deadline.is_none() {
+                self.interrupt(sv);
+            }
+            let interrupted = self.interrupt_deadline.is_some();
+            let close_due = sv.closing.is_some()
+                && self.close_deadline.is_none()
+                && !self.writer.unflushed.close
+                && sv.outbox.is_empty();
+            let confirming = close_due && !interrupted && sv.outbox.unconfirmed().0 > 0;
+            if confirming {
+                // Ask now, not after ACK_WHEN_IDLE; a no-op when the last ping
+                // written already follows every message.
+                self.writer.acks.request_confirmation(sv.outbox.position());
+                self.confirming_since.get_or_insert_with(|| {
+                    let (n, _) = sv.outbox.unconfirmed();
+                    tracing::debug!("closing once the server confirms {n} messages");
+                    Instant::now()
+                });
+            } else {
+                self.confirming_since = None;
+            }
+            let send_close = close_due && !confirming && self.writer.control.is_empty();
+            let want_write = self.writer.unflushed.frames
+                || self.pong_owed
+                || send_close
+                || sv.outbox.ready()
+                || !self.writer.control.is_empty()
+                || self.writer.acks.idle.is_some();
+            // An interrupt takes nothing more: an endless stdin must not
+            // keep the queue from ever running empty.
+            let room = sv.commands_open
+                && sv.outbox.has_room()
+                && self.close_deadline.is_none()
+                && !interrupted;
+            let close = if send_close { sv.closing.clone() } else { None };
+            // Whichever comes first: the answer to our Close, or the
+            // interrupt's limit.
+            let give_up_at = match (self.close_deadline, self.interrupt_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let confirm_at = self.confirm_deadline();
+            let seen = (shared.interrupted(), shared.input_ended());
+
+            tokio::select! {
+                () = shared.changed(seen) => {}
+                () = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => {
+                    return ConnectionEnd::Closed(sv.closed_by_us(
+                        None,
+                        "the server did not answer our Close in time".into(),
+                    ));
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.backlog.clear();
-                    return;
+                () = sv.emitter.room(), if sv.emitter.has_backlog() => sv.emitter.send_backlog(),
+                // While a Pong is owed and not yet written, nothing more is
+                // read: tungstenite buffers one Pong per Ping read, so a server
+                // that floods Pings and never reads would grow it without bound.
+                incoming = next_incoming(&mut self.stream, &sv.emitter), if !sv.emitter.has_backlog() && !self.pong_owed => {
+                    let closing = self.close_deadline.is_some();
+                    if let Some(end) = self.incoming(sv, incoming, closing).await {
+                        return end;
+                    }
+                    // Take the frames that have already arrived too, so a
+                    // burst costs one pass of this loop, not one per message.
+                    for _ in 1..READ_BURST {
+                        if !sv.emitter.may_read() || self.pong_owed {
+                            break;
+                        }
+                        let Some(incoming) = self.stream.next().now_or_never() else {
+                            break;
+                        };
+                        if let Some(end) = self.incoming(sv, incoming, closing).await {
+                            return end;
+                        }
+                    }
+                }
+                cmd = sv.commands.recv(), if room => {
+                    if let Some(end) = self.command(sv, cmd) {
+                        return end;
+                    }
+                }
+                written = self.writer.write_batch(&mut sv.outbox, close), if want_write => {
+                    let written = match written {
+                        Ok(written) => written,
+                        Err(err) => return ConnectionEnd::Lost(lost(err)),
+                    };
+                    self.written(sv, written);
+                }
+                () = sleep_until(self.heartbeat.deadline()), if self.heartbeat.enabled() && self.close_deadline.is_none() => {
+                    let now = Instant::now();
+                    if let Some(drained) = self.progress.last_drain() {
+                        self.heartbeat.alive(drained);
+                    }
+                    match self.heartbeat.tick(now) {
+                        Tick::SendPing(payload) => self.writer.control.push_back(Message::Ping(payload)),
+                        // Our reader is paused by a slow consumer: the pong
+                        // may be sitting unread, so give the peer more time.
+                        Tick::Dead if sv.emitter.reader_paused() => self.heartbeat.alive(now),
+                        Tick::Dead => {
+                            return ConnectionEnd::Lost(Error::ConnectionLost(format!(
+                                "heartbeat timeout: no pong within {:?}",
+                                sv.config.heartbeat.timeout
+                            )));
+                        }
+                        Tick::Nothing => {}
+                    }
+                }
+                () = sleep_until(self.idle_ack_at.unwrap_or_else(Instant::now)), if self.idle_ack_at.is_some() && self.close_deadline.is_none() => {
+                    self.idle_ack_at = None;
+                    self.writer.acks.request_idle();
+                }
+                () = sleep_until(confirm_at), if confirming => {
+                    if let Some(drained) = self.progress.last_drain() {
+                        self.heartbeat.alive(drained);
+                    }
+                    // Our reader is paused by a slow consumer: the Pong may
+                    // be sitting unread.
+                    if !sv.emitter.may_read() {
+                        self.heartbeat.alive(Instant::now());
+                    }
+                    if Instant::now() >= self.confirm_deadline() {
+                        let (n, _) = sv.outbox.unconfirmed();
+                        return ConnectionEnd::Lost(Error::ConnectionLost(format!(
+                            "the server confirmed none of the last {n} message{} within {:?} (--ping-timeout) before the close",
+                            if n == 1 { "" } else { "s" },
+                            self.heartbeat.timeout()
+                        )));
+                    }
                 }
             }
         }
     }
 
-    /// Hands the backlog over before the supervisor returns.
-    async fn flush_events(&mut self) {
-        while let Some(event) = self.backlog.pop_front() {
-            if self.events.send(event).await.is_err() {
-                break;
+    /// The user interrupted: close with 1000 "interrupted" (unless our Close
+    /// is on its way already), confirming nothing, within CLOSE_TIMEOUT.
+    fn interrupt(&mut self, sv: &mut Supervisor) {
+        self.interrupt_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        if self.close_deadline.is_none() && !self.writer.unflushed.close {
+            sv.closing = Some(close_frame(1000, "interrupted".into()));
+        }
+    }
+
+    /// When a Close waiting for confirmations gives up on the connection.
+    fn confirm_deadline(&self) -> Instant {
+        self.confirming_since.map_or_else(Instant::now, |since| {
+            self.heartbeat.since(since) + self.heartbeat.timeout()
+        })
+    }
+
+    /// How long answering the server may take now: an interrupt bounds it.
+    fn limit(&self, timeout: Duration) -> Instant {
+        let at = Instant::now() + timeout;
+        self.interrupt_deadline.map_or(at, |limit| limit.min(at))
+    }
+
+    fn written(&mut self, sv: &mut Supervisor, written: Written) {
+        sv.send_credit.give(written.first_time_bytes);
+        if sv.outbox.replay_enabled() && self.writer.acks.owed() && !sv.outbox.has_unfed() {
+            self.idle_ack_at
+                .get_or_insert_with(|| Instant::now() + ACK_WHEN_IDLE);
+        }
+        if written.ping {
+            self.heartbeat.written(Instant::now());
+        }
+        self.pong_owed = false;
+        if written.close {
+            sv.state = State::Closing;
+            self.close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+            // Nothing may follow our Close.
+            self.idle_ack_at = None;
+            self.writer.acks.idle = None;
+            self.writer.control.clear();
+        }
+        if written.delivered > 0 {
+            sv.sent += written.delivered as u64;
+            sv.emitter.emit(Event::Delivered {
+                count: written.delivered,
+            });
+            if sv.drain_requested && sv.outbox.is_empty() {
+                sv.drain_requested = false;
+                sv.emitter.emit(Event::Drained);
             }
         }
+    }
+
+    fn command(&mut self, sv: &mut Supervisor, cmd: Option<Command>) -> Option<ConnectionEnd> {
+        let mut next = cmd;
+        // Take whatever else is already waiting, so a burst becomes one batch.
+        loop {
+            match next {
+                Some(Command::Send(payload)) => sv.queue(payload),
+                Some(Command::SendMany(payloads)) => sv.queue_many(payloads),
+                Some(Command::Ping(payload)) => {
+                    self.user_pings.push_back((payload.clone(), Instant::now()));
+                    // Unanswered pings must not pile up forever.
+                    if self.user_pings.len() > 64 {
+                        self.user_pings.pop_front();
+                    }
+                    self.writer.control.push_back(Message::Ping(payload));
+                }
+                Some(Command::Close { code, reason }) => {
+                    sv.closing = Some(close_frame(code, reason));
+                    return None;
+                }
+                Some(Command::Reconnect) => return Some(ConnectionEnd::Reconnect),
+                Some(Command::Drain) => sv.drain(),
+                Some(Command::Status(reply)) => {
+                    let _ = reply.send(sv.status());
+                }
+                None => {
+                    sv.commands_open = false;
+                    if sv.closing.is_none() {
+                        sv.closing = Some(close_frame(1000, String::new()));
+                    }
+                    return None;
+                }
+            }
+            if !sv.outbox.has_room() || sv.shared.interrupted() {
+                return None;
+            }
+            next = match sv.commands.try_recv() {
+                Ok(cmd) => Some(cmd),
+                Err(mpsc::error::TryRecvError::Empty) => return None,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+    }
+
+    async fn incoming(
+        &mut self,
+        sv: &mut Supervisor,
+        incoming: Option<tungstenite::Result<Message>>,
+        closing: bool,
+    ) -> Option<ConnectionEnd> {
+        let message = match incoming {
+            Some(Ok(message)) => message,
+            Some(Err(err)) if closing => {
+                return Some(ConnectionEnd::Closed(
+                    sv.closed_by_us(None, err.to_string()),
+                ));
+            }
+            Some(Err(err)) => {
+                if let Some(code) = failure_close_code(&err) {
+                    // RFC 6455 7.1.7: say why before hanging up, without waiting
+                    // for an answer from a server that is already misbehaving.
+                    let frame = Message::Close(Some(close_frame(code, String::new())));
+                    let limit = self.limit(FAIL_TIMEOUT);
+                    let _ = timeout_at(limit, self.writer.sink.send(frame)).await;
+                }
+                return Some(ConnectionEnd::Lost(classify_read_error(err)));
+            }
+            None if closing => {
+                return Some(ConnectionEnd::Closed(sv.closed_by_us(None, String::new())));
+            }
+            None => {
+                return Some(ConnectionEnd::Lost(Error::ConnectionLost(
+                    "the server closed the TCP connection without a Close frame (1006)".into(),
+                )));
+            }
+        };
+        match message {
+            Message::Text(text) => {
+                self.healthy = true;
+                sv.received += 1;
+                sv.emitter.message(Payload::Text(text));
+            }
+            Message::Binary(data) => {
+                self.healthy = true;
+                sv.received += 1;
+                sv.emitter.message(Payload::Binary(data));
+            }
+            // tungstenite queued the Pong; the write branch flushes it
+            // promptly (not here: a server that stops reading would stall
+            // this branch, and with it the heartbeat and the commands).
+            Message::Ping(_) => self.pong_owed = true,
+            Message::Pong(payload) => {
+                let now = Instant::now();
+                // Only an answer to a Ping we wrote shows the server reads:
+                // Pongs it sends unasked prove nothing.
+                if let Some((position, ours)) = self.writer.acks.answered(&payload) {
+                    self.heartbeat.alive(now);
+                    self.healthy = true;
+                    sv.outbox.confirm(position);
+                    tracing::trace!(position, unconfirmed = ?sv.outbox.unconfirmed(), "pong confirms");
+                    if ours {
+                        return None;
+                    }
+                }
+                if let Some(rtt) = self.heartbeat.pong(&payload, now) {
+                    sv.rtt.record(rtt);
+                    sv.emitter.emit(Event::Pong {
+                        rtt,
+                        heartbeat: true,
+                    });
+                } else if let Some(i) = self.user_pings.iter().position(|(p, _)| *p == payload) {
+                    let (_, sent) = self.user_pings.remove(i).expect("index from position");
+                    let rtt = now.saturating_duration_since(sent);
+                    sv.rtt.record(rtt);
+                    sv.emitter.emit(Event::Pong {
+                        rtt,
+                        heartbeat: false,
+                    });
+                }
+            }
+            Message::Close(frame) => {
+                // A server that says goodbye was at work.
+                self.healthy = true;
+                let (code, reason) = match &frame {
+                    Some(f) => (u16::from(f.code), f.reason.to_string()),
+                    None => (1005, String::new()),
+                };
+                if closing {
+                    // The server read every frame before our Close to get to it.
+                    sv.outbox.confirm(sv.outbox.position());
+                    return Some(ConnectionEnd::Closed(sv.closed_by_us(Some(code), reason)));
+                }
+                // tungstenite queued our reply; send it before hanging up.
+                let limit = self.limit(CLOSE_TIMEOUT);
+                let _ = timeout_at(limit, self.writer.sink.close()).await;
+                if is_substituted_close(code, &reason) {
+                    return Some(ConnectionEnd::Lost(Error::Protocol(
+                        "its Close frame carries a reserved or invalid close code \
+                         (such as 1005, 1006 or 1015, which must never be sent); \
+                         tether answered with 1002"
+                            .into(),
+                    )));
+                }
+                if code == 1000 || code == 1005 {
+                    return Some(ConnectionEnd::Closed(Ending {
+                        code: Some(code),
+                        reason,
+                        by_server: true,
+                        unsent: Unsent::default(),
+                    }));
+                }
+                return Some(ConnectionEnd::Lost(Error::ServerClosed { code, reason }));
+            }
+            Message::Frame(_) => {}
+        }
+        None
     }
 }
 
-async fn room_for_event(events: &mpsc::Sender<Event>) {
-    if events.reserve().await.is_err() {
-        // Nobody is listening: there is nothing to wait for.
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Waits for room for one event, in count and in bytes, before reading, so a
-/// slow consumer pauses reading (TCP backpressure) instead of growing memory.
+/// Reads the next frame once the frontend has room for it (see
+/// [`Emitter::room_to_read`]).
 async fn next_incoming(
     stream: &mut Stream,
-    events: &mpsc::Sender<Event>,
-    credit: &Credit,
+    emitter: &Emitter,
 ) -> Option<tungstenite::Result<Message>> {
-    room_for_event(events).await;
-    credit.wait().await;
+    emitter.room_to_read().await;
     stream.next().await
 }
 
-/// Pings in flight on one connection. Each confirms, when answered, every
-/// message written before it; ours are interleaved with the data so that a
-/// server dying mid-stream has confirmed all it read.
-#[derive(Default)]
-struct Acks {
-    /// (payload, outbox position, sent by us as an ack)
-    written: VecDeque<(Bytes, u64, bool)>,
-    messages_since: usize,
-    bytes_since: usize,
-    counter: u64,
-    /// A ping went into the current, not yet flushed, batch.
-    ping_unflushed: bool,
-    /// An ack asked for because writing paused, to go out with the next batch.
-    idle: Option<Bytes>,
-}
-
-impl Acks {
-    fn record(&mut self, payload: Bytes, position: u64, ours: bool) {
-        self.written.push_back((payload, position, ours));
-        // A server may answer only the latest ping; the old ones must not pile up.
-        if self.written.len() > 1024 {
-            self.written.pop_front();
+impl Writer {
+    /// Hands pings, queued messages and (once the queue is empty) our Close
+    /// to the socket, then flushes once. Cancel-safe: progress is recorded as
+    /// it is made (`unflushed` says a flush is owed), and an interrupted flush
+    /// is resumed by the next call.
+    async fn write_batch(
+        &mut self,
+        outbox: &mut Outbox,
+        close: Option<CloseFrame>,
+    ) -> tungstenite::Result<Written> {
+        if self.unflushed.close {
+            // Our Close is fed: nothing may follow it, only the flush is owed.
+            return self.flush(outbox).await;
         }
-        self.ping_unflushed = true;
-    }
-
-    /// A message of `len` bytes was fed; returns an ack ping when one is due.
-    fn fed(&mut self, len: usize) -> Option<Bytes> {
-        self.messages_since += 1;
-        self.bytes_since += len;
-        if self.messages_since < ACK_EVERY_MESSAGES && self.bytes_since < ACK_EVERY_BYTES {
-            return None;
+        while let Some(frame) = self.control.front() {
+            self.sink.feed(frame.clone()).await?;
+            self.unflushed.frames = true;
+            if let Some(Message::Ping(payload)) = self.control.pop_front() {
+                self.acks.record(payload, outbox.position(), false);
+            }
         }
-        Some(self.next_payload())
-    }
-
-    /// Whether messages were written since the last ack.
-    fn owed(&self) -> bool {
-        self.messages_since > 0
-    }
-
-    /// Asks for an ack with the next batch, for what was written since the last.
-    fn request_idle(&mut self) {
-        if self.owed() && self.idle.is_none() {
-            self.idle = Some(self.next_payload());
+        if let Some(payload) = self.acks.idle.clone() {
+            self.sink.feed(Message::Ping(payload.clone())).await?;
+            self.unflushed.frames = true;
+            self.acks.idle = None;
+            self.acks.record(payload, outbox.position(), true);
         }
-    }
-
-    /// Makes sure a ping follows everything before `position`: one already
-    /// written that is still unanswered, or one asked for now.
-    fn request_confirmation(&mut self, position: u64) {
-        let covered = self.idle.is_some()
-            || self
-                .written
-                .back()
-                .is_some_and(|(_, written_at, _)| *written_at >= position);
-        if !covered {
-            self.idle = Some(self.next_payload());
+        for _ in 0..WRITE_BATCH {
+            if !outbox.window_open() {
+                break;
+            }
+            let Some(message) = outbox.next_unfed() else {
+                break;
+            };
+            let len = message.len();
+            self.sink.feed(message).await?;
+            self.unflushed.frames = true;
+            outbox.mark_fed();
+            if outbox.replay_enabled()
+                && let Some(payload) = self.acks.fed(len)
+            {
+                // Fed after the message: if this feed is cancelled, the next
+                // batch simply asks a little later.
+                self.sink.feed(Message::Ping(payload.clone())).await?;
+                self.acks.record(payload, outbox.position(), true);
+            }
         }
-    }
-
-    fn next_payload(&mut self) -> Bytes {
-        self.messages_since = 0;
-        self.bytes_since = 0;
-        self.counter += 1;
-        Bytes::from(format!("tether-ack-{}", self.counter))
-    }
-
-    /// The position a pong confirms, and whether the ping was an ack of ours.
-    /// Pongs come in order, so earlier pings are settled too.
-    fn answered(&mut self, payload: &[u8]) -> Option<(u64, bool)> {
-        let i = self.written.iter().position(|(p, _, _)| p == payload)?;
-        let (_, position, ours) = self.written.drain(..=i).last()?;
-        Some((position, ours))
-    }
-}
-
-/// Hands pings, queued messages and (once the queue is empty) our Close to
-/// the socket, then flushes once. Cancel-safe: progress is recorded as it is
-/// made (`unflushed` says a flush is owed), and an interrupted flush is
-/// resumed by the next call.
-async fn write_batch(
-    sink: &mut Sink,
-    outbox: &mut Outbox,
-    control: &mut VecDeque<Message>,
-    acks: &mut Acks,
-    unflushed: &mut Unflushed,
-    close: Option<CloseFrame>,
-) -> tungstenite::Result<Written> {
-    if unflushed.close {
-        // Our Close is fed: nothing may follow it, only the flush is owed.
-        return flush(sink, outbox, acks, unflushed).await;
-    }
-    while let Some(frame) = control.front() {
-        sink.feed(frame.clone()).await?;
-        unflushed.frames = true;
-        if let Some(Message::Ping(payload)) = control.pop_front() {
-            acks.record(payload, outbox.position(), false);
+        if let Some(frame) = close {
+            self.sink.feed(Message::Close(Some(frame))).await?;
+            self.unflushed.frames = true;
+            self.unflushed.close = true;
+            self.acks.idle = None;
         }
+        self.flush(outbox).await
     }
-    if let Some(payload) = acks.idle.clone() {
-        sink.feed(Message::Ping(payload.clone())).await?;
-        unflushed.frames = true;
-        acks.idle = None;
-        acks.record(payload, outbox.position(), true);
-    }
-    for _ in 0..WRITE_BATCH {
-        if !outbox.window_open() {
-            break;
-        }
-        let Some(message) = outbox.next_unfed() else {
-            break;
-        };
-        let len = message.len();
-        sink.feed(message).await?;
-        unflushed.frames = true;
-        outbox.mark_fed();
-        if outbox.replay_enabled()
-            && let Some(payload) = acks.fed(len)
-        {
-            // Fed after the message: if this feed is cancelled, the next
-            // batch simply asks a little later.
-            sink.feed(Message::Ping(payload.clone())).await?;
-            acks.record(payload, outbox.position(), true);
-        }
-    }
-    if let Some(frame) = close {
-        sink.feed(Message::Close(Some(frame))).await?;
-        unflushed.frames = true;
-        unflushed.close = true;
-        acks.idle = None;
-    }
-    flush(sink, outbox, acks, unflushed).await
-}
 
-async fn flush(
-    sink: &mut Sink,
-    outbox: &mut Outbox,
-    acks: &mut Acks,
-    unflushed: &mut Unflushed,
-) -> tungstenite::Result<Written> {
-    sink.flush().await?;
-    let mut written = Written::default();
-    unflushed.frames = false;
-    written.close = std::mem::take(&mut unflushed.close);
-    let flushed = outbox.flushed();
-    written.delivered = flushed.messages;
-    written.first_time_bytes = flushed.first_time_bytes;
-    written.ping = std::mem::take(&mut acks.ping_unflushed);
-    Ok(written)
+    async fn flush(&mut self, outbox: &mut Outbox) -> tungstenite::Result<Written> {
+        self.sink.flush().await?;
+        self.unflushed.frames = false;
+        let flushed = outbox.flushed();
+        Ok(Written {
+            delivered: flushed.messages,
+            first_time_bytes: flushed.first_time_bytes,
+            ping: self.acks.take_ping_unflushed(),
+            close: std::mem::take(&mut self.unflushed.close),
+        })
+    }
 }
 
 fn to_message(payload: Payload) -> Message {

@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep_until};
 use self::command::Input;
 use self::editor::{LinkState, SharedLink, Terminal, Typed};
 use super::session::{Mode, Over, Session};
-use super::shim::{Events, Handle};
+use crate::supervisor::{Events, Handle};
 use crate::config::ClientConfig;
 use crate::error::{ExitCode, Result};
 use crate::render::Renderer;
