@@ -3,7 +3,13 @@
 //! Every flag is checked here, once, so the rest of the program works with
 //! typed values (durations, sizes, header maps) and never with clap types or
 //! raw strings. Errors are usage errors (exit 2) that name the flag.
+//!
+//! [`ClientConfig::from_cli`] only delegates: each section of the command
+//! line (`cli.rs` groups them by help heading) becomes its config struct in
+//! a constructor of its own (`DialConfig::from_args`, `SessionConfig`,
+//! `EndPolicy`, `OutputConfig`, `Frontend`, `SmokeConfig`).
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
@@ -14,9 +20,15 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::headers::sensitive;
 use crate::proxy::ProxyRules;
 use crate::script::{self, Action, Step};
 use crate::session::Payload;
+use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
+
+/// The environment variables configuration reads (the proxy variables,
+/// `NO_COLOR`), by name: `std::env::var_os` for the process, a table in tests.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
 /// What the invocation asks for.
 #[derive(Debug)]
@@ -42,20 +54,20 @@ pub struct ClientConfig {
     pub end: EndPolicy,
     pub output: OutputConfig,
     pub frontend: Frontend,
-    /// The smoke test to run; set exactly when `frontend` is `Smoke`.
-    pub smoke: Option<SmokeConfig>,
     /// Notes to show once at start (URL aliases, insecure TLS).
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which frontend drives the session, with what only it needs.
+#[derive(Debug, Clone)]
 pub enum Frontend {
+    /// The line editor: stdin and stdout are both terminals.
     Repl,
     Pipe,
     /// Send every received message back (`--echo`).
     Echo,
     /// Run a smoke test (`--send`, `--expect`, `--script`, `--timeout`).
-    Smoke,
+    Smoke(SmokeConfig),
 }
 
 /// A smoke test: the steps to run and the rules for judging them.
@@ -133,13 +145,22 @@ pub struct ReconnectPolicy {
     pub max: Duration,
     /// Attempts after a failure, in a row; `None` is unlimited.
     pub max_attempts: Option<u32>,
-    /// Retry when the very first connection fails. Off unless
-    /// `--max-reconnects` is given, so a wrong URL fails fast.
-    pub retry_initial: bool,
     /// Reconnect after a normal close (1000) too.
     pub on_normal_close: bool,
-    /// A connection that lasts this long resets the backoff.
-    pub healthy_after: Duration,
+}
+
+impl ReconnectPolicy {
+    /// Retry when the very first connection fails. Off unless
+    /// `--max-reconnects` is given, so a wrong URL fails fast.
+    pub fn retry_initial(&self) -> bool {
+        self.max_attempts.is_some()
+    }
+
+    /// A connection that lasts this long resets the backoff: 10 s, or the
+    /// longest delay if that is longer.
+    pub fn healthy_after(&self) -> Duration {
+        Duration::from_secs(10).max(self.max)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -154,8 +175,6 @@ pub struct EndPolicy {
     /// Idle time after stdin EOF before closing; `None` keeps the connection open.
     pub linger: Option<Duration>,
     pub count: Option<u64>,
-    /// How long to wait for the server's Close after ours.
-    pub close_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +237,12 @@ impl Terminals {
 
 impl Task {
     pub fn from_cli(cli: Cli, terminals: Terminals) -> Result<Task> {
+        Task::from_cli_with_env(cli, terminals, &|name| std::env::var_os(name))
+    }
+
+    /// [`Task::from_cli`] with the environment given, so tests need not
+    /// change the process's.
+    pub fn from_cli_with_env(cli: Cli, terminals: Terminals, env: Env) -> Result<Task> {
         match cli.command {
             Some(cli::Command::Serve { ref addr }) => Ok(Task::Serve(ServeConfig {
                 addr: normalize_listen_addr(addr),
@@ -226,7 +251,7 @@ impl Task {
             Some(cli::Command::Man) => Ok(Task::Man),
             Some(cli::Command::Demo) => {
                 // The URL is filled in once the in-process server has a port.
-                let client = ClientConfig::from_cli(&cli, "ws://127.0.0.1:1/", terminals)?;
+                let client = ClientConfig::from_cli(&cli, "ws://127.0.0.1:1/", terminals, env)?;
                 Ok(Task::Demo(Box::new(client)))
             }
             None => {
@@ -234,7 +259,7 @@ impl Task {
                     .url
                     .clone()
                     .ok_or_else(|| Error::Usage("a URL is required".into()))?;
-                let client = ClientConfig::from_cli(&cli, &url, terminals)?;
+                let client = ClientConfig::from_cli(&cli, &url, terminals, env)?;
                 Ok(Task::Connect(Box::new(client)))
             }
         }
@@ -242,34 +267,56 @@ impl Task {
 }
 
 impl ClientConfig {
-    fn from_cli(cli: &Cli, url: &str, terminals: Terminals) -> Result<ClientConfig> {
-        let parsed = Endpoint::parse(url)?;
-        let mut notes: Vec<String> = parsed.note.into_iter().collect();
-        let endpoint = parsed.endpoint;
-        let conn = &cli.connection;
+    fn from_cli(cli: &Cli, url: &str, terminals: Terminals, env: Env) -> Result<ClientConfig> {
+        let smoke_test = is_smoke_test(&cli.smoke);
+        let mut notes = Vec::new();
+        let dial = DialConfig::from_args(url, &cli.connection, &cli.tls, env, &mut notes)?;
+        let session = SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
+        let input = InputConfig::from_args(&cli.input);
+        let end = EndPolicy::from_args(&cli.input)?;
+        let output = OutputConfig::from_args(
+            &cli.output,
+            &cli.verbosity,
+            input.separator,
+            terminals,
+            smoke_test,
+            env,
+        );
+        let frontend = Frontend::from_cli(cli, smoke_test, terminals)?;
+        Ok(ClientConfig {
+            session,
+            input,
+            end,
+            output,
+            frontend,
+            notes,
+        })
+    }
+}
 
-        let mut headers = crate::headers::from_args(&conn.headers)?;
-        let credentials = match &conn.user {
-            Some(user) => Some(match user.split_once(':') {
-                Some((u, p)) => (u.to_owned(), Some(p.to_owned())),
-                None => (user.clone(), None),
-            }),
-            None => endpoint.userinfo.clone(),
-        };
-        if let Some((user, pass)) = credentials {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{user}:{}", pass.unwrap_or_default()));
-            let value = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
-                Error::Usage("--user contains characters a header cannot carry".into())
-            })?;
-            headers.push((HeaderName::from_static("authorization"), sensitive(value)));
-        }
-        if let Some(origin) = &conn.origin {
-            let value = HeaderValue::from_str(origin).map_err(|_| {
-                Error::Usage(format!("--origin {origin:?} is not a valid header value"))
-            })?;
-            headers.push((HeaderName::from_static("origin"), value));
-        }
+/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// smoke test.
+fn is_smoke_test(args: &cli::SmokeArgs) -> bool {
+    !args.send.is_empty()
+        || !args.expect.is_empty()
+        || args.script.is_some()
+        || args.timeout.is_some()
+}
+
+impl DialConfig {
+    /// The URL and the Connection and TLS sections; notes for the user
+    /// (URL aliases, insecure TLS) are added to `notes`.
+    fn from_args(
+        url: &str,
+        conn: &cli::ConnectionArgs,
+        tls: &cli::TlsArgs,
+        env: Env,
+        notes: &mut Vec<String>,
+    ) -> Result<DialConfig> {
+        let parsed = Endpoint::parse(url)?;
+        notes.extend(parsed.note);
+        let endpoint = parsed.endpoint;
+        let headers = handshake_headers(conn, &endpoint)?;
         for proto in &conn.subprotocols {
             if proto.is_empty() || !proto.bytes().all(is_token_byte) {
                 return Err(Error::Usage(format!(
@@ -277,23 +324,7 @@ impl ClientConfig {
                 )));
             }
         }
-
-        let tls = TlsConfig {
-            insecure: cli.tls.insecure,
-            ca_pems: match &cli.tls.cacert {
-                Some(path) => {
-                    split_pem_certificates(&read_file("--cacert", path, CACERT_LIMIT)?, path)?
-                }
-                None => Vec::new(),
-            },
-            identity: match (&cli.tls.cert, &cli.tls.key) {
-                (Some(cert), Some(key)) => Some((
-                    read_file("--cert", cert, IDENTITY_LIMIT)?,
-                    read_file("--key", key, IDENTITY_LIMIT)?,
-                )),
-                _ => None,
-            },
-        };
+        let tls = TlsConfig::from_args(tls)?;
         if tls.insecure {
             notes.push(
                 "warning: -k/--insecure: the server's certificate is not verified; anyone on the path can read and change this session".into(),
@@ -302,8 +333,7 @@ impl ClientConfig {
         if !endpoint.tls && (tls.insecure || !tls.ca_pems.is_empty() || tls.identity.is_some()) {
             notes.push("note: TLS options have no effect on a ws:// URL".into());
         }
-
-        let dial = DialConfig {
+        Ok(DialConfig {
             endpoint,
             headers,
             subprotocols: conn.subprotocols.clone(),
@@ -311,94 +341,168 @@ impl ClientConfig {
             connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
             max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
             proxy: ProxyRules::new(conn.proxy.as_deref(), conn.no_proxy, |name| {
-                std::env::var(name).ok()
+                env(name).and_then(|value| value.into_string().ok())
             })?,
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
-        };
+        })
+    }
+}
 
-        let res = &cli.resilience;
-        let smoke_args = &cli.smoke;
-        let smoke_mode = !smoke_args.send.is_empty()
-            || !smoke_args.expect.is_empty()
-            || smoke_args.script.is_some()
-            || smoke_args.timeout.is_some();
-        let ping_interval = parse_duration("--ping-interval", &res.ping_interval)?;
-        let backoff_initial = positive_duration("--backoff-initial", &res.backoff_initial)?;
-        let backoff_max = positive_duration("--backoff-max", &res.backoff_max)?;
-        if backoff_max < backoff_initial {
+/// `-H` headers in order, then Authorization (from `--user` or the URL's
+/// userinfo) and Origin.
+fn handshake_headers(
+    conn: &cli::ConnectionArgs,
+    endpoint: &Endpoint,
+) -> Result<Vec<(HeaderName, HeaderValue)>> {
+    let mut headers = crate::headers::from_args(&conn.headers)?;
+    let credentials = match &conn.user {
+        Some(user) => Some(match user.split_once(':') {
+            Some((u, p)) => (u.to_owned(), Some(p.to_owned())),
+            None => (user.clone(), None),
+        }),
+        None => endpoint.userinfo.clone(),
+    };
+    if let Some((user, pass)) = credentials {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", pass.unwrap_or_default()));
+        let value = HeaderValue::from_str(&format!("Basic {token}"))
+            .map_err(|_| Error::Usage("--user contains characters a header cannot carry".into()))?;
+        headers.push((HeaderName::from_static("authorization"), sensitive(value)));
+    }
+    if let Some(origin) = &conn.origin {
+        let value = HeaderValue::from_str(origin).map_err(|_| {
+            Error::Usage(format!("--origin {origin:?} is not a valid header value"))
+        })?;
+        headers.push((HeaderName::from_static("origin"), value));
+    }
+    Ok(headers)
+}
+
+impl TlsConfig {
+    /// The TLS section: the files are read (and bounded) here.
+    fn from_args(args: &cli::TlsArgs) -> Result<TlsConfig> {
+        Ok(TlsConfig {
+            insecure: args.insecure,
+            ca_pems: match &args.cacert {
+                Some(path) => {
+                    split_pem_certificates(&read_file("--cacert", path, CACERT_LIMIT)?, path)?
+                }
+                None => Vec::new(),
+            },
+            identity: match (&args.cert, &args.key) {
+                (Some(cert), Some(key)) => Some((
+                    read_file("--cert", cert, IDENTITY_LIMIT)?,
+                    read_file("--key", key, IDENTITY_LIMIT)?,
+                )),
+                _ => None,
+            },
+        })
+    }
+}
+
+impl SessionConfig {
+    /// The Heartbeat and reconnect section, around the dial.
+    fn from_args(
+        dial: DialConfig,
+        res: &cli::ResilienceArgs,
+        smoke_test: bool,
+        echo: bool,
+    ) -> Result<SessionConfig> {
+        let reconnect = ReconnectPolicy::from_args(res, smoke_test)?;
+        if res.queue_size == 0 {
+            return Err(Error::Usage("--queue-size must be at least 1".into()));
+        }
+        let heartbeat = Heartbeat::from_args(res)?;
+        let window = parse_size_or_zero("--replay-window", &res.replay_window)?;
+        Ok(SessionConfig {
+            dial,
+            heartbeat,
+            reconnect,
+            on_connect: res.on_connect.clone(),
+            queue_capacity: res.queue_size,
+            // An echo answers each message once. Re-sending answers after a drop
+            // would tell the server something it did not send twice, and waiting
+            // for Pongs that sit behind a flood of messages would stall the echo.
+            replay_window: if echo { 0 } else { window },
+        })
+    }
+}
+
+impl Heartbeat {
+    fn from_args(res: &cli::ResilienceArgs) -> Result<Heartbeat> {
+        let interval = parse_duration("--ping-interval", &res.ping_interval)?;
+        Ok(Heartbeat {
+            interval: (!interval.is_zero()).then_some(interval),
+            timeout: positive_duration("--ping-timeout", &res.ping_timeout)?,
+        })
+    }
+}
+
+impl ReconnectPolicy {
+    fn from_args(res: &cli::ResilienceArgs, smoke_test: bool) -> Result<ReconnectPolicy> {
+        let initial = positive_duration("--backoff-initial", &res.backoff_initial)?;
+        let max = positive_duration("--backoff-max", &res.backoff_max)?;
+        if max < initial {
             return Err(Error::Usage(format!(
                 "--backoff-max ({}) is shorter than --backoff-initial ({})",
                 res.backoff_max, res.backoff_initial
             )));
         }
-        if res.queue_size == 0 {
-            return Err(Error::Usage("--queue-size must be at least 1".into()));
-        }
-        let session = SessionConfig {
-            dial,
-            heartbeat: Heartbeat {
-                interval: (!ping_interval.is_zero()).then_some(ping_interval),
-                timeout: positive_duration("--ping-timeout", &res.ping_timeout)?,
-            },
-            reconnect: ReconnectPolicy {
-                // A smoke test checks one connection: reconnecting would hide
-                // the failure it exists to catch, unless the user asks for it.
-                enabled: !res.no_reconnect
-                    && (!smoke_mode || res.max_reconnects.is_some() || res.reconnect_always),
-                initial: backoff_initial,
-                max: backoff_max,
-                max_attempts: res.max_reconnects,
-                retry_initial: res.max_reconnects.is_some(),
-                on_normal_close: res.reconnect_always,
-                healthy_after: Duration::from_secs(10).max(backoff_max),
-            },
-            on_connect: res.on_connect.clone(),
-            queue_capacity: res.queue_size,
-            replay_window: {
-                let window = parse_size_or_zero("--replay-window", &res.replay_window)?;
-                // An echo answers each message once. Re-sending answers after a drop
-                // would tell the server something it did not send twice, and waiting
-                // for Pongs that sit behind a flood of messages would stall the echo.
-                if cli.input.echo { 0 } else { window }
-            },
-        };
+        Ok(ReconnectPolicy {
+            // A smoke test checks one connection: reconnecting would hide
+            // the failure it exists to catch, unless the user asks for it.
+            enabled: !res.no_reconnect
+                && (!smoke_test || res.max_reconnects.is_some() || res.reconnect_always),
+            initial,
+            max,
+            max_attempts: res.max_reconnects,
+            on_normal_close: res.reconnect_always,
+        })
+    }
+}
 
-        let separator = if cli.input.null { b'\0' } else { b'\n' };
-        let input = InputConfig {
-            binary: cli.input.binary,
-            separator,
-        };
-        if cli.input.count == Some(0) {
+impl InputConfig {
+    fn from_args(args: &cli::InputArgs) -> InputConfig {
+        InputConfig {
+            binary: args.binary,
+            separator: if args.null { b'\0' } else { b'\n' },
+        }
+    }
+}
+
+impl EndPolicy {
+    fn from_args(args: &cli::InputArgs) -> Result<EndPolicy> {
+        if args.count == Some(0) {
             return Err(Error::Usage("--count must be at least 1".into()));
         }
-        let end = EndPolicy {
-            linger: if cli.input.keep_open {
+        Ok(EndPolicy {
+            linger: if args.keep_open {
                 None
             } else {
-                Some(parse_duration("--linger", &cli.input.linger)?)
+                Some(parse_duration("--linger", &args.linger)?)
             },
-            count: cli.input.count,
-            close_timeout: Duration::from_secs(2),
-        };
+            count: args.count,
+        })
+    }
+}
 
-        let frontend = if smoke_mode {
-            Frontend::Smoke
-        } else if cli.input.echo {
-            Frontend::Echo
-        } else if terminals.stdin && terminals.stdout {
-            Frontend::Repl
-        } else {
-            Frontend::Pipe
-        };
-        let out = &cli.output;
+impl OutputConfig {
+    /// The Output and Diagnostics sections; records end with `separator`,
+    /// as input records do.
+    fn from_args(
+        out: &cli::OutputArgs,
+        verbosity: &cli::VerbosityArgs,
+        separator: u8,
+        terminals: Terminals,
+        smoke_test: bool,
+        env: Env,
+    ) -> OutputConfig {
         let color = match out.color {
             ColorArg::Always => true,
             ColorArg::Never => false,
-            ColorArg::Auto => {
-                terminals.stdout && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            }
+            ColorArg::Auto => terminals.stdout && env("NO_COLOR").is_none_or(|v| v.is_empty()),
         };
         let binary_format = match (out.binary_format, terminals.stdout) {
             (Some(BinaryFormatArg::Hex), true) => BinaryFormat::HexDump,
@@ -407,10 +511,10 @@ impl ClientConfig {
             (Some(BinaryFormatArg::Raw), _) => BinaryFormat::Raw,
             (None, true) => BinaryFormat::HexDump,
             // What a smoke test prints is what its expectations match.
-            (None, false) if smoke_mode => BinaryFormat::Hex,
+            (None, false) if smoke_test => BinaryFormat::Hex,
             (None, false) => BinaryFormat::Base64,
         };
-        let output = OutputConfig {
+        OutputConfig {
             binary_format,
             timestamps: out.timestamps,
             json: out.json,
@@ -418,38 +522,39 @@ impl ClientConfig {
             color,
             terminal: terminals.stdout,
             separator,
-            verbosity: Verbosity::from_cli(&cli.verbosity),
-        };
+            verbosity: Verbosity::from_cli(verbosity),
+        }
+    }
+}
 
-        let smoke = if smoke_mode {
-            Some(SmokeConfig::from_cli(
-                smoke_args,
-                out.binary_format,
+impl Frontend {
+    fn from_cli(cli: &Cli, smoke_test: bool, terminals: Terminals) -> Result<Frontend> {
+        if smoke_test {
+            return Ok(Frontend::Smoke(SmokeConfig::from_args(
+                &cli.smoke,
+                cli.output.binary_format,
                 terminals,
-            )?)
+            )?));
+        }
+        if cli.smoke.strict {
+            return Err(strict_without_expectations());
+        }
+        Ok(if cli.input.echo {
+            Frontend::Echo
+        } else if terminals.stdin && terminals.stdout {
+            Frontend::Repl
         } else {
-            if smoke_args.strict {
-                return Err(Error::Usage(
-                    "--strict needs something to be strict about: --expect or --script".into(),
-                ));
-            }
-            None
-        };
-
-        Ok(ClientConfig {
-            session,
-            input,
-            end,
-            output,
-            frontend,
-            smoke,
-            notes,
+            Frontend::Pipe
         })
     }
 }
 
+fn strict_without_expectations() -> Error {
+    Error::Usage("--strict needs something to be strict about: --expect or --script".into())
+}
+
 impl SmokeConfig {
-    fn from_cli(
+    fn from_args(
         args: &cli::SmokeArgs,
         binary_format: Option<BinaryFormatArg>,
         terminals: Terminals,
@@ -470,9 +575,7 @@ impl SmokeConfig {
             None => (flag_steps(args)?, None),
         };
         if args.strict && !steps.iter().any(|s| matches!(s.action, Action::Expect(_))) {
-            return Err(Error::Usage(
-                "--strict needs something to be strict about: --expect or --script".into(),
-            ));
+            return Err(strict_without_expectations());
         }
         let sends = steps.iter().any(|s| matches!(s.action, Action::Send(_)));
         let stdin_is_script = args.script.as_deref() == Some(Path::new("-"));
@@ -545,112 +648,13 @@ fn read_script(path: &Path) -> Result<(String, String)> {
         .map_err(|_| Error::Usage(format!("--script {name}: the file is not UTF-8 text")))?;
     Ok((text, name))
 }
+
 /// Redirects followed with -L unless --max-redirects says otherwise: enough
 /// for any sane chain, few enough to stop a loop quickly.
 const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
-/// Marks credentials so the http crate's Debug output hides them.
-fn sensitive(mut value: HeaderValue) -> HeaderValue {
-    value.set_sensitive(true);
-    value
-}
-
-/// Headers whose values are secrets: never printed.
-pub fn is_secret_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("authorization")
-        || name.eq_ignore_ascii_case("proxy-authorization")
-        || name.eq_ignore_ascii_case("cookie")
-        || name.eq_ignore_ascii_case("set-cookie")
-}
-
-pub(crate) fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
-    let (name, value) = raw.split_once(':').ok_or_else(|| {
-        // Show only the first word: the rest may be a token.
-        let name = raw.split_whitespace().next().unwrap_or_default();
-        Error::Usage(format!(
-            "-H \"{name} ...\" has no colon: a header is 'Name: value'"
-        ))
-    })?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| Error::Usage(format!("-H: {:?} is not a valid header name", name.trim())))?;
-    let value = HeaderValue::from_str(value.trim()).map_err(|_| {
-        Error::Usage(format!(
-            "-H: the value of {name} contains characters a header cannot carry"
-        ))
-    })?;
-    let value = if is_secret_header(name.as_str()) {
-        sensitive(value)
-    } else {
-        value
-    };
-    Ok((name, value))
-}
-
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
-}
-
-/// Durations: `10s`, `500ms`, `1m30s`, or a bare number of seconds (`2.5`).
-pub fn parse_duration(flag: &str, raw: &str) -> Result<Duration> {
-    duration_value(raw).ok_or_else(|| {
-        Error::Usage(format!(
-            "{flag} {:?} is not a duration; use e.g. 10s, 500ms, 2m or a number of seconds",
-            raw.trim()
-        ))
-    })
-}
-
-/// The duration syntax of [`parse_duration`], for callers with their own
-/// error messages (scenario files).
-pub fn duration_value(raw: &str) -> Option<Duration> {
-    let raw = raw.trim();
-    match raw.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (0.0..1e9).contains(&secs) => {
-            Some(Duration::from_secs_f64(secs))
-        }
-        Ok(_) => None,
-        Err(_) => humantime::parse_duration(raw).ok(),
-    }
-}
-
-fn positive_duration(flag: &str, raw: &str) -> Result<Duration> {
-    let d = parse_duration(flag, raw)?;
-    if d.is_zero() {
-        return Err(Error::Usage(format!("{flag} must be greater than zero")));
-    }
-    Ok(d)
-}
-
-/// Sizes: a number of bytes, with an optional K/KiB/M/MiB/G/GiB suffix.
-pub fn parse_size(flag: &str, raw: &str) -> Result<usize> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (digits, unit) = raw.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => 0,
-    };
-    match digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-    {
-        Some(n) if n > 0 && multiplier > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-        _ => Err(Error::Usage(format!(
-            "{flag} {raw:?} is not a size; use e.g. 64MiB, 512KiB or a number of bytes"
-        ))),
-    }
-}
-
-fn parse_size_or_zero(flag: &str, raw: &str) -> Result<usize> {
-    if raw.trim() == "0" {
-        Ok(0)
-    } else {
-        parse_size(flag, raw)
-    }
 }
 
 /// The most tether reads of a `--cacert` bundle. The whole Mozilla root
@@ -738,44 +742,6 @@ fn normalize_listen_addr(addr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_accept_units_and_plain_seconds() {
-        assert_eq!(parse_duration("f", "10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(
-            parse_duration("f", "250ms").unwrap(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            parse_duration("f", "1.5").unwrap(),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(parse_duration("f", "0").unwrap(), Duration::ZERO);
-        let err = parse_duration("--timeout", "soon").unwrap_err().to_string();
-        assert!(err.contains("--timeout \"soon\""), "{err}");
-        assert!(parse_duration("f", "-1").is_err());
-    }
-
-    #[test]
-    fn sizes_accept_binary_suffixes() {
-        assert_eq!(parse_size("f", "64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("f", "512k").unwrap(), 512 << 10);
-        assert_eq!(parse_size("f", "1000").unwrap(), 1000);
-        assert!(parse_size("f", "0").is_err());
-        assert!(parse_size("f", "12 parsecs").is_err());
-    }
-
-    #[test]
-    fn headers_are_validated_and_secrets_marked() {
-        let (name, value) = parse_header("Authorization: Bearer abc").unwrap();
-        assert_eq!(name.as_str(), "authorization");
-        assert!(value.is_sensitive());
-        let err = parse_header("Authorization Bearer abc")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("abc"), "{err}");
-        assert!(parse_header("Bad Name: x").is_err());
-    }
 
     #[test]
     fn pem_bundles_split_into_certificates() {

@@ -17,11 +17,13 @@ pub mod output;
 pub mod proxy;
 pub mod redirect;
 pub mod render;
+pub mod rfc6455;
 pub mod script;
 pub mod serve;
 pub mod session;
 pub mod signals;
 pub mod supervisor;
+pub mod values;
 
 use config::{ClientConfig, Frontend, Task, Terminals, Verbosity};
 use endpoint::Endpoint;
@@ -84,9 +86,9 @@ async fn connect(config: &ClientConfig, started: std::time::Instant) -> Result<E
         }
     }
     let handle = supervisor::spawn(config.session.clone())?;
-    match config.frontend {
+    match &config.frontend {
         Frontend::Echo => frontend::pipe::run(config, handle, true).await,
-        Frontend::Smoke => frontend::smoke::run(config, handle, started).await,
+        Frontend::Smoke(smoke) => frontend::smoke::run(config, smoke, handle, started).await,
         Frontend::Pipe => frontend::pipe::run(config, handle, false).await,
         Frontend::Repl => frontend::repl::run(config, handle).await,
     }

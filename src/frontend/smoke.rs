@@ -38,13 +38,10 @@ const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 pub async fn run(
     config: &ClientConfig,
+    smoke: &SmokeConfig,
     handle: Handle,
     started: std::time::Instant,
 ) -> Result<ExitCode> {
-    let smoke = config
-        .smoke
-        .as_ref()
-        .expect("the smoke frontend runs with a smoke config");
     let Handle {
         commands,
         send_credit,

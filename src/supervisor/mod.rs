@@ -282,7 +282,7 @@ impl Supervisor {
                     self.healthy = false;
                     let end = self.run_connection(conn.socket, conn.progress).await;
                     self.connected_since = None;
-                    if self.healthy && started.elapsed() >= self.config.reconnect.healthy_after {
+                    if self.healthy && started.elapsed() >= self.config.reconnect.healthy_after() {
                         streak = 0;
                         self.backoff.reset();
                     }
@@ -344,7 +344,7 @@ impl Supervisor {
 
             streak += 1;
             let policy = self.config.reconnect;
-            let retry = if policy.enabled && (ever_connected || policy.retry_initial) {
+            let retry = if policy.enabled && (ever_connected || policy.retry_initial()) {
                 failure.retry()
             } else {
                 Retry::Never
