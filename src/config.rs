@@ -742,6 +742,454 @@ fn normalize_listen_addr(addr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::Route;
+    use clap::Parser;
+
+    const PIPE: Terminals = Terminals {
+        stdin: false,
+        stdout: false,
+    };
+    const TERMINAL: Terminals = Terminals {
+        stdin: true,
+        stdout: true,
+    };
+
+    /// `tether ARGS` as `Task::from_cli` sees it, with `env` as the environment.
+    fn task(args: &[&str], terminals: Terminals, env: &[(&str, &str)]) -> Result<Task> {
+        let cli = Cli::try_parse_from(std::iter::once("tether").chain(args.iter().copied()))
+            .map_err(|err| Error::Usage(err.to_string()))?;
+        let env = |name: &str| {
+            env.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| OsString::from(v))
+        };
+        Task::from_cli_with_env(cli, terminals, &env)
+    }
+
+    fn client_in(args: &[&str], terminals: Terminals, env: &[(&str, &str)]) -> ClientConfig {
+        match task(args, terminals, env) {
+            Ok(Task::Connect(config)) => *config,
+            Ok(other) => panic!("{args:?}: {other:?}"),
+            Err(err) => panic!("{args:?}: {err}"),
+        }
+    }
+
+    fn client(args: &[&str]) -> ClientConfig {
+        client_in(args, PIPE, &[])
+    }
+
+    fn smoke(config: &ClientConfig) -> &SmokeConfig {
+        match &config.frontend {
+            Frontend::Smoke(smoke) => smoke,
+            other => panic!("not a smoke test: {other:?}"),
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn the_defaults() {
+        let c = client(&["ws://h/"]);
+        assert!(matches!(c.frontend, Frontend::Pipe));
+        let s = &c.session;
+        assert_eq!(s.dial.endpoint.url.as_str(), "ws://h/");
+        assert!(s.dial.headers.is_empty() && s.dial.subprotocols.is_empty());
+        assert_eq!(s.dial.connect_timeout, secs(10));
+        assert_eq!(s.dial.max_message_size, 64 << 20);
+        assert_eq!(s.dial.follow_redirects, None);
+        assert_eq!(
+            s.dial.proxy.route(&s.dial.endpoint),
+            Route::Direct("no proxy set")
+        );
+        assert_eq!(s.heartbeat.interval, Some(secs(20)));
+        assert_eq!(s.heartbeat.timeout, secs(20));
+        let r = s.reconnect;
+        assert!(r.enabled && !r.on_normal_close && !r.retry_initial());
+        assert_eq!((r.initial, r.max), (Duration::from_millis(500), secs(30)));
+        assert_eq!(r.max_attempts, None);
+        assert_eq!(r.healthy_after(), secs(30));
+        assert_eq!(s.queue_capacity, 4096);
+        assert_eq!(s.replay_window, 4 << 20);
+        assert!(s.on_connect.is_empty());
+        assert!(!c.input.binary);
+        assert_eq!(c.input.separator, b'\n');
+        assert_eq!(c.end.linger, Some(secs(1)));
+        assert_eq!(c.end.count, None);
+        let o = c.output;
+        assert_eq!(o.binary_format, BinaryFormat::Base64);
+        assert!(!o.json && !o.pretty && !o.timestamps && !o.color && !o.terminal);
+        assert_eq!(o.separator, b'\n');
+        assert_eq!(o.verbosity, Verbosity::Normal);
+        assert!(c.notes.is_empty());
+    }
+
+    /// How each flag (or combination) becomes config, one row a case.
+    #[test]
+    fn flags_become_config() {
+        type Check = fn(&ClientConfig);
+        let cases: &[(&[&str], Check)] = &[
+            (&["--no-reconnect"], |c| {
+                assert!(!c.session.reconnect.enabled)
+            }),
+            (&["--max-reconnects", "3"], |c| {
+                let r = c.session.reconnect;
+                assert!(r.enabled && r.retry_initial());
+                assert_eq!(r.max_attempts, Some(3));
+            }),
+            (&["--reconnect-always"], |c| {
+                assert!(c.session.reconnect.on_normal_close)
+            }),
+            (&["--backoff-max", "1m"], |c| {
+                assert_eq!(c.session.reconnect.healthy_after(), secs(60))
+            }),
+            (&["--ping-interval", "0"], |c| {
+                assert_eq!(c.session.heartbeat.interval, None)
+            }),
+            (&["--replay-window", "0"], |c| {
+                assert_eq!(c.session.replay_window, 0)
+            }),
+            (&["--on-connect", "a", "--on-connect", "b"], |c| {
+                assert_eq!(c.session.on_connect, ["a", "b"])
+            }),
+            (&["--keep-open"], |c| assert_eq!(c.end.linger, None)),
+            (&["--linger", "250ms"], |c| {
+                assert_eq!(c.end.linger, Some(Duration::from_millis(250)))
+            }),
+            (&["-n", "3"], |c| assert_eq!(c.end.count, Some(3))),
+            (&["-0", "--binary"], |c| {
+                assert!(c.input.binary);
+                assert_eq!((c.input.separator, c.output.separator), (0, 0));
+            }),
+            (&["--echo"], |c| {
+                assert!(matches!(c.frontend, Frontend::Echo));
+                assert_eq!(c.session.replay_window, 0);
+                assert!(c.session.reconnect.enabled);
+            }),
+            // Smoke tests: any of --send, --expect, --script, --timeout.
+            (&["--send", "hi"], |c| {
+                let smoke = smoke(c);
+                assert_eq!(smoke.steps.len(), 1);
+                assert_eq!(smoke.steps[0].text, "--send hi");
+                assert!(!smoke.read_stdin && !smoke.has_checks());
+                assert!(!c.session.reconnect.enabled);
+                assert_eq!(c.output.binary_format, BinaryFormat::Hex);
+                assert_eq!(smoke.binary_match, BinaryFormat::Hex);
+            }),
+            (&["--expect", "po+ng", "--strict"], |c| {
+                let smoke = smoke(c);
+                assert!(smoke.read_stdin && smoke.strict && smoke.has_checks());
+                assert_eq!(smoke.steps[0].text, "--expect po+ng");
+            }),
+            (&["--send", "a b", "--expect", "x"], |c| {
+                let texts: Vec<_> = smoke(c).steps.iter().map(|s| s.text.as_str()).collect();
+                assert_eq!(texts, ["--send 'a b'", "--expect x"]);
+            }),
+            (&["--timeout", "5s"], |c| {
+                let smoke = smoke(c);
+                assert_eq!(smoke.timeout, Some(secs(5)));
+                assert!(smoke.steps.is_empty() && smoke.script.is_none());
+            }),
+            (&["--send", "x", "--max-reconnects", "2"], |c| {
+                assert!(c.session.reconnect.enabled && c.session.reconnect.retry_initial())
+            }),
+            (&["--send", "x", "--reconnect-always"], |c| {
+                assert!(c.session.reconnect.enabled)
+            }),
+            (&["--expect", "x", "--binary-format", "base64"], |c| {
+                assert_eq!(smoke(c).binary_match, BinaryFormat::Base64);
+                assert_eq!(c.output.binary_format, BinaryFormat::Base64);
+            }),
+            // Connection.
+            (&["-u", "alice:s3cret", "--origin", "https://o"], |c| {
+                let headers = &c.session.dial.headers;
+                assert_eq!(headers[0].0, "authorization");
+                assert_eq!(headers[0].1, "Basic YWxpY2U6czNjcmV0");
+                assert!(headers[0].1.is_sensitive());
+                assert_eq!(
+                    headers[1],
+                    (
+                        HeaderName::from_static("origin"),
+                        HeaderValue::from_static("https://o")
+                    )
+                );
+            }),
+            (&["-H", "X-A: 1", "-s", "chat", "-s", "v2.json"], |c| {
+                assert_eq!(c.session.dial.headers[0].0, "x-a");
+                assert_eq!(c.session.dial.subprotocols, ["chat", "v2.json"]);
+            }),
+            (&["-L"], |c| {
+                assert_eq!(c.session.dial.follow_redirects, Some(10))
+            }),
+            (&["-L", "--max-redirects", "3"], |c| {
+                assert_eq!(c.session.dial.follow_redirects, Some(3))
+            }),
+            (
+                &["--connect-timeout", "2.5", "--max-message-size", "1KiB"],
+                |c| {
+                    assert_eq!(c.session.dial.connect_timeout, Duration::from_millis(2500));
+                    assert_eq!(c.session.dial.max_message_size, 1024);
+                },
+            ),
+            (&["-k"], |c| {
+                assert!(c.session.dial.tls.insecure);
+                assert!(
+                    c.notes[0].starts_with("warning: -k/--insecure"),
+                    "{:?}",
+                    c.notes
+                );
+                assert!(
+                    c.notes[1].contains("no effect on a ws:// URL"),
+                    "{:?}",
+                    c.notes
+                );
+            }),
+            // Output and diagnostics.
+            (
+                &["--json", "--pretty", "--timestamps", "--color", "always"],
+                |c| {
+                    let o = c.output;
+                    assert!(o.json && o.pretty && o.timestamps && o.color);
+                },
+            ),
+            (&["--binary-format", "raw"], |c| {
+                assert_eq!(c.output.binary_format, BinaryFormat::Raw)
+            }),
+            (&["--binary-format", "hex"], |c| {
+                assert_eq!(c.output.binary_format, BinaryFormat::Hex)
+            }),
+            (&["-q"], |c| {
+                assert_eq!(c.output.verbosity, Verbosity::Quiet)
+            }),
+            (&["-vv"], |c| {
+                assert_eq!(c.output.verbosity, Verbosity::Trace)
+            }),
+        ];
+        for (flags, check) in cases {
+            let args: Vec<&str> = std::iter::once("ws://h/")
+                .chain(flags.iter().copied())
+                .collect();
+            let config = client(&args);
+            let run = std::panic::catch_unwind(|| check(&config));
+            assert!(run.is_ok(), "case {flags:?}");
+        }
+    }
+
+    /// Mistakes are usage errors that say what is wrong.
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["ws://h/", "--count", "0"], "--count must be at least 1"),
+            (
+                &["ws://h/", "--queue-size", "0"],
+                "--queue-size must be at least 1",
+            ),
+            (
+                &["ws://h/", "--ping-timeout", "0"],
+                "--ping-timeout must be greater than zero",
+            ),
+            (
+                &["ws://h/", "--linger", "soon"],
+                "--linger \"soon\" is not a duration",
+            ),
+            (
+                &["ws://h/", "--max-message-size", "0"],
+                "--max-message-size \"0\" is not a size",
+            ),
+            (
+                &["ws://h/", "--backoff-initial", "2s", "--backoff-max", "1s"],
+                "--backoff-max (1s) is shorter than --backoff-initial (2s)",
+            ),
+            (
+                &["ws://h/", "--strict"],
+                "--strict needs something to be strict about",
+            ),
+            (
+                &["ws://h/", "--strict", "--send", "x"],
+                "--strict needs something to be strict about",
+            ),
+            (
+                &["ws://h/", "--expect", "(x"],
+                "--expect \"(x\" is not a valid regex",
+            ),
+            (
+                &["ws://h/", "--timeout", "0"],
+                "--timeout must be greater than zero",
+            ),
+            (
+                &["ws://h/", "-s", "a b"],
+                "--subprotocol \"a b\" is not a valid token",
+            ),
+            (&["ws://h/", "-H", "nocolon"], "has no colon"),
+            (&["ws://h/", "--origin", "a\nb"], "--origin"),
+            (&["ws://h/", "-x", "ftp://p"], ""),
+            (
+                &["ws://h/", "--cacert", "/nonexistent/ca.pem"],
+                "--cacert /nonexistent/ca.pem: cannot read it",
+            ),
+            // clap's own checks.
+            (
+                &["ws://h/", "--keep-open", "--linger", "2s"],
+                "cannot be used with",
+            ),
+            (&["ws://h/", "--max-redirects", "3"], "--location"),
+            (
+                &["ws://h/", "--no-reconnect", "--max-reconnects", "1"],
+                "cannot be used with",
+            ),
+            (&["ws://h/", "--echo", "--send", "x"], "cannot be used with"),
+            (
+                &["ws://h/", "--proxy", "http://p", "--no-proxy"],
+                "cannot be used with",
+            ),
+            (&["ws://h/", "--cert", "c.pem"], "--key"),
+            (&[], "URL"),
+            (&["--send", "x"], "URL"),
+        ];
+        for (args, needle) in cases {
+            match task(args, PIPE, &[]) {
+                Err(err @ Error::Usage(_)) => {
+                    let message = err.to_string();
+                    assert!(message.contains(needle), "{args:?}: {message}");
+                }
+                Err(err) => panic!("{args:?}: not a usage error: {err:?}"),
+                Ok(task) => panic!("{args:?} should fail, not give {task:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn terminals_choose_the_frontend_and_the_binary_format() {
+        let stdin_only = Terminals {
+            stdin: true,
+            stdout: false,
+        };
+        let repl = client_in(&["ws://h/"], TERMINAL, &[]);
+        assert!(matches!(repl.frontend, Frontend::Repl));
+        assert_eq!(repl.output.binary_format, BinaryFormat::HexDump);
+        assert!(repl.output.terminal && repl.output.color);
+        assert!(matches!(
+            client_in(&["ws://h/"], stdin_only, &[]).frontend,
+            Frontend::Pipe
+        ));
+        // A smoke test never opens the REPL, and reads no stdin that is a terminal.
+        let smoke_test = client_in(&["ws://h/", "--expect", "x"], TERMINAL, &[]);
+        assert!(!smoke(&smoke_test).read_stdin);
+        assert_eq!(smoke_test.output.binary_format, BinaryFormat::HexDump);
+        assert!(matches!(
+            client_in(&["ws://h/", "--echo"], TERMINAL, &[]).frontend,
+            Frontend::Echo
+        ));
+        // NO_COLOR turns automatic colour off; an empty one does not.
+        assert!(
+            !client_in(&["ws://h/"], TERMINAL, &[("NO_COLOR", "1")])
+                .output
+                .color
+        );
+        assert!(
+            client_in(&["ws://h/"], TERMINAL, &[("NO_COLOR", "")])
+                .output
+                .color
+        );
+        assert!(
+            client_in(
+                &["ws://h/", "--color", "always"],
+                PIPE,
+                &[("NO_COLOR", "1")]
+            )
+            .output
+            .color
+        );
+        assert!(
+            !client_in(&["ws://h/", "--color", "never"], TERMINAL, &[])
+                .output
+                .color
+        );
+    }
+
+    #[test]
+    fn proxies_come_from_the_flag_or_the_environment_unless_turned_off() {
+        let env = [
+            ("HTTPS_PROXY", "http://envproxy:3128"),
+            ("NO_PROXY", "inside.corp"),
+        ];
+        let route = |args: &[&str]| {
+            let c = client_in(args, PIPE, &env);
+            match c.session.dial.proxy.route(&c.session.dial.endpoint) {
+                Route::Direct(why) => format!("direct: {why}"),
+                Route::Proxy(proxy) => format!("{} from {}", proxy.host, proxy.source),
+            }
+        };
+        assert_eq!(route(&["wss://h/"]), "envproxy from HTTPS_PROXY");
+        assert_eq!(route(&["ws://h/"]), "direct: no proxy set");
+        assert_eq!(
+            route(&["wss://inside.corp/"]),
+            "direct: NO_PROXY matches the host"
+        );
+        assert_eq!(route(&["wss://h/", "--no-proxy"]), "direct: --no-proxy");
+        assert_eq!(
+            route(&["ws://h/", "-x", "flagproxy:8080"]),
+            "flagproxy from --proxy"
+        );
+        let bad = task(&["ws://h/"], PIPE, &[("http_proxy", "ftp://x")]).unwrap_err();
+        assert!(bad.to_string().contains("http_proxy"), "{bad}");
+    }
+
+    #[test]
+    fn headers_from_a_file_go_in_place_and_stay_secret() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"Authorization: Bearer t0k\n# note\nX-B: 2\n")
+            .unwrap();
+        let at = format!("@{}", file.path().display());
+        let c = client(&["ws://h/", "-H", "X-A: 1", "-H", &at, "--user", "u"]);
+        let names: Vec<&str> = c
+            .session
+            .dial
+            .headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["x-a", "authorization", "x-b", "authorization"]);
+        assert!(c.session.dial.headers[1].1.is_sensitive());
+        assert!(!format!("{c:?}").contains("t0k"));
+    }
+
+    #[test]
+    fn a_script_becomes_the_steps_of_a_smoke_test() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"send hi\nexpect hi\nclose 4001\n").unwrap();
+        let path = file.path().display().to_string();
+        let c = client(&["ws://h/", "--script", &path]);
+        let smoke = smoke(&c);
+        assert_eq!(smoke.script.as_deref(), Some(path.as_str()));
+        assert_eq!(smoke.steps.len(), 3);
+        assert!(!smoke.read_stdin);
+        std::fs::write(file.path(), b"send hi\n\nclose 1014\n").unwrap();
+        let err = task(&["ws://h/", "--script", &path], PIPE, &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{path}:3: 1014 cannot be sent")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn subcommands_and_url_aliases() {
+        match task(&["serve", "9001"], PIPE, &[]).unwrap() {
+            Task::Serve(serve) => assert_eq!(serve.addr, "127.0.0.1:9001"),
+            other => panic!("{other:?}"),
+        }
+        match task(&["serve", "[::1]:0"], PIPE, &[]).unwrap() {
+            Task::Serve(serve) => assert_eq!(serve.addr, "[::1]:0"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(task(&["man"], PIPE, &[]).unwrap(), Task::Man));
+        assert!(matches!(task(&["demo"], PIPE, &[]).unwrap(), Task::Demo(_)));
+        let alias = client(&["https://h/x"]);
+        assert_eq!(alias.session.dial.endpoint.url.as_str(), "wss://h/x");
+        assert_eq!(alias.notes.len(), 1, "{:?}", alias.notes);
+    }
 
     #[test]
     fn pem_bundles_split_into_certificates() {
