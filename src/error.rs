@@ -9,10 +9,26 @@ use crate::rfc6455;
 use crate::session::Unsent;
 use std::time::Duration;
 
-/// Process exit codes. Stable: scripts depend on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ExitCode {
+/// Declares [`ExitCode`] and its list of every variant, [`ExitCode::ALL`],
+/// from one list, so the tests that hold the README to the codes cannot
+/// miss one.
+macro_rules! exit_codes {
+    ($($name:ident = $code:literal,)*) => {
+        /// Process exit codes. Stable: scripts depend on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum ExitCode {
+            $($name = $code,)*
+        }
+
+        impl ExitCode {
+            /// Every exit code, in numeric order.
+            pub const ALL: &[ExitCode] = &[$(ExitCode::$name,)*];
+        }
+    };
+}
+
+exit_codes! {
     Success = 0,
     Failure = 1,
     Usage = 2,
@@ -46,7 +62,7 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
     (4, "TLS failure"),
     (
         5,
-        "handshake rejected (non-101 HTTP status, a redirect without -L, or not a WebSocket server)",
+        "handshake rejected (non-101 HTTP status, a redirect without -L) or the server is not a WebSocket server",
     ),
     (6, "--timeout deadline reached"),
     (

@@ -15,6 +15,8 @@ pub mod input;
 pub mod meter;
 pub mod output;
 pub mod proxy;
+#[cfg(test)]
+mod readme_tests;
 pub mod redirect;
 pub mod render;
 pub mod rfc6455;
