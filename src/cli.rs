@@ -1,7 +1,7 @@
 //! The command line, as clap derive types.
 //!
 //! Nothing outside `config.rs` (and the completions/man generators) sees
-//! these types: `Config::from_cli` validates them into plain values.
+//! these types: `Task::from_cli` validates them, one section at a time, into plain values.
 
 use std::path::PathBuf;
 

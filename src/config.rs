@@ -3,7 +3,13 @@
 //! Every flag is checked here, once, so the rest of the program works with
 //! typed values (durations, sizes, header maps) and never with clap types or
 //! raw strings. Errors are usage errors (exit 2) that name the flag.
+//!
+//! [`ClientConfig::from_cli`] only delegates: each section of the command
+//! line (`cli.rs` groups them by help heading) becomes its config struct in
+//! a constructor of its own (`DialConfig::from_args`, `SessionConfig`,
+//! `EndPolicy`, `OutputConfig`, `Frontend`, `SmokeConfig`).
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
@@ -14,9 +20,15 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::headers::sensitive;
 use crate::proxy::ProxyRules;
 use crate::script::{self, Action, Step};
 use crate::session::Payload;
+use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
+
+/// The environment variables configuration reads (the proxy variables,
+/// `NO_COLOR`), by name: `std::env::var_os` for the process, a table in tests.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
 /// What the invocation asks for.
 #[derive(Debug)]
@@ -42,20 +54,20 @@ pub struct ClientConfig {
     pub end: EndPolicy,
     pub output: OutputConfig,
     pub frontend: Frontend,
-    /// The smoke test to run; set exactly when `frontend` is `Smoke`.
-    pub smoke: Option<SmokeConfig>,
     /// Notes to show once at start (URL aliases, insecure TLS).
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which frontend drives the session, with what only it needs.
+#[derive(Debug, Clone)]
 pub enum Frontend {
+    /// The line editor: stdin and stdout are both terminals.
     Repl,
     Pipe,
     /// Send every received message back (`--echo`).
     Echo,
     /// Run a smoke test (`--send`, `--expect`, `--script`, `--timeout`).
-    Smoke,
+    Smoke(SmokeConfig),
 }
 
 /// A smoke test: the steps to run and the rules for judging them.
@@ -133,13 +145,22 @@ pub struct ReconnectPolicy {
     pub max: Duration,
     /// Attempts after a failure, in a row; `None` is unlimited.
     pub max_attempts: Option<u32>,
-    /// Retry when the very first connection fails. Off unless
-    /// `--max-reconnects` is given, so a wrong URL fails fast.
-    pub retry_initial: bool,
     /// Reconnect after a normal close (1000) too.
     pub on_normal_close: bool,
-    /// A connection that lasts this long resets the backoff.
-    pub healthy_after: Duration,
+}
+
+impl ReconnectPolicy {
+    /// Retry when the very first connection fails. Off unless
+    /// `--max-reconnects` is given, so a wrong URL fails fast.
+    pub fn retry_initial(&self) -> bool {
+        self.max_attempts.is_some()
+    }
+
+    /// A connection that lasts this long resets the backoff: 10 s, or the
+    /// longest delay if that is longer.
+    pub fn healthy_after(&self) -> Duration {
+        Duration::from_secs(10).max(self.max)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -154,8 +175,6 @@ pub struct EndPolicy {
     /// Idle time after stdin EOF before closing; `None` keeps the connection open.
     pub linger: Option<Duration>,
     pub count: Option<u64>,
-    /// How long to wait for the server's Close after ours.
-    pub close_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +237,12 @@ impl Terminals {
 
 impl Task {
     pub fn from_cli(cli: Cli, terminals: Terminals) -> Result<Task> {
+        Task::from_cli_with_env(cli, terminals, &|name| std::env::var_os(name))
+    }
+
+    /// [`Task::from_cli`] with the environment given, so tests need not
+    /// change the process's.
+    pub fn from_cli_with_env(cli: Cli, terminals: Terminals, env: Env) -> Result<Task> {
         match cli.command {
             Some(cli::Command::Serve { ref addr }) => Ok(Task::Serve(ServeConfig {
                 addr: normalize_listen_addr(addr),
@@ -226,7 +251,7 @@ impl Task {
             Some(cli::Command::Man) => Ok(Task::Man),
             Some(cli::Command::Demo) => {
                 // The URL is filled in once the in-process server has a port.
-                let client = ClientConfig::from_cli(&cli, "ws://127.0.0.1:1/", terminals)?;
+                let client = ClientConfig::from_cli(&cli, "ws://127.0.0.1:1/", terminals, env)?;
                 Ok(Task::Demo(Box::new(client)))
             }
             None => {
@@ -234,7 +259,7 @@ impl Task {
                     .url
                     .clone()
                     .ok_or_else(|| Error::Usage("a URL is required".into()))?;
-                let client = ClientConfig::from_cli(&cli, &url, terminals)?;
+                let client = ClientConfig::from_cli(&cli, &url, terminals, env)?;
                 Ok(Task::Connect(Box::new(client)))
             }
         }
@@ -242,34 +267,56 @@ impl Task {
 }
 
 impl ClientConfig {
-    fn from_cli(cli: &Cli, url: &str, terminals: Terminals) -> Result<ClientConfig> {
-        let parsed = Endpoint::parse(url)?;
-        let mut notes: Vec<String> = parsed.note.into_iter().collect();
-        let endpoint = parsed.endpoint;
-        let conn = &cli.connection;
+    fn from_cli(cli: &Cli, url: &str, terminals: Terminals, env: Env) -> Result<ClientConfig> {
+        let smoke_test = is_smoke_test(&cli.smoke);
+        let mut notes = Vec::new();
+        let dial = DialConfig::from_args(url, &cli.connection, &cli.tls, env, &mut notes)?;
+        let session = SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
+        let input = InputConfig::from_args(&cli.input);
+        let end = EndPolicy::from_args(&cli.input)?;
+        let output = OutputConfig::from_args(
+            &cli.output,
+            &cli.verbosity,
+            input.separator,
+            terminals,
+            smoke_test,
+            env,
+        );
+        let frontend = Frontend::from_cli(cli, smoke_test, terminals)?;
+        Ok(ClientConfig {
+            session,
+            input,
+            end,
+            output,
+            frontend,
+            notes,
+        })
+    }
+}
 
-        let mut headers = crate::headers::from_args(&conn.headers)?;
-        let credentials = match &conn.user {
-            Some(user) => Some(match user.split_once(':') {
-                Some((u, p)) => (u.to_owned(), Some(p.to_owned())),
-                None => (user.clone(), None),
-            }),
-            None => endpoint.userinfo.clone(),
-        };
-        if let Some((user, pass)) = credentials {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{user}:{}", pass.unwrap_or_default()));
-            let value = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
-                Error::Usage("--user contains characters a header cannot carry".into())
-            })?;
-            headers.push((HeaderName::from_static("authorization"), sensitive(value)));
-        }
-        if let Some(origin) = &conn.origin {
-            let value = HeaderValue::from_str(origin).map_err(|_| {
-                Error::Usage(format!("--origin {origin:?} is not a valid header value"))
-            })?;
-            headers.push((HeaderName::from_static("origin"), value));
-        }
+/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// smoke test.
+fn is_smoke_test(args: &cli::SmokeArgs) -> bool {
+    !args.send.is_empty()
+        || !args.expect.is_empty()
+        || args.script.is_some()
+        || args.timeout.is_some()
+}
+
+impl DialConfig {
+    /// The URL and the Connection and TLS sections; notes for the user
+    /// (URL aliases, insecure TLS) are added to `notes`.
+    fn from_args(
+        url: &str,
+        conn: &cli::ConnectionArgs,
+        tls: &cli::TlsArgs,
+        env: Env,
+        notes: &mut Vec<String>,
+    ) -> Result<DialConfig> {
+        let parsed = Endpoint::parse(url)?;
+        notes.extend(parsed.note);
+        let endpoint = parsed.endpoint;
+        let headers = handshake_headers(conn, &endpoint)?;
         for proto in &conn.subprotocols {
             if proto.is_empty() || !proto.bytes().all(is_token_byte) {
                 return Err(Error::Usage(format!(
@@ -277,23 +324,7 @@ impl ClientConfig {
                 )));
             }
         }
-
-        let tls = TlsConfig {
-            insecure: cli.tls.insecure,
-            ca_pems: match &cli.tls.cacert {
-                Some(path) => {
-                    split_pem_certificates(&read_file("--cacert", path, CACERT_LIMIT)?, path)?
-                }
-                None => Vec::new(),
-            },
-            identity: match (&cli.tls.cert, &cli.tls.key) {
-                (Some(cert), Some(key)) => Some((
-                    read_file("--cert", cert, IDENTITY_LIMIT)?,
-                    read_file("--key", key, IDENTITY_LIMIT)?,
-                )),
-                _ => None,
-            },
-        };
+        let tls = TlsConfig::from_args(tls)?;
         if tls.insecure {
             notes.push(
                 "warning: -k/--insecure: the server's certificate is not verified; anyone on the path can read and change this session".into(),
@@ -302,8 +333,7 @@ impl ClientConfig {
         if !endpoint.tls && (tls.insecure || !tls.ca_pems.is_empty() || tls.identity.is_some()) {
             notes.push("note: TLS options have no effect on a ws:// URL".into());
         }
-
-        let dial = DialConfig {
+        Ok(DialConfig {
             endpoint,
             headers,
             subprotocols: conn.subprotocols.clone(),
@@ -311,94 +341,168 @@ impl ClientConfig {
             connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
             max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
             proxy: ProxyRules::new(conn.proxy.as_deref(), conn.no_proxy, |name| {
-                std::env::var(name).ok()
+                env(name).and_then(|value| value.into_string().ok())
             })?,
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
-        };
+        })
+    }
+}
 
-        let res = &cli.resilience;
-        let smoke_args = &cli.smoke;
-        let smoke_mode = !smoke_args.send.is_empty()
-            || !smoke_args.expect.is_empty()
-            || smoke_args.script.is_some()
-            || smoke_args.timeout.is_some();
-        let ping_interval = parse_duration("--ping-interval", &res.ping_interval)?;
-        let backoff_initial = positive_duration("--backoff-initial", &res.backoff_initial)?;
-        let backoff_max = positive_duration("--backoff-max", &res.backoff_max)?;
-        if backoff_max < backoff_initial {
+/// `-H` headers in order, then Authorization (from `--user` or the URL's
+/// userinfo) and Origin.
+fn handshake_headers(
+    conn: &cli::ConnectionArgs,
+    endpoint: &Endpoint,
+) -> Result<Vec<(HeaderName, HeaderValue)>> {
+    let mut headers = crate::headers::from_args(&conn.headers)?;
+    let credentials = match &conn.user {
+        Some(user) => Some(match user.split_once(':') {
+            Some((u, p)) => (u.to_owned(), Some(p.to_owned())),
+            None => (user.clone(), None),
+        }),
+        None => endpoint.userinfo.clone(),
+    };
+    if let Some((user, pass)) = credentials {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", pass.unwrap_or_default()));
+        let value = HeaderValue::from_str(&format!("Basic {token}"))
+            .map_err(|_| Error::Usage("--user contains characters a header cannot carry".into()))?;
+        headers.push((HeaderName::from_static("authorization"), sensitive(value)));
+    }
+    if let Some(origin) = &conn.origin {
+        let value = HeaderValue::from_str(origin).map_err(|_| {
+            Error::Usage(format!("--origin {origin:?} is not a valid header value"))
+        })?;
+        headers.push((HeaderName::from_static("origin"), value));
+    }
+    Ok(headers)
+}
+
+impl TlsConfig {
+    /// The TLS section: the files are read (and bounded) here.
+    fn from_args(args: &cli::TlsArgs) -> Result<TlsConfig> {
+        Ok(TlsConfig {
+            insecure: args.insecure,
+            ca_pems: match &args.cacert {
+                Some(path) => {
+                    split_pem_certificates(&read_file("--cacert", path, CACERT_LIMIT)?, path)?
+                }
+                None => Vec::new(),
+            },
+            identity: match (&args.cert, &args.key) {
+                (Some(cert), Some(key)) => Some((
+                    read_file("--cert", cert, IDENTITY_LIMIT)?,
+                    read_file("--key", key, IDENTITY_LIMIT)?,
+                )),
+                _ => None,
+            },
+        })
+    }
+}
+
+impl SessionConfig {
+    /// The Heartbeat and reconnect section, around the dial.
+    fn from_args(
+        dial: DialConfig,
+        res: &cli::ResilienceArgs,
+        smoke_test: bool,
+        echo: bool,
+    ) -> Result<SessionConfig> {
+        let reconnect = ReconnectPolicy::from_args(res, smoke_test)?;
+        if res.queue_size == 0 {
+            return Err(Error::Usage("--queue-size must be at least 1".into()));
+        }
+        let heartbeat = Heartbeat::from_args(res)?;
+        let window = parse_size_or_zero("--replay-window", &res.replay_window)?;
+        Ok(SessionConfig {
+            dial,
+            heartbeat,
+            reconnect,
+            on_connect: res.on_connect.clone(),
+            queue_capacity: res.queue_size,
+            // An echo answers each message once. Re-sending answers after a drop
+            // would tell the server something it did not send twice, and waiting
+            // for Pongs that sit behind a flood of messages would stall the echo.
+            replay_window: if echo { 0 } else { window },
+        })
+    }
+}
+
+impl Heartbeat {
+    fn from_args(res: &cli::ResilienceArgs) -> Result<Heartbeat> {
+        let interval = parse_duration("--ping-interval", &res.ping_interval)?;
+        Ok(Heartbeat {
+            interval: (!interval.is_zero()).then_some(interval),
+            timeout: positive_duration("--ping-timeout", &res.ping_timeout)?,
+        })
+    }
+}
+
+impl ReconnectPolicy {
+    fn from_args(res: &cli::ResilienceArgs, smoke_test: bool) -> Result<ReconnectPolicy> {
+        let initial = positive_duration("--backoff-initial", &res.backoff_initial)?;
+        let max = positive_duration("--backoff-max", &res.backoff_max)?;
+        if max < initial {
             return Err(Error::Usage(format!(
                 "--backoff-max ({}) is shorter than --backoff-initial ({})",
                 res.backoff_max, res.backoff_initial
             )));
         }
-        if res.queue_size == 0 {
-            return Err(Error::Usage("--queue-size must be at least 1".into()));
-        }
-        let session = SessionConfig {
-            dial,
-            heartbeat: Heartbeat {
-                interval: (!ping_interval.is_zero()).then_some(ping_interval),
-                timeout: positive_duration("--ping-timeout", &res.ping_timeout)?,
-            },
-            reconnect: ReconnectPolicy {
-                // A smoke test checks one connection: reconnecting would hide
-                // the failure it exists to catch, unless the user asks for it.
-                enabled: !res.no_reconnect
-                    && (!smoke_mode || res.max_reconnects.is_some() || res.reconnect_always),
-                initial: backoff_initial,
-                max: backoff_max,
-                max_attempts: res.max_reconnects,
-                retry_initial: res.max_reconnects.is_some(),
-                on_normal_close: res.reconnect_always,
-                healthy_after: Duration::from_secs(10).max(backoff_max),
-            },
-            on_connect: res.on_connect.clone(),
-            queue_capacity: res.queue_size,
-            replay_window: {
-                let window = parse_size_or_zero("--replay-window", &res.replay_window)?;
-                // An echo answers each message once. Re-sending answers after a drop
-                // would tell the server something it did not send twice, and waiting
-                // for Pongs that sit behind a flood of messages would stall the echo.
-                if cli.input.echo { 0 } else { window }
-            },
-        };
+        Ok(ReconnectPolicy {
+            // A smoke test checks one connection: reconnecting would hide
+            // the failure it exists to catch, unless the user asks for it.
+            enabled: !res.no_reconnect
+                && (!smoke_test || res.max_reconnects.is_some() || res.reconnect_always),
+            initial,
+            max,
+            max_attempts: res.max_reconnects,
+            on_normal_close: res.reconnect_always,
+        })
+    }
+}
 
-        let separator = if cli.input.null { b'\0' } else { b'\n' };
-        let input = InputConfig {
-            binary: cli.input.binary,
-            separator,
-        };
-        if cli.input.count == Some(0) {
+impl InputConfig {
+    fn from_args(args: &cli::InputArgs) -> InputConfig {
+        InputConfig {
+            binary: args.binary,
+            separator: if args.null { b'\0' } else { b'\n' },
+        }
+    }
+}
+
+impl EndPolicy {
+    fn from_args(args: &cli::InputArgs) -> Result<EndPolicy> {
+        if args.count == Some(0) {
             return Err(Error::Usage("--count must be at least 1".into()));
         }
-        let end = EndPolicy {
-            linger: if cli.input.keep_open {
+        Ok(EndPolicy {
+            linger: if args.keep_open {
                 None
             } else {
-                Some(parse_duration("--linger", &cli.input.linger)?)
+                Some(parse_duration("--linger", &args.linger)?)
             },
-            count: cli.input.count,
-            close_timeout: Duration::from_secs(2),
-        };
+            count: args.count,
+        })
+    }
+}
 
-        let frontend = if smoke_mode {
-            Frontend::Smoke
-        } else if cli.input.echo {
-            Frontend::Echo
-        } else if terminals.stdin && terminals.stdout {
-            Frontend::Repl
-        } else {
-            Frontend::Pipe
-        };
-        let out = &cli.output;
+impl OutputConfig {
+    /// The Output and Diagnostics sections; records end with `separator`,
+    /// as input records do.
+    fn from_args(
+        out: &cli::OutputArgs,
+        verbosity: &cli::VerbosityArgs,
+        separator: u8,
+        terminals: Terminals,
+        smoke_test: bool,
+        env: Env,
+    ) -> OutputConfig {
         let color = match out.color {
             ColorArg::Always => true,
             ColorArg::Never => false,
-            ColorArg::Auto => {
-                terminals.stdout && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            }
+            ColorArg::Auto => terminals.stdout && env("NO_COLOR").is_none_or(|v| v.is_empty()),
         };
         let binary_format = match (out.binary_format, terminals.stdout) {
             (Some(BinaryFormatArg::Hex), true) => BinaryFormat::HexDump,
@@ -407,10 +511,10 @@ impl ClientConfig {
             (Some(BinaryFormatArg::Raw), _) => BinaryFormat::Raw,
             (None, true) => BinaryFormat::HexDump,
             // What a smoke test prints is what its expectations match.
-            (None, false) if smoke_mode => BinaryFormat::Hex,
+            (None, false) if smoke_test => BinaryFormat::Hex,
             (None, false) => BinaryFormat::Base64,
         };
-        let output = OutputConfig {
+        OutputConfig {
             binary_format,
             timestamps: out.timestamps,
             json: out.json,
@@ -418,38 +522,39 @@ impl ClientConfig {
             color,
             terminal: terminals.stdout,
             separator,
-            verbosity: Verbosity::from_cli(&cli.verbosity),
-        };
+            verbosity: Verbosity::from_cli(verbosity),
+        }
+    }
+}
 
-        let smoke = if smoke_mode {
-            Some(SmokeConfig::from_cli(
-                smoke_args,
-                out.binary_format,
+impl Frontend {
+    fn from_cli(cli: &Cli, smoke_test: bool, terminals: Terminals) -> Result<Frontend> {
+        if smoke_test {
+            return Ok(Frontend::Smoke(SmokeConfig::from_args(
+                &cli.smoke,
+                cli.output.binary_format,
                 terminals,
-            )?)
+            )?));
+        }
+        if cli.smoke.strict {
+            return Err(strict_without_expectations());
+        }
+        Ok(if cli.input.echo {
+            Frontend::Echo
+        } else if terminals.stdin && terminals.stdout {
+            Frontend::Repl
         } else {
-            if smoke_args.strict {
-                return Err(Error::Usage(
-                    "--strict needs something to be strict about: --expect or --script".into(),
-                ));
-            }
-            None
-        };
-
-        Ok(ClientConfig {
-            session,
-            input,
-            end,
-            output,
-            frontend,
-            smoke,
-            notes,
+            Frontend::Pipe
         })
     }
 }
 
+fn strict_without_expectations() -> Error {
+    Error::Usage("--strict needs something to be strict about: --expect or --script".into())
+}
+
 impl SmokeConfig {
-    fn from_cli(
+    fn from_args(
         args: &cli::SmokeArgs,
         binary_format: Option<BinaryFormatArg>,
         terminals: Terminals,
@@ -470,9 +575,7 @@ impl SmokeConfig {
             None => (flag_steps(args)?, None),
         };
         if args.strict && !steps.iter().any(|s| matches!(s.action, Action::Expect(_))) {
-            return Err(Error::Usage(
-                "--strict needs something to be strict about: --expect or --script".into(),
-            ));
+            return Err(strict_without_expectations());
         }
         let sends = steps.iter().any(|s| matches!(s.action, Action::Send(_)));
         let stdin_is_script = args.script.as_deref() == Some(Path::new("-"));
@@ -545,112 +648,13 @@ fn read_script(path: &Path) -> Result<(String, String)> {
         .map_err(|_| Error::Usage(format!("--script {name}: the file is not UTF-8 text")))?;
     Ok((text, name))
 }
+
 /// Redirects followed with -L unless --max-redirects says otherwise: enough
 /// for any sane chain, few enough to stop a loop quickly.
 const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
-/// Marks credentials so the http crate's Debug output hides them.
-fn sensitive(mut value: HeaderValue) -> HeaderValue {
-    value.set_sensitive(true);
-    value
-}
-
-/// Headers whose values are secrets: never printed.
-pub fn is_secret_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("authorization")
-        || name.eq_ignore_ascii_case("proxy-authorization")
-        || name.eq_ignore_ascii_case("cookie")
-        || name.eq_ignore_ascii_case("set-cookie")
-}
-
-pub(crate) fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
-    let (name, value) = raw.split_once(':').ok_or_else(|| {
-        // Show only the first word: the rest may be a token.
-        let name = raw.split_whitespace().next().unwrap_or_default();
-        Error::Usage(format!(
-            "-H \"{name} ...\" has no colon: a header is 'Name: value'"
-        ))
-    })?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| Error::Usage(format!("-H: {:?} is not a valid header name", name.trim())))?;
-    let value = HeaderValue::from_str(value.trim()).map_err(|_| {
-        Error::Usage(format!(
-            "-H: the value of {name} contains characters a header cannot carry"
-        ))
-    })?;
-    let value = if is_secret_header(name.as_str()) {
-        sensitive(value)
-    } else {
-        value
-    };
-    Ok((name, value))
-}
-
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
-}
-
-/// Durations: `10s`, `500ms`, `1m30s`, or a bare number of seconds (`2.5`).
-pub fn parse_duration(flag: &str, raw: &str) -> Result<Duration> {
-    duration_value(raw).ok_or_else(|| {
-        Error::Usage(format!(
-            "{flag} {:?} is not a duration; use e.g. 10s, 500ms, 2m or a number of seconds",
-            raw.trim()
-        ))
-    })
-}
-
-/// The duration syntax of [`parse_duration`], for callers with their own
-/// error messages (scenario files).
-pub fn duration_value(raw: &str) -> Option<Duration> {
-    let raw = raw.trim();
-    match raw.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (0.0..1e9).contains(&secs) => {
-            Some(Duration::from_secs_f64(secs))
-        }
-        Ok(_) => None,
-        Err(_) => humantime::parse_duration(raw).ok(),
-    }
-}
-
-fn positive_duration(flag: &str, raw: &str) -> Result<Duration> {
-    let d = parse_duration(flag, raw)?;
-    if d.is_zero() {
-        return Err(Error::Usage(format!("{flag} must be greater than zero")));
-    }
-    Ok(d)
-}
-
-/// Sizes: a number of bytes, with an optional K/KiB/M/MiB/G/GiB suffix.
-pub fn parse_size(flag: &str, raw: &str) -> Result<usize> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (digits, unit) = raw.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => 0,
-    };
-    match digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-    {
-        Some(n) if n > 0 && multiplier > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-        _ => Err(Error::Usage(format!(
-            "{flag} {raw:?} is not a size; use e.g. 64MiB, 512KiB or a number of bytes"
-        ))),
-    }
-}
-
-fn parse_size_or_zero(flag: &str, raw: &str) -> Result<usize> {
-    if raw.trim() == "0" {
-        Ok(0)
-    } else {
-        parse_size(flag, raw)
-    }
 }
 
 /// The most tether reads of a `--cacert` bundle. The whole Mozilla root
@@ -738,43 +742,453 @@ fn normalize_listen_addr(addr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::Route;
+    use clap::Parser;
 
-    #[test]
-    fn durations_accept_units_and_plain_seconds() {
-        assert_eq!(parse_duration("f", "10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(
-            parse_duration("f", "250ms").unwrap(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            parse_duration("f", "1.5").unwrap(),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(parse_duration("f", "0").unwrap(), Duration::ZERO);
-        let err = parse_duration("--timeout", "soon").unwrap_err().to_string();
-        assert!(err.contains("--timeout \"soon\""), "{err}");
-        assert!(parse_duration("f", "-1").is_err());
+    const PIPE: Terminals = Terminals {
+        stdin: false,
+        stdout: false,
+    };
+    const TERMINAL: Terminals = Terminals {
+        stdin: true,
+        stdout: true,
+    };
+
+    /// `tether ARGS` as `Task::from_cli` sees it, with `env` as the environment.
+    fn task(args: &[&str], terminals: Terminals, env: &[(&str, &str)]) -> Result<Task> {
+        let cli = Cli::try_parse_from(std::iter::once("tether").chain(args.iter().copied()))
+            .map_err(|err| Error::Usage(err.to_string()))?;
+        let env = |name: &str| {
+            env.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| OsString::from(v))
+        };
+        Task::from_cli_with_env(cli, terminals, &env)
+    }
+
+    fn client_in(args: &[&str], terminals: Terminals, env: &[(&str, &str)]) -> ClientConfig {
+        match task(args, terminals, env) {
+            Ok(Task::Connect(config)) => *config,
+            Ok(other) => panic!("{args:?}: {other:?}"),
+            Err(err) => panic!("{args:?}: {err}"),
+        }
+    }
+
+    fn client(args: &[&str]) -> ClientConfig {
+        client_in(args, PIPE, &[])
+    }
+
+    fn smoke(config: &ClientConfig) -> &SmokeConfig {
+        match &config.frontend {
+            Frontend::Smoke(smoke) => smoke,
+            other => panic!("not a smoke test: {other:?}"),
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
     }
 
     #[test]
-    fn sizes_accept_binary_suffixes() {
-        assert_eq!(parse_size("f", "64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("f", "512k").unwrap(), 512 << 10);
-        assert_eq!(parse_size("f", "1000").unwrap(), 1000);
-        assert!(parse_size("f", "0").is_err());
-        assert!(parse_size("f", "12 parsecs").is_err());
+    fn the_defaults() {
+        let c = client(&["ws://h/"]);
+        assert!(matches!(c.frontend, Frontend::Pipe));
+        let s = &c.session;
+        assert_eq!(s.dial.endpoint.url.as_str(), "ws://h/");
+        assert!(s.dial.headers.is_empty() && s.dial.subprotocols.is_empty());
+        assert_eq!(s.dial.connect_timeout, secs(10));
+        assert_eq!(s.dial.max_message_size, 64 << 20);
+        assert_eq!(s.dial.follow_redirects, None);
+        assert_eq!(
+            s.dial.proxy.route(&s.dial.endpoint),
+            Route::Direct("no proxy set")
+        );
+        assert_eq!(s.heartbeat.interval, Some(secs(20)));
+        assert_eq!(s.heartbeat.timeout, secs(20));
+        let r = s.reconnect;
+        assert!(r.enabled && !r.on_normal_close && !r.retry_initial());
+        assert_eq!((r.initial, r.max), (Duration::from_millis(500), secs(30)));
+        assert_eq!(r.max_attempts, None);
+        assert_eq!(r.healthy_after(), secs(30));
+        assert_eq!(s.queue_capacity, 4096);
+        assert_eq!(s.replay_window, 4 << 20);
+        assert!(s.on_connect.is_empty());
+        assert!(!c.input.binary);
+        assert_eq!(c.input.separator, b'\n');
+        assert_eq!(c.end.linger, Some(secs(1)));
+        assert_eq!(c.end.count, None);
+        let o = c.output;
+        assert_eq!(o.binary_format, BinaryFormat::Base64);
+        assert!(!o.json && !o.pretty && !o.timestamps && !o.color && !o.terminal);
+        assert_eq!(o.separator, b'\n');
+        assert_eq!(o.verbosity, Verbosity::Normal);
+        assert!(c.notes.is_empty());
+    }
+
+    /// How each flag (or combination) becomes config, one row a case.
+    #[test]
+    fn flags_become_config() {
+        type Check = fn(&ClientConfig);
+        let cases: &[(&[&str], Check)] = &[
+            (&["--no-reconnect"], |c| {
+                assert!(!c.session.reconnect.enabled)
+            }),
+            (&["--max-reconnects", "3"], |c| {
+                let r = c.session.reconnect;
+                assert!(r.enabled && r.retry_initial());
+                assert_eq!(r.max_attempts, Some(3));
+            }),
+            (&["--reconnect-always"], |c| {
+                assert!(c.session.reconnect.on_normal_close)
+            }),
+            (&["--backoff-max", "1m"], |c| {
+                assert_eq!(c.session.reconnect.healthy_after(), secs(60))
+            }),
+            (&["--ping-interval", "0"], |c| {
+                assert_eq!(c.session.heartbeat.interval, None)
+            }),
+            (&["--replay-window", "0"], |c| {
+                assert_eq!(c.session.replay_window, 0)
+            }),
+            (&["--on-connect", "a", "--on-connect", "b"], |c| {
+                assert_eq!(c.session.on_connect, ["a", "b"])
+            }),
+            (&["--keep-open"], |c| assert_eq!(c.end.linger, None)),
+            (&["--linger", "250ms"], |c| {
+                assert_eq!(c.end.linger, Some(Duration::from_millis(250)))
+            }),
+            (&["-n", "3"], |c| assert_eq!(c.end.count, Some(3))),
+            (&["-0", "--binary"], |c| {
+                assert!(c.input.binary);
+                assert_eq!((c.input.separator, c.output.separator), (0, 0));
+            }),
+            (&["--echo"], |c| {
+                assert!(matches!(c.frontend, Frontend::Echo));
+                assert_eq!(c.session.replay_window, 0);
+                assert!(c.session.reconnect.enabled);
+            }),
+            // Smoke tests: any of --send, --expect, --script, --timeout.
+            (&["--send", "hi"], |c| {
+                let smoke = smoke(c);
+                assert_eq!(smoke.steps.len(), 1);
+                assert_eq!(smoke.steps[0].text, "--send hi");
+                assert!(!smoke.read_stdin && !smoke.has_checks());
+                assert!(!c.session.reconnect.enabled);
+                assert_eq!(c.output.binary_format, BinaryFormat::Hex);
+                assert_eq!(smoke.binary_match, BinaryFormat::Hex);
+            }),
+            (&["--expect", "po+ng", "--strict"], |c| {
+                let smoke = smoke(c);
+                assert!(smoke.read_stdin && smoke.strict && smoke.has_checks());
+                assert_eq!(smoke.steps[0].text, "--expect po+ng");
+            }),
+            (&["--send", "a b", "--expect", "x"], |c| {
+                let texts: Vec<_> = smoke(c).steps.iter().map(|s| s.text.as_str()).collect();
+                assert_eq!(texts, ["--send 'a b'", "--expect x"]);
+            }),
+            (&["--timeout", "5s"], |c| {
+                let smoke = smoke(c);
+                assert_eq!(smoke.timeout, Some(secs(5)));
+                assert!(smoke.steps.is_empty() && smoke.script.is_none());
+            }),
+            (&["--send", "x", "--max-reconnects", "2"], |c| {
+                assert!(c.session.reconnect.enabled && c.session.reconnect.retry_initial())
+            }),
+            (&["--send", "x", "--reconnect-always"], |c| {
+                assert!(c.session.reconnect.enabled)
+            }),
+            (&["--expect", "x", "--binary-format", "base64"], |c| {
+                assert_eq!(smoke(c).binary_match, BinaryFormat::Base64);
+                assert_eq!(c.output.binary_format, BinaryFormat::Base64);
+            }),
+            // Connection.
+            (&["-u", "alice:s3cret", "--origin", "https://o"], |c| {
+                let headers = &c.session.dial.headers;
+                assert_eq!(headers[0].0, "authorization");
+                assert_eq!(headers[0].1, "Basic YWxpY2U6czNjcmV0");
+                assert!(headers[0].1.is_sensitive());
+                assert_eq!(
+                    headers[1],
+                    (
+                        HeaderName::from_static("origin"),
+                        HeaderValue::from_static("https://o")
+                    )
+                );
+            }),
+            (&["-H", "X-A: 1", "-s", "chat", "-s", "v2.json"], |c| {
+                assert_eq!(c.session.dial.headers[0].0, "x-a");
+                assert_eq!(c.session.dial.subprotocols, ["chat", "v2.json"]);
+            }),
+            (&["-L"], |c| {
+                assert_eq!(c.session.dial.follow_redirects, Some(10))
+            }),
+            (&["-L", "--max-redirects", "3"], |c| {
+                assert_eq!(c.session.dial.follow_redirects, Some(3))
+            }),
+            (
+                &["--connect-timeout", "2.5", "--max-message-size", "1KiB"],
+                |c| {
+                    assert_eq!(c.session.dial.connect_timeout, Duration::from_millis(2500));
+                    assert_eq!(c.session.dial.max_message_size, 1024);
+                },
+            ),
+            (&["-k"], |c| {
+                assert!(c.session.dial.tls.insecure);
+                assert!(
+                    c.notes[0].starts_with("warning: -k/--insecure"),
+                    "{:?}",
+                    c.notes
+                );
+                assert!(
+                    c.notes[1].contains("no effect on a ws:// URL"),
+                    "{:?}",
+                    c.notes
+                );
+            }),
+            // Output and diagnostics.
+            (
+                &["--json", "--pretty", "--timestamps", "--color", "always"],
+                |c| {
+                    let o = c.output;
+                    assert!(o.json && o.pretty && o.timestamps && o.color);
+                },
+            ),
+            (&["--binary-format", "raw"], |c| {
+                assert_eq!(c.output.binary_format, BinaryFormat::Raw)
+            }),
+            (&["--binary-format", "hex"], |c| {
+                assert_eq!(c.output.binary_format, BinaryFormat::Hex)
+            }),
+            (&["-q"], |c| {
+                assert_eq!(c.output.verbosity, Verbosity::Quiet)
+            }),
+            (&["-vv"], |c| {
+                assert_eq!(c.output.verbosity, Verbosity::Trace)
+            }),
+        ];
+        for (flags, check) in cases {
+            let args: Vec<&str> = std::iter::once("ws://h/")
+                .chain(flags.iter().copied())
+                .collect();
+            let config = client(&args);
+            let run = std::panic::catch_unwind(|| check(&config));
+            assert!(run.is_ok(), "case {flags:?}");
+        }
+    }
+
+    /// Mistakes are usage errors that say what is wrong.
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["ws://h/", "--count", "0"], "--count must be at least 1"),
+            (
+                &["ws://h/", "--queue-size", "0"],
+                "--queue-size must be at least 1",
+            ),
+            (
+                &["ws://h/", "--ping-timeout", "0"],
+                "--ping-timeout must be greater than zero",
+            ),
+            (
+                &["ws://h/", "--linger", "soon"],
+                "--linger \"soon\" is not a duration",
+            ),
+            (
+                &["ws://h/", "--max-message-size", "0"],
+                "--max-message-size \"0\" is not a size",
+            ),
+            (
+                &["ws://h/", "--backoff-initial", "2s", "--backoff-max", "1s"],
+                "--backoff-max (1s) is shorter than --backoff-initial (2s)",
+            ),
+            (
+                &["ws://h/", "--strict"],
+                "--strict needs something to be strict about",
+            ),
+            (
+                &["ws://h/", "--strict", "--send", "x"],
+                "--strict needs something to be strict about",
+            ),
+            (
+                &["ws://h/", "--expect", "(x"],
+                "--expect \"(x\" is not a valid regex",
+            ),
+            (
+                &["ws://h/", "--timeout", "0"],
+                "--timeout must be greater than zero",
+            ),
+            (
+                &["ws://h/", "-s", "a b"],
+                "--subprotocol \"a b\" is not a valid token",
+            ),
+            (&["ws://h/", "-H", "nocolon"], "has no colon"),
+            (&["ws://h/", "--origin", "a\nb"], "--origin"),
+            (&["ws://h/", "-x", "ftp://p"], ""),
+            (
+                &["ws://h/", "--cacert", "/nonexistent/ca.pem"],
+                "--cacert /nonexistent/ca.pem: cannot read it",
+            ),
+            // clap's own checks.
+            (
+                &["ws://h/", "--keep-open", "--linger", "2s"],
+                "cannot be used with",
+            ),
+            (&["ws://h/", "--max-redirects", "3"], "--location"),
+            (
+                &["ws://h/", "--no-reconnect", "--max-reconnects", "1"],
+                "cannot be used with",
+            ),
+            (&["ws://h/", "--echo", "--send", "x"], "cannot be used with"),
+            (
+                &["ws://h/", "--proxy", "http://p", "--no-proxy"],
+                "cannot be used with",
+            ),
+            (&["ws://h/", "--cert", "c.pem"], "--key"),
+            (&[], "URL"),
+            (&["--send", "x"], "URL"),
+        ];
+        for (args, needle) in cases {
+            match task(args, PIPE, &[]) {
+                Err(err @ Error::Usage(_)) => {
+                    let message = err.to_string();
+                    assert!(message.contains(needle), "{args:?}: {message}");
+                }
+                Err(err) => panic!("{args:?}: not a usage error: {err:?}"),
+                Ok(task) => panic!("{args:?} should fail, not give {task:?}"),
+            }
+        }
     }
 
     #[test]
-    fn headers_are_validated_and_secrets_marked() {
-        let (name, value) = parse_header("Authorization: Bearer abc").unwrap();
-        assert_eq!(name.as_str(), "authorization");
-        assert!(value.is_sensitive());
-        let err = parse_header("Authorization Bearer abc")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("abc"), "{err}");
-        assert!(parse_header("Bad Name: x").is_err());
+    fn terminals_choose_the_frontend_and_the_binary_format() {
+        let stdin_only = Terminals {
+            stdin: true,
+            stdout: false,
+        };
+        let repl = client_in(&["ws://h/"], TERMINAL, &[]);
+        assert!(matches!(repl.frontend, Frontend::Repl));
+        assert_eq!(repl.output.binary_format, BinaryFormat::HexDump);
+        assert!(repl.output.terminal && repl.output.color);
+        assert!(matches!(
+            client_in(&["ws://h/"], stdin_only, &[]).frontend,
+            Frontend::Pipe
+        ));
+        // A smoke test never opens the REPL, and reads no stdin that is a terminal.
+        let smoke_test = client_in(&["ws://h/", "--expect", "x"], TERMINAL, &[]);
+        assert!(!smoke(&smoke_test).read_stdin);
+        assert_eq!(smoke_test.output.binary_format, BinaryFormat::HexDump);
+        assert!(matches!(
+            client_in(&["ws://h/", "--echo"], TERMINAL, &[]).frontend,
+            Frontend::Echo
+        ));
+        // NO_COLOR turns automatic colour off; an empty one does not.
+        assert!(
+            !client_in(&["ws://h/"], TERMINAL, &[("NO_COLOR", "1")])
+                .output
+                .color
+        );
+        assert!(
+            client_in(&["ws://h/"], TERMINAL, &[("NO_COLOR", "")])
+                .output
+                .color
+        );
+        assert!(
+            client_in(
+                &["ws://h/", "--color", "always"],
+                PIPE,
+                &[("NO_COLOR", "1")]
+            )
+            .output
+            .color
+        );
+        assert!(
+            !client_in(&["ws://h/", "--color", "never"], TERMINAL, &[])
+                .output
+                .color
+        );
+    }
+
+    #[test]
+    fn proxies_come_from_the_flag_or_the_environment_unless_turned_off() {
+        let env = [
+            ("HTTPS_PROXY", "http://envproxy:3128"),
+            ("NO_PROXY", "inside.corp"),
+        ];
+        let route = |args: &[&str]| {
+            let c = client_in(args, PIPE, &env);
+            match c.session.dial.proxy.route(&c.session.dial.endpoint) {
+                Route::Direct(why) => format!("direct: {why}"),
+                Route::Proxy(proxy) => format!("{} from {}", proxy.host, proxy.source),
+            }
+        };
+        assert_eq!(route(&["wss://h/"]), "envproxy from HTTPS_PROXY");
+        assert_eq!(route(&["ws://h/"]), "direct: no proxy set");
+        assert_eq!(
+            route(&["wss://inside.corp/"]),
+            "direct: NO_PROXY matches the host"
+        );
+        assert_eq!(route(&["wss://h/", "--no-proxy"]), "direct: --no-proxy");
+        assert_eq!(
+            route(&["ws://h/", "-x", "flagproxy:8080"]),
+            "flagproxy from --proxy"
+        );
+        let bad = task(&["ws://h/"], PIPE, &[("http_proxy", "ftp://x")]).unwrap_err();
+        assert!(bad.to_string().contains("http_proxy"), "{bad}");
+    }
+
+    #[test]
+    fn headers_from_a_file_go_in_place_and_stay_secret() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"Authorization: Bearer t0k\n# note\nX-B: 2\n")
+            .unwrap();
+        let at = format!("@{}", file.path().display());
+        let c = client(&["ws://h/", "-H", "X-A: 1", "-H", &at, "--user", "u"]);
+        let names: Vec<&str> = c
+            .session
+            .dial
+            .headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["x-a", "authorization", "x-b", "authorization"]);
+        assert!(c.session.dial.headers[1].1.is_sensitive());
+        assert!(!format!("{c:?}").contains("t0k"));
+    }
+
+    #[test]
+    fn a_script_becomes_the_steps_of_a_smoke_test() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"send hi\nexpect hi\nclose 4001\n").unwrap();
+        let path = file.path().display().to_string();
+        let c = client(&["ws://h/", "--script", &path]);
+        let smoke = smoke(&c);
+        assert_eq!(smoke.script.as_deref(), Some(path.as_str()));
+        assert_eq!(smoke.steps.len(), 3);
+        assert!(!smoke.read_stdin);
+        std::fs::write(file.path(), b"send hi\n\nclose 1014\n").unwrap();
+        let err = task(&["ws://h/", "--script", &path], PIPE, &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{path}:3: 1014 cannot be sent")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn subcommands_and_url_aliases() {
+        match task(&["serve", "9001"], PIPE, &[]).unwrap() {
+            Task::Serve(serve) => assert_eq!(serve.addr, "127.0.0.1:9001"),
+            other => panic!("{other:?}"),
+        }
+        match task(&["serve", "[::1]:0"], PIPE, &[]).unwrap() {
+            Task::Serve(serve) => assert_eq!(serve.addr, "[::1]:0"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(task(&["man"], PIPE, &[]).unwrap(), Task::Man));
+        assert!(matches!(task(&["demo"], PIPE, &[]).unwrap(), Task::Demo(_)));
+        let alias = client(&["https://h/x"]);
+        assert_eq!(alias.session.dial.endpoint.url.as_str(), "wss://h/x");
+        assert_eq!(alias.notes.len(), 1, "{:?}", alias.notes);
     }
 
     #[test]

@@ -13,9 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::config::{DialConfig, is_secret_header};
+use crate::config::DialConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::headers::is_secret_header;
 use crate::meter::{Metered, WriteProgress};
 use crate::proxy::{self, Route};
 use crate::redirect;

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
-use crate::config::parse_header;
 use crate::error::{Error, Result};
 
 /// The largest header file read: far more than any set of headers a server
@@ -25,6 +24,44 @@ pub fn from_args(args: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>> {
         }
     }
     Ok(headers)
+}
+
+/// One `Name: value` header; a secret's value is marked sensitive.
+pub fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue)> {
+    let (name, value) = raw.split_once(':').ok_or_else(|| {
+        // Show only the first word: the rest may be a token.
+        let name = raw.split_whitespace().next().unwrap_or_default();
+        Error::Usage(format!(
+            "-H \"{name} ...\" has no colon: a header is 'Name: value'"
+        ))
+    })?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| Error::Usage(format!("-H: {:?} is not a valid header name", name.trim())))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        Error::Usage(format!(
+            "-H: the value of {name} contains characters a header cannot carry"
+        ))
+    })?;
+    let value = if is_secret_header(name.as_str()) {
+        sensitive(value)
+    } else {
+        value
+    };
+    Ok((name, value))
+}
+
+/// Headers whose values are secrets: never printed.
+pub fn is_secret_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization")
+        || name.eq_ignore_ascii_case("cookie")
+        || name.eq_ignore_ascii_case("set-cookie")
+}
+
+/// Marks credentials so the http crate's Debug output hides them.
+pub fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }
 
 /// `-H @PATH`: one header a line; blank lines and lines starting with `#`
@@ -114,6 +151,19 @@ mod tests {
             Err(Error::Usage(message)) => message,
             other => panic!("{args:?} should be a usage error, not {other:?}"),
         }
+    }
+
+    #[test]
+    fn headers_are_validated_and_secrets_marked() {
+        let (name, value) = parse_header("Authorization: Bearer abc").unwrap();
+        assert_eq!(name.as_str(), "authorization");
+        assert!(value.is_sensitive());
+        let err = parse_header("Authorization Bearer abc")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("abc"), "{err}");
+        assert!(parse_header("Bad Name: x").is_err());
+        assert!(!parse_header("X-Team: blue").unwrap().1.is_sensitive());
     }
 
     #[test]

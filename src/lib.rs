@@ -15,13 +15,17 @@ pub mod input;
 pub mod meter;
 pub mod output;
 pub mod proxy;
+#[cfg(test)]
+mod readme_tests;
 pub mod redirect;
 pub mod render;
+pub mod rfc6455;
 pub mod script;
 pub mod serve;
 pub mod session;
 pub mod signals;
 pub mod supervisor;
+pub mod values;
 
 use config::{ClientConfig, Task, Terminals, Verbosity};
 use endpoint::Endpoint;

@@ -22,11 +22,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use regex::Regex;
 
+use crate::rfc6455::{self, CLOSE_REASON_MAX, CONTROL_PAYLOAD_MAX};
 use crate::session::Payload;
-
-/// The longest close reason and ping payload WebSocket control frames carry.
-const CLOSE_REASON_MAX: usize = 123;
-const PING_PAYLOAD_MAX: usize = 125;
+use crate::values::{self, HexError};
 
 /// The keywords, in the order the format's documentation lists them.
 pub const KEYWORDS: &[&str] = &[
@@ -207,13 +205,13 @@ fn parse_action(keyword: &str, arg: &str) -> Result<Action, String> {
         "expect" => Action::Expect(expectation(required("a regex")?, false)?),
         "expect-binary" => Action::Expect(expectation(required("a regex")?, true)?),
         "wait" => Action::Wait(
-            crate::config::duration_value(required("a duration, e.g. wait 500ms")?)
+            values::duration_value(required("a duration, e.g. wait 500ms")?)
                 .ok_or_else(|| format!("{arg:?} is not a duration; use e.g. 500ms, 2s"))?,
         ),
         "ping" => {
-            if arg.len() > PING_PAYLOAD_MAX {
+            if arg.len() > CONTROL_PAYLOAD_MAX {
                 return Err(format!(
-                    "a ping payload holds at most {PING_PAYLOAD_MAX} bytes, this one has {}",
+                    "a ping payload holds at most {CONTROL_PAYLOAD_MAX} bytes, this one has {}",
                     arg.len()
                 ));
             }
@@ -225,13 +223,14 @@ fn parse_action(keyword: &str, arg: &str) -> Result<Action, String> {
                 None => (arg, ""),
             };
             let code = if code.is_empty() {
-                1000
+                rfc6455::NORMAL_CLOSURE
             } else {
                 parse_code(code)?
             };
-            if !is_sendable_close_code(code) {
+            if !rfc6455::is_valid_close_code(code) {
                 return Err(format!(
-                    "{code} cannot be sent as a close code; use 1000, or 3000-4999 for your own"
+                    "{code} cannot be sent as a close code; use {} (3000-4999 for your own)",
+                    rfc6455::VALID_CLOSE_CODES
                 ));
             }
             if reason.len() > CLOSE_REASON_MAX {
@@ -260,36 +259,18 @@ fn parse_action(keyword: &str, arg: &str) -> Result<Action, String> {
 }
 
 fn parse_code(raw: &str) -> Result<u16, String> {
-    match raw.parse::<u16>() {
-        Ok(code @ 1000..=4999) => Ok(code),
-        _ => Err(format!(
-            "{raw:?} is not a close code (a number from 1000 to 4999)"
-        )),
-    }
-}
-
-/// Codes an endpoint may put in its own Close frame (RFC 6455, section 7.4).
-fn is_sendable_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    rfc6455::close_code_value(raw)
+        .ok_or_else(|| format!("{raw:?} is not a close code (a number from 1000 to 4999)"))
 }
 
 fn parse_hex(raw: &str) -> Result<Bytes, String> {
-    let digits: Vec<u8> = raw.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
-        return Err(format!("{raw:?} has an odd number of hex digits"));
+    match values::hex_value(raw) {
+        Ok(bytes) => Ok(Bytes::from(bytes)),
+        Err(HexError::OddDigits(_)) => Err(format!("{raw:?} has an odd number of hex digits")),
+        Err(HexError::NotADigit(_)) => Err(format!(
+            "{raw:?} is not hex (digits 0-9, a-f, spaces allowed)"
+        )),
     }
-    let value = |d: u8| match d {
-        b'0'..=b'9' => Some(d - b'0'),
-        b'a'..=b'f' => Some(d - b'a' + 10),
-        b'A'..=b'F' => Some(d - b'A' + 10),
-        _ => None,
-    };
-    digits
-        .chunks(2)
-        .map(|pair| Some(value(pair[0])? << 4 | value(pair[1])?))
-        .collect::<Option<Vec<u8>>>()
-        .map(Bytes::from)
-        .ok_or_else(|| format!("{raw:?} is not hex (digits 0-9, a-f, spaces allowed)"))
 }
 
 #[cfg(test)]
@@ -378,6 +359,8 @@ mod tests {
             ("send-binary 0g\n", 1, "not hex"),
             ("send-binary abc\n", 1, "odd number"),
             ("close 1006\n", 1, "cannot be sent"),
+            ("close 1014\n", 1, "use 1000-1003, 1007-1013 or 3000-4999"),
+            ("close 2000 why\n", 1, "cannot be sent"),
             ("close nine\n", 1, "not a close code"),
             ("expect-close 99999\n", 1, "not a close code"),
             (
@@ -398,6 +381,24 @@ mod tests {
         }
         let long = format!("ping {}\n", "x".repeat(126));
         assert!(error(&long).message.contains("at most 125 bytes"));
+    }
+
+    #[test]
+    fn close_sends_every_valid_code_and_no_other() {
+        for code in 0..=u16::MAX {
+            let result = parse(&format!("close {code}\n"));
+            match result {
+                Ok(steps) => {
+                    assert!(crate::rfc6455::is_valid_close_code(code), "{code}");
+                    assert!(matches!(steps[0].action, Action::Close { code: c, .. } if c == code));
+                }
+                Err(_) => assert!(!crate::rfc6455::is_valid_close_code(code), "{code}"),
+            }
+        }
+        let longest = format!("close 4000 {}\n", "r".repeat(123));
+        assert!(parse(&longest).is_ok());
+        let long = format!("close 4000 {}\n", "r".repeat(124));
+        assert!(error(&long).message.contains("at most 123 bytes"));
     }
 
     #[test]

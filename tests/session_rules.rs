@@ -81,7 +81,15 @@ fn with_keep_open_a_dropped_connection_is_dialled_again() {
 fn a_smoke_test_with_count_waits_for_that_many_replies() {
     let server = Server::echo();
     let run = Tether::new()
-        .args([&server.url("/"), "--send", "x", "-n", "2", "--timeout", "2s"])
+        .args([
+            &server.url("/"),
+            "--send",
+            "x",
+            "-n",
+            "2",
+            "--timeout",
+            "2s",
+        ])
         .run();
     run.code(6);
     assert!(
@@ -153,7 +161,14 @@ fn a_smoke_test_without_timeout_ends_at_the_default_deadline() {
 fn an_interrupted_smoke_test_says_where_it_stopped_and_json_names_the_step() {
     let server = Server::echo();
     let mut running = Tether::new()
-        .args([&server.url("/"), "--send", "hi", "--expect", "never", "--json"])
+        .args([
+            &server.url("/"),
+            "--send",
+            "hi",
+            "--expect",
+            "never",
+            "--json",
+        ])
         .spawn();
     // The echo of "hi" shows the send step is done and the expect waits.
     loop {
@@ -263,10 +278,7 @@ fn a_signal_ends_the_session_when_stdout_is_blocked() {
 #[test]
 fn a_signal_ends_the_session_when_stdin_never_ends() {
     let server = Server::echo();
-    let mut running = Tether::new()
-        .arg(server.url("/"))
-        .stdin_endless()
-        .spawn();
+    let mut running = Tether::new().arg(server.url("/")).stdin_endless().spawn();
     running.stderr_line("connected");
     std::thread::sleep(Duration::from_millis(500));
     ends_soon_after_sigterm(running);

@@ -19,7 +19,7 @@ use self::session::Session;
 /// Runs the session `config` asks for, in its mode, and says how to exit.
 pub async fn run(config: &ClientConfig, started: std::time::Instant) -> Result<ExitCode> {
     let supervisor = supervisor::spawn(config.session.clone())?;
-    match config.frontend {
+    match &config.frontend {
         Frontend::Pipe => {
             Session::new(config, supervisor, true, true)
                 .run(pipe::Pipe)
@@ -30,11 +30,7 @@ pub async fn run(config: &ClientConfig, started: std::time::Instant) -> Result<E
                 .run(echo::Echo)
                 .await
         }
-        Frontend::Smoke => {
-            let smoke = config
-                .smoke
-                .as_ref()
-                .expect("the smoke frontend runs with a smoke config");
+        Frontend::Smoke(smoke) => {
             Session::new(config, supervisor, true, smoke.read_stdin)
                 .run(smoke::Smoke::new(config, smoke, started))
                 .await

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
-use crate::supervisor::{Events, Handle};
 use crate::config::ClientConfig;
 use crate::error::{Error, ExitCode, Result};
 use crate::input::{InputEnd, NotQueued};
@@ -27,6 +26,7 @@ use crate::output::{Stdout, Stopped};
 use crate::render::{Renderer, eprint_line};
 use crate::session::{Ending, Event, Payload, Unsent};
 use crate::signals::{Received, Signals};
+use crate::supervisor::{Events, Handle};
 
 /// Output is handed to the writer in chunks of about this size at most.
 pub(crate) const CHUNK: usize = 64 * 1024;

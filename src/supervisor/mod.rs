@@ -238,7 +238,7 @@ impl Supervisor {
                     let end = connection.run(&mut self).await;
                     self.connected_since = None;
                     if connection.healthy
-                        && started.elapsed() >= self.config.reconnect.healthy_after
+                        && started.elapsed() >= self.config.reconnect.healthy_after()
                     {
                         streak = 0;
                         self.backoff.reset();
@@ -310,7 +310,7 @@ impl Supervisor {
 
             streak += 1;
             let policy = self.config.reconnect;
-            let retry = if policy.enabled && (self.ever_connected || policy.retry_initial) {
+            let retry = if policy.enabled && (self.ever_connected || policy.retry_initial()) {
                 failure.retry()
             } else {
                 Retry::Never

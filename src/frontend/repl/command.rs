@@ -4,6 +4,9 @@
 use base64::Engine;
 use bytes::Bytes;
 
+use crate::rfc6455::{self, CLOSE_REASON_MAX, CONTROL_PAYLOAD_MAX};
+use crate::values::HexError;
+
 /// The slash commands, their arguments and what they do: `/help` and tab
 /// completion are built from this table.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
@@ -24,10 +27,6 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/b64", "BASE64", "send a binary message, e.g. /b64 AP8="),
     ("/quit", "", "close with 1000 and exit (as Ctrl-D)"),
 ];
-
-/// Largest close reason: a Close frame's payload is at most 125 bytes, two
-/// of which are the code.
-const MAX_REASON: usize = 123;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -89,9 +88,9 @@ pub fn parse(line: &str) -> Input {
 
 /// A Ping's payload is at most 125 bytes (RFC 6455 5.5).
 fn ping(payload: &str) -> Input {
-    if payload.len() > 125 {
+    if payload.len() > CONTROL_PAYLOAD_MAX {
         return Input::Usage(format!(
-            "a ping payload is at most 125 bytes, not {}; {}",
+            "a ping payload is at most {CONTROL_PAYLOAD_MAX} bytes, not {}; {}",
             payload.len(),
             usage("/ping")
         ));
@@ -131,15 +130,20 @@ fn close(args: &str) -> Input {
         Some((code, reason)) => (code, reason.trim()),
         None => (args, ""),
     };
-    let Some(code) = code.parse::<u16>().ok().filter(|&c| sendable_close_code(c)) else {
+    let Some(code) = code
+        .parse::<u16>()
+        .ok()
+        .filter(|&c| rfc6455::is_valid_close_code(c))
+    else {
         return Input::Usage(format!(
-            "{code:?} is not a close code a client may send (1000-1003, 1007-1014, 3000-4999); {}",
+            "{code:?} is not a close code a client may send ({}); {}",
+            rfc6455::VALID_CLOSE_CODES,
             usage("/close")
         ));
     };
-    if reason.len() > MAX_REASON {
+    if reason.len() > CLOSE_REASON_MAX {
         return Input::Usage(format!(
-            "the reason is {} bytes; a Close frame holds at most {MAX_REASON}",
+            "the reason is {} bytes; a Close frame holds at most {CLOSE_REASON_MAX}",
             reason.len()
         ));
     }
@@ -149,33 +153,22 @@ fn close(args: &str) -> Input {
     }
 }
 
-/// RFC 6455 section 7.4: 1004-1006 and 1015 are reserved and never sent,
-/// 1015-2999 are for the protocol, 3000-4999 for libraries and applications.
-fn sendable_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-}
-
 fn hex(args: &str) -> Input {
     let digits: String = args.chars().filter(|c| !c.is_whitespace()).collect();
     let digits = digits.strip_prefix("0x").unwrap_or(&digits);
     if digits.is_empty() {
         return Input::Usage(usage("/hex"));
     }
-    if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
-        return Input::Usage(format!("{bad:?} is not a hex digit; {}", usage("/hex")));
-    }
-    if digits.len() % 2 == 1 {
-        return Input::Usage(format!(
-            "{} hex digits do not make whole bytes; {}",
-            digits.len(),
+    match crate::values::hex_value(digits) {
+        Ok(bytes) => Input::Binary(Bytes::from(bytes)),
+        Err(HexError::NotADigit(bad)) => {
+            Input::Usage(format!("{bad:?} is not a hex digit; {}", usage("/hex")))
+        }
+        Err(HexError::OddDigits(n)) => Input::Usage(format!(
+            "{n} hex digits do not make whole bytes; {}",
             usage("/hex")
-        ));
+        )),
     }
-    let bytes = (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("checked hex digits"))
-        .collect::<Vec<u8>>();
-    Input::Binary(Bytes::from(bytes))
 }
 
 fn b64(args: &str) -> Input {
@@ -289,8 +282,11 @@ mod tests {
     #[test]
     fn close_refuses_codes_a_client_may_not_send_and_long_reasons() {
         for bad in [
+            "/close 1004",
             "/close 1005",
             "/close 1006",
+            "/close 1014",
+            "/close 1015",
             "/close 2000",
             "/close 5000",
             "/close x",
@@ -298,6 +294,15 @@ mod tests {
             let hint = usage_of(bad);
             assert!(hint.ends_with("usage: /close [CODE [REASON]]"), "{hint}");
         }
+        for code in 0..=u16::MAX {
+            let sent = matches!(parse(&format!("/close {code}")), Input::Close { code: c, .. } if c == code);
+            assert_eq!(sent, rfc6455::is_valid_close_code(code), "{code}");
+        }
+        assert_eq!(
+            usage_of("/close 1014"),
+            "\"1014\" is not a close code a client may send \
+             (1000-1003, 1007-1013 or 3000-4999); usage: /close [CODE [REASON]]"
+        );
         let long = format!("/close 4000 {}", "r".repeat(124));
         assert_eq!(
             usage_of(&long),

@@ -21,11 +21,11 @@ use tokio::time::{Instant, sleep_until};
 use self::command::Input;
 use self::editor::{LinkState, SharedLink, Terminal, Typed};
 use super::session::{Mode, Over, Session};
-use crate::supervisor::{Events, Handle};
 use crate::config::ClientConfig;
 use crate::error::{ExitCode, Result};
 use crate::render::Renderer;
 use crate::session::{Event, Payload};
+use crate::supervisor::{Events, Handle};
 
 pub async fn run(config: &ClientConfig, supervisor: (Handle, Events)) -> Result<ExitCode> {
     let renderer = Renderer::new(config.output);
