@@ -52,7 +52,7 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
     ),
     (
         1,
-        "other runtime error (bad bytes on stdin, messages left unsent, I/O error)",
+        "other runtime error (bad bytes on stdin, messages left unsent, stdout could not be written, I/O error)",
     ),
     (2, "usage error (bad flag, bad URL)"),
     (
@@ -67,7 +67,7 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
     (6, "--timeout deadline reached"),
     (
         7,
-        "an expectation was not met (server closed, or --count reached first)",
+        "an expectation was not met (server closed, or --count reached first), or the session ended before --count messages arrived",
     ),
     (
         8,

@@ -138,6 +138,11 @@ impl Stdout {
             .unwrap_or(Stopped::ReaderGone)
     }
 
+    /// Why the writer stopped, if it has.
+    pub fn stopped_now(&self) -> Option<Stopped> {
+        self.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Writes out everything queued, then stops the writer. With a deadline,
     /// gives up waiting for a writer stuck on a reader that does not read
     /// (the process is about to exit, which ends the thread too).

@@ -48,7 +48,8 @@ fn after_stdin_ends_a_server_that_closes_with_1001_is_not_dialled_again() {
         if let Some(message) = conn.recv().await {
             conn.send(message).await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Reading, so the Ping that confirms the message is answered.
+        let _ = tokio::time::timeout(Duration::from_millis(300), conn.recv()).await;
         conn.close(1001, "going away").await;
     });
     let run = Tether::new()

@@ -258,6 +258,17 @@ impl<'a> Session<'a> {
                 wake = mode.wake() => mode.on_wake(&mut self, wake).await,
             }
         };
+        // What was shown must be written before the verdict: a smoke test
+        // whose log hit a full disk has not passed. After a signal, only as
+        // long as the reader takes it.
+        let by = self
+            .interrupted
+            .map(|_| Instant::now() + Duration::from_millis(100));
+        if let Some(out) = &mut self.out
+            && let Some(stopped) = out.flush(by).await
+        {
+            self.stdout_stopped(stopped, reader_gone_ends);
+        }
         let result = mode.end(&mut self, over).await;
         // Whatever is rendered goes out; after a signal, only as long as
         // the reader takes it.
@@ -725,6 +736,29 @@ impl Output {
         self.buf = Vec::new();
         self.queue.clear();
         self.wait_drained = false;
+    }
+
+    /// Writes out what is rendered so far and waits until it is written (or
+    /// `by`); says why the writer stopped, if it did.
+    async fn flush(&mut self, by: Option<Instant>) -> Option<Stopped> {
+        if !self.discarding {
+            self.push_buf();
+            let stdout = &self.stdout;
+            let queue = &mut self.queue;
+            let write_all = async {
+                while let Some(chunk) = queue.pop_front() {
+                    stdout.write(chunk).await;
+                }
+                stdout.drained().await;
+            };
+            match by {
+                Some(at) => {
+                    let _ = tokio::time::timeout_at(at, write_all).await;
+                }
+                None => write_all.await,
+            }
+        }
+        self.stdout.stopped_now()
     }
 
     /// Writes out what is left, then stops the writer (see [`Stdout::finish`]).
