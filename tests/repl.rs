@@ -505,3 +505,63 @@ fn a_bracketed_paste_is_one_message_and_the_lines_after_it_follow() {
     pty.expect("< after\r\n");
     assert_eq!(received(&server, 0, 2).texts(), ["first\nsecond", "after"]);
 }
+
+/// A session whose server is down after a line was typed: the line waits in the queue.
+fn queued_while_down(state: &tempfile::TempDir) -> (std::net::SocketAddr, Pty) {
+    let server = Server::echo();
+    let addr = server.addr();
+    let mut pty = open(
+        &server.url("/"),
+        state,
+        &[
+            "--backoff-initial",
+            "300ms",
+            "--backoff-max",
+            "300ms",
+            // Only the queue is under test: no re-sending of "before".
+            "--replay-window",
+            "0",
+        ],
+    );
+    pty.line("before");
+    pty.expect("< before\r\n");
+    drop(server);
+    pty.expect("* disconnected: ");
+    pty.line("while down");
+    pty.expect("> queued: not connected; it goes out after the reconnect (1 waiting)\r\n");
+    (addr, pty)
+}
+
+#[test]
+fn ctrl_d_while_disconnected_waits_for_the_reconnect_to_deliver_the_queued_lines() {
+    let state = tempfile::tempdir().unwrap();
+    let (addr, mut pty) = queued_while_down(&state);
+    pty.send(CTRL_D);
+    pty.expect(
+        "* closing with 1000 once the reconnect delivers 1 queued message; \
+         Ctrl-C leaves without waiting\r\n",
+    );
+    let server = Server::echo_at(addr);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
+    assert_eq!(conns[0].texts(), ["while down"]);
+    assert_eq!(conns[0].close, Some((1000, String::new())));
+}
+
+#[test]
+fn ctrl_c_while_waiting_to_deliver_queued_lines_leaves_at_once_and_says_what_was_not_sent() {
+    let state = tempfile::tempdir().unwrap();
+    let (_addr, mut pty) = queued_while_down(&state);
+    pty.send(CTRL_D);
+    pty.expect("once the reconnect delivers 1 queued message");
+    pty.send(CTRL_C);
+    assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
+    assert!(
+        pty.all_output()
+            .contains("1 message was never confirmed by the server (1 queued, never written)"),
+        "{}",
+        pty.all_output()
+    );
+}
