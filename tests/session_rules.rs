@@ -284,3 +284,14 @@ fn a_signal_ends_the_session_when_stdin_never_ends() {
     std::thread::sleep(Duration::from_millis(500));
     ends_soon_after_sigterm(running);
 }
+
+#[test]
+fn a_smoke_test_fed_bad_bytes_on_stdin_fails_at_once_with_the_input_error() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--expect", "never", "--timeout", "20s"])
+        .stdin(b"ok\n\xff\n")
+        .run();
+    run.code(1);
+    assert!(error_line(&run).contains("line 2"), "{}", run.describe());
+}

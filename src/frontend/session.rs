@@ -82,6 +82,11 @@ pub(crate) trait Mode {
         s.close(1000, "");
     }
 
+    /// stdin has ended; [`Session::take_input_error`] says whether on bad
+    /// input. By default the session goes on (to linger, or `--count`) and
+    /// the error decides the exit code at the end.
+    async fn input_ended(&mut self, _s: &mut Session<'_>) {}
+
     /// The first signal: the driver has interrupted the session already.
     async fn interrupted(&mut self, _s: &mut Session<'_>) {}
 
@@ -250,6 +255,7 @@ impl<'a> Session<'a> {
                 () = send_next(handle, &mut self.outgoing, &mut self.control), if sending => {}
                 end = async { self.stdin_end.as_mut().expect("guarded").await }, if self.stdin_end.is_some() => {
                     self.stdin_ended(end.unwrap_or(Ok(0)));
+                    mode.input_ended(&mut self).await;
                 }
                 () = sleep_until(self.linger_until.unwrap_or_else(Instant::now)), if self.linger_until.is_some() => {
                     self.linger_until = None;
@@ -516,6 +522,13 @@ impl<'a> Session<'a> {
                 self.renderer.json_event(&mut out.buf, event);
             }
         } else if let Some(line) = self.renderer.status(event) {
+            eprint_line(&line);
+        }
+        if self.renderer.json()
+            && self.out.is_none()
+            && let Some(line) = self.renderer.status(event)
+        {
+            // The REPL's terminal has its own JSON lines; a last word goes to stderr.
             eprint_line(&line);
         }
     }

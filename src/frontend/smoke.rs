@@ -112,6 +112,14 @@ impl Mode for Smoke<'_> {
         self.settle(s);
     }
 
+    async fn input_ended(&mut self, s: &mut Session<'_>) {
+        // Bad bytes on stdin fail the run at once.
+        if let Some(err) = s.take_input_error() {
+            self.run.decide(Verdict::Fail(err));
+            self.settle(s);
+        }
+    }
+
     async fn interrupted(&mut self, s: &mut Session<'_>) {
         self.run.interrupted(s);
     }
