@@ -1,0 +1,80 @@
+//! The README's examples that need no outside server, run as written: only
+//! the port is changed, so parallel tests do not collide.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::cmd::{BIN, CLEARED_ENV};
+use support::{Server, Tether};
+
+const README: &str = include_str!("../README.md");
+
+/// The ```sh block of the README that starts with `first_line`.
+fn sh_block(first_line: &str) -> String {
+    let mut blocks = README.split("```sh\n").skip(1);
+    blocks
+        .find(|block| block.starts_with(first_line))
+        .and_then(|block| block.split("```").next())
+        .unwrap_or_else(|| panic!("no sh block starting with {first_line:?} in README.md"))
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn the_ci_shell_example_passes_against_tether_serve() {
+    let script = sh_block("#!/bin/sh").replace("9001", &free_port().to_string());
+    // `tether` on PATH is the binary under test.
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(BIN, bin_dir.path().join("tether")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]).env("PATH", path);
+    for var in CLEARED_ENV {
+        command.env_remove(var).env_remove(var.to_lowercase());
+    }
+    let out = command.output().expect("running sh");
+    assert!(
+        out.status.success(),
+        "the README's CI example failed ({:?}):\n{script}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"op\":\"ping\"}\n");
+}
+
+#[test]
+fn the_feed_example_keeps_listening_when_stdin_is_empty() {
+    // As under cron or systemd: stdin is at its end from the start. The
+    // feed's message comes well after --linger would have closed.
+    let example = sh_block("jq -c . events.json")
+        .lines()
+        .nth(1)
+        .expect("the feed line")
+        .to_owned();
+    assert_eq!(
+        example,
+        "tether wss://feed.example.com/stream --keep-open > log.jsonl"
+    );
+    let server = Server::start(|mut conn| async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        conn.send_text("{\"price\":1}").await;
+        conn.close(1000, "").await;
+    });
+    Tether::new()
+        .args([&server.url("/stream"), "--keep-open"])
+        .run()
+        .code(0)
+        .stdout_is("{\"price\":1}\n");
+}
