@@ -295,3 +295,20 @@ fn a_smoke_test_fed_bad_bytes_on_stdin_fails_at_once_with_the_input_error() {
     run.code(1);
     assert!(error_line(&run).contains("line 2"), "{}", run.describe());
 }
+
+#[test]
+fn count_ends_the_session_even_when_stdin_never_ends() {
+    let server = Server::echo();
+    let mut running = Tether::new()
+        .args([&server.url("/"), "-n", "3"])
+        .stdin_endless()
+        .spawn();
+    let note = running.stderr_line("--count 3 reached");
+    assert!(
+        note.ends_with(" messages from stdin were not sent"),
+        "{note}"
+    );
+    let (code, lines) = running.wait();
+    assert_eq!(code, Some(0));
+    assert_eq!(lines, ["endless input"; 3]);
+}

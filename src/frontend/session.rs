@@ -73,7 +73,7 @@ pub(crate) trait Mode {
 
     /// The `--count`th message arrived. By default, the session closes.
     async fn count_reached(&mut self, s: &mut Session<'_>) {
-        s.close(1000, "");
+        s.close_for_count();
     }
 
     /// Input has ended and been delivered, and the connection then stayed
@@ -158,6 +158,8 @@ pub(crate) struct Session<'a> {
     reader_gone: bool,
     /// What an interrupted session left behind, for the `--json` error.
     unsent_at_end: Option<Unsent>,
+    /// The close came from `--count`.
+    count_closed: bool,
 }
 
 enum Control {
@@ -209,6 +211,7 @@ impl<'a> Session<'a> {
             output_error: None,
             reader_gone: false,
             unsent_at_end: None,
+            count_closed: false,
         }
     }
 
@@ -437,6 +440,15 @@ impl<'a> Session<'a> {
             .expect("held until the session is over")
     }
 
+    /// The close `--count` asks for. What stdin still gives after it is not
+    /// sent, by the user's own limit: that is no failure, only a note.
+    pub fn close_for_count(&mut self) {
+        if !self.closing {
+            self.count_closed = true;
+        }
+        self.close(1000, "");
+    }
+
     pub fn closing(&self) -> bool {
         self.closing
     }
@@ -584,7 +596,21 @@ impl<'a> Session<'a> {
                 _ => Err(Error::Interrupted),
             };
         }
-        let ending = outcome?;
+        let ending = match outcome {
+            // Past --count, the rest of stdin is not sent by the user's own
+            // limit (a clean close means all before it was delivered).
+            Err(Error::Undelivered(unsent)) if self.count_closed => {
+                let n = unsent.total();
+                self.report(&Event::Warning(format!(
+                    "--count {} reached: {n} message{} from stdin {} not sent",
+                    self.received,
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "was" } else { "were" },
+                )));
+                return Ok(ExitCode::Success);
+            }
+            outcome => outcome?,
+        };
         if let Some(err) = self.take_input_error() {
             return Err(err);
         }

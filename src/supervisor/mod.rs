@@ -694,8 +694,12 @@ impl Connection {
                 || self.writer.acks.idle.is_some();
             // An interrupt takes nothing more: an endless stdin must not
             // keep the queue from ever running empty.
+            // Nor does a close asked for: what was queued before it goes out,
+            // what comes after it (an endless stdin past --count) stays
+            // unsent, and the close can come due.
             let room = sv.commands_open
                 && sv.outbox.has_room()
+                && sv.closing.is_none()
                 && self.close_deadline.is_none()
                 && !interrupted;
             let close = if send_close { sv.closing.clone() } else { None };

@@ -102,7 +102,10 @@ impl Mode for Repl {
     }
 
     async fn count_reached(&mut self, s: &mut Session<'_>) {
-        self.close(s, 1000, "").await;
+        if !s.closing() {
+            s.close_for_count();
+            self.closing_note(s, 1000, "").await;
+        }
     }
 
     async fn interrupted(&mut self, s: &mut Session<'_>) {
