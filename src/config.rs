@@ -18,10 +18,10 @@ use base64::Engine;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
-use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::headers::sensitive;
-use crate::proxy::ProxyRules;
+use crate::net::endpoint::Endpoint;
+use crate::net::proxy::ProxyRules;
 use crate::script::{self, Action, Step};
 use crate::session::Payload;
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
@@ -742,7 +742,7 @@ fn normalize_listen_addr(addr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::Route;
+    use crate::net::proxy::Route;
     use clap::Parser;
 
     const PIPE: Terminals = Terminals {

@@ -5,31 +5,25 @@
 
 pub mod cli;
 pub mod config;
-pub mod dial;
-pub mod endpoint;
 pub mod error;
 pub mod frontend;
 pub mod generate;
 pub mod headers;
-pub mod input;
-pub mod meter;
-pub mod output;
-pub mod proxy;
+pub mod io;
+pub mod net;
 #[cfg(test)]
 mod readme_tests;
-pub mod redirect;
 pub mod render;
 pub mod rfc6455;
 pub mod script;
 pub mod serve;
 pub mod session;
-pub mod signals;
 pub mod supervisor;
 pub mod values;
 
 use config::{ClientConfig, Task, Terminals, Verbosity};
-use endpoint::Endpoint;
 pub use error::{Error, ExitCode, Result};
+use net::endpoint::Endpoint;
 
 /// Runs what the command line asks for and says how the process should exit.
 pub fn run(cli: cli::Cli) -> Result<ExitCode> {
@@ -66,7 +60,7 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 let url = format!("ws://{}/", local_addr(&listener)?);
                 config.session.dial.endpoint = Endpoint::parse(&url)?.endpoint;
                 // The server is in this process: no proxy could reach it.
-                config.session.dial.proxy = proxy::ProxyRules::direct();
+                config.session.dial.proxy = net::proxy::ProxyRules::direct();
                 render::eprint_line(&format!(
                     "demo: an echo server is running at {url}; what you send comes back"
                 ));

@@ -21,11 +21,11 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ExitCode, Result};
-use crate::input::{InputEnd, NotQueued};
-use crate::output::{Stdout, Stopped};
+use crate::io::input::{InputEnd, NotQueued};
+use crate::io::output::{Stdout, Stopped};
+use crate::io::signals::{Received, Signals};
 use crate::render::{Renderer, eprint_line};
 use crate::session::{Ending, Event, Payload, Unsent};
-use crate::signals::{Received, Signals};
 use crate::supervisor::{Events, Handle};
 
 /// Output is handed to the writer in chunks of about this size at most.
@@ -179,7 +179,7 @@ impl<'a> Session<'a> {
     ) -> Session<'a> {
         let (stdin_end, not_queued) = if read_stdin {
             let (end, not_queued) =
-                crate::input::spawn(config.input, std::io::stdin(), handle.blocking_sender());
+                crate::io::input::spawn(config.input, std::io::stdin(), handle.blocking_sender());
             (Some(end), not_queued)
         } else {
             (None, NotQueued::default())

@@ -40,9 +40,9 @@ pub use self::handle::{BlockingSender, Events, Gone, Handle, Permit};
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
 use crate::config::SessionConfig;
-use crate::dial::{Dialer, Socket};
 use crate::error::{Error, Result, Retry};
-use crate::meter::WriteProgress;
+use crate::net::dial::{Dialer, Socket};
+use crate::net::meter::WriteProgress;
 use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status, Unsent};
 
 /// How many events may wait for a slow frontend before reading pauses.
@@ -410,7 +410,7 @@ impl Supervisor {
     /// meanwhile.
     async fn dial(
         &mut self,
-    ) -> std::result::Result<Result<crate::dial::Connection>, Result<Ending>> {
+    ) -> std::result::Result<Result<crate::net::dial::Connection>, Result<Ending>> {
         const REASON: &str = "closed before connecting";
         let dialer = Arc::clone(&self.dialer);
         let shared = Arc::clone(&self.shared);

@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use tokio_socks::tcp::Socks5Stream;
 
 use super::{Proxy, ProxyKind};
-use crate::endpoint::Endpoint;
 use crate::error::{Error, ProxyFailure, Result};
+use crate::net::endpoint::Endpoint;
 
 /// A proxy's answer to `CONNECT` longer than this is not worth reading.
 const MAX_ANSWER: usize = 16 * 1024;

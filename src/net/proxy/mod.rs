@@ -18,8 +18,8 @@ use url::Url;
 
 pub use self::no_proxy::NoProxy;
 pub use self::tunnel::open;
-use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::net::endpoint::Endpoint;
 
 /// How the proxy is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

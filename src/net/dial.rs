@@ -14,12 +14,12 @@ use tokio_tungstenite::tungstenite::{self};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::config::DialConfig;
-use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::headers::is_secret_header;
-use crate::meter::{Metered, WriteProgress};
-use crate::proxy::{self, Route};
-use crate::redirect;
+use crate::net::endpoint::Endpoint;
+use crate::net::meter::{Metered, WriteProgress};
+use crate::net::proxy::{self, Route};
+use crate::net::redirect;
 
 pub type Socket = WebSocketStream<MaybeTlsStream<Metered<TcpStream>>>;
 
@@ -382,7 +382,7 @@ fn rejected(endpoint: &Endpoint, response: &Response<Option<Vec<u8>>>) -> Error 
         .and_then(parse_retry_after);
     let location = location(response).map(|raw| match redirect::resolve(endpoint, raw) {
         Ok(next) => next.to_string(),
-        Err(_) => format!("{:?}", crate::endpoint::redact_url(raw)),
+        Err(_) => format!("{:?}", crate::net::endpoint::redact_url(raw)),
     });
     Error::Handshake {
         target: endpoint.to_string(),

@@ -7,7 +7,7 @@
 //! as curl does since CVE-2022-27776, so a redirect cannot hand them to
 //! another server or send them in clear text.
 
-use crate::endpoint::{Endpoint, redact_url};
+use crate::net::endpoint::{Endpoint, redact_url};
 
 /// The statuses that are followed. The handshake is a GET, so 303 means the
 /// same as the others.
