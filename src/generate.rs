@@ -11,17 +11,6 @@ use clap_mangen::roff::{Roff, bold, italic, roman};
 use crate::cli::{Cli, EXAMPLES};
 use crate::error::{EXIT_CODE_TABLE, Error, ExitCode, Result};
 
-/// The file name each shell's packaging expects, under `completions/`.
-pub const COMPLETION_FILES: &[(Shell, &str)] = &[
-    (Shell::Bash, "tether.bash"),
-    (Shell::Zsh, "_tether"),
-    (Shell::Fish, "tether.fish"),
-    (Shell::PowerShell, "_tether.ps1"),
-    (Shell::Elvish, "tether.elv"),
-];
-
-pub const MAN_PAGE: &str = "doc/tether.1";
-
 pub fn completions(shell: Shell, out: &mut dyn Write) -> Result<ExitCode> {
     clap_complete::generate(shell, &mut Cli::command(), "tether", out);
     Ok(ExitCode::Success)

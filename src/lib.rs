@@ -6,20 +6,20 @@
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod frontend;
-pub mod generate;
-pub mod headers;
-pub mod io;
-pub mod net;
+pub(crate) mod frontend;
+pub(crate) mod generate;
+pub(crate) mod headers;
+pub(crate) mod io;
+pub(crate) mod net;
 #[cfg(test)]
 mod readme_tests;
-pub mod render;
-pub mod rfc6455;
-pub mod script;
-pub mod serve;
+pub(crate) mod render;
+pub(crate) mod rfc6455;
+pub(crate) mod script;
+pub(crate) mod serve;
 pub mod session;
 pub mod supervisor;
-pub mod values;
+pub(crate) mod values;
 
 use config::{ClientConfig, Task, Terminals, Verbosity};
 pub use error::{Error, ExitCode, Result};

@@ -122,20 +122,6 @@ impl Renderer {
         )
     }
 
-    /// A message rendered as one line, for the REPL and for smoke-test
-    /// matching (binary per `--binary-format`, never raw bytes).
-    pub fn message_line(&self, payload: &Payload) -> String {
-        let mut out = Vec::new();
-        match payload {
-            Payload::Text(text) => self.text(&mut out, text),
-            Payload::Binary(data) => match self.config.binary_format {
-                BinaryFormat::Raw => out.extend_from_slice(hex(data).as_bytes()),
-                _ => self.binary(&mut out, data),
-            },
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
     fn text(&self, out: &mut Vec<u8>, text: &str) {
         self.text_plain(out, &self.pretty(text))
     }

@@ -53,10 +53,6 @@ impl<S> Metered<S> {
         self.progress.clone()
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     fn note(&mut self, poll: &Poll<io::Result<usize>>) {
         match poll {
             Poll::Pending => self.blocked = true,
