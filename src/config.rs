@@ -19,10 +19,10 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
 use crate::error::{Error, Result};
+use crate::frontend::smoke::script::{self, Action, Step};
 use crate::headers::sensitive;
 use crate::net::endpoint::Endpoint;
 use crate::net::proxy::ProxyRules;
-use crate::script::{self, Action, Step};
 use crate::session::Payload;
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
 

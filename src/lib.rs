@@ -14,8 +14,8 @@ pub(crate) mod net;
 #[cfg(test)]
 mod readme_tests;
 pub(crate) mod render;
+pub(crate) mod report;
 pub(crate) mod rfc6455;
-pub(crate) mod script;
 pub(crate) mod serve;
 pub mod session;
 pub mod supervisor;

@@ -245,3 +245,152 @@ fn the_parsers_read_tables_and_gists() {
         "the server broke it, or --x"
     );
 }
+
+/// The names in code marks outside parentheses: a table cell's field names.
+fn marked_names(cell: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let (mut depth, mut name) = (0, None::<String>);
+    for c in cell.chars() {
+        match (c, &mut name) {
+            ('(', None) => depth += 1,
+            (')', None) => depth -= 1,
+            ('`', None) if depth == 0 => name = Some(String::new()),
+            ('`', Some(n)) => {
+                names.insert(std::mem::take(n));
+                name = None;
+            }
+            (c, Some(n)) => n.push(c),
+            _ => {}
+        }
+    }
+    names
+}
+
+/// The keys of a JSON object, nested objects' keys as `outer.inner`.
+fn keys(value: &serde_json::Value, prefix: &str, into: &mut BTreeSet<String>) {
+    for (key, value) in value.as_object().expect("an object") {
+        let key = format!("{prefix}{key}");
+        if value.is_object() {
+            keys(value, &format!("{key}."), into);
+        }
+        into.insert(key);
+    }
+}
+
+#[test]
+fn the_json_event_tables_are_the_schema() {
+    use crate::report::json::{self, Line, Time};
+
+    let readme = readme();
+    let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in first_table(&section(&readme, "## `--json` events")) {
+        let event = row[0].trim_matches('`').to_owned();
+        let mut fields = marked_names(&row[1]);
+        fields.extend(["time".to_owned(), "event".to_owned()]);
+        assert!(documented.insert(event, fields).is_none(), "{row:?}");
+    }
+    let smoke = section(&readme, "### `--json` in a smoke test");
+    for (event, start) in [("step", "`step`:"), ("summary", "`summary` (")] {
+        let at = smoke.find(start).unwrap_or_else(|| panic!("no {start:?}"));
+        let mut fields = BTreeSet::new();
+        for row in first_table(&smoke[at..]) {
+            let names = marked_names(&row[0]);
+            if row[1] == "object" {
+                for name in &names {
+                    for inner in marked_names(&row[2]) {
+                        fields.insert(format!("{name}.{inner}"));
+                    }
+                }
+            }
+            fields.extend(names);
+        }
+        documented.insert(event.to_owned(), fields);
+    }
+
+    let mut schema: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for event in json::samples() {
+        let line = json::to_string(&Line {
+            time: Time::now(),
+            event,
+        });
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let name = value["event"].as_str().expect("named").to_owned();
+        let mut fields = BTreeSet::new();
+        keys(&value, "", &mut fields);
+        assert!(schema.insert(name, fields).is_none(), "{line}");
+    }
+    assert_eq!(
+        documented.keys().collect::<Vec<_>>(),
+        schema.keys().collect::<Vec<_>>(),
+        "the README's events are not the schema's (src/report/json.rs)"
+    );
+    for (event, fields) in &schema {
+        assert_eq!(
+            &documented[event], fields,
+            "README: the `{event}` event's fields are not the schema's (src/report/json.rs)"
+        );
+    }
+}
+
+#[test]
+fn the_json_examples_print_as_documented() {
+    use std::time::Duration;
+
+    use crate::report::json::*;
+
+    let readme = readme();
+    let examples: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("{\"time\":"))
+        .collect();
+    let ms = |micros| Millis(Duration::from_micros(micros));
+    let events = [
+        JsonEvent::Connected(Connected {
+            url: "ws://127.0.0.1:9101/x",
+            subprotocol: None,
+            attempt: 1,
+        }),
+        JsonEvent::Message(Message {
+            kind: MessageType::Text,
+            data: Data::Text("a"),
+        }),
+        JsonEvent::Closed(Closed {
+            code: Some(1000),
+            reason: "",
+            by_server: false,
+        }),
+        JsonEvent::Step(Step {
+            step: 2,
+            of: 2,
+            line: None,
+            action: "expect",
+            text: "--expect '\"op\": \"pong\"'",
+            status: StepStatus::Passed,
+            duration_ms: ms(3197),
+            matched: Some("{\"op\": \"pong\", \"id\": 7}"),
+            rtt_ms: None,
+            code: None,
+            reason: None,
+        }),
+        JsonEvent::Summary(Summary {
+            result: Verdict::Pass,
+            exit_code: 0,
+            error: None,
+            reason: None,
+            steps: 2,
+            steps_passed: 2,
+            failed_step: None,
+            duration_ms: ms(6012),
+            connect_ms: Some(ms(2771)),
+            sent: 1,
+            received: 2,
+            rtt_ms: crate::session::RttStats::default().into(),
+        }),
+    ];
+    assert_eq!(examples.len(), events.len(), "{examples:?}");
+    for (example, event) in examples.into_iter().zip(events) {
+        let value: serde_json::Value = serde_json::from_str(example).unwrap();
+        let time = Time(humantime::parse_rfc3339(value["time"].as_str().unwrap()).unwrap());
+        assert_eq!(to_string(&Line { time, event }), example);
+    }
+}

@@ -1,7 +1,8 @@
 //! The ways a person or a script drives a session. One driver
 //! ([`session::Session`]) runs the event loop and the rules every mode
 //! shares; each mode (pipe, echo, smoke, the REPL) says what the events mean
-//! to it. Rendering goes through [`crate::render::Renderer`].
+//! to it. What they print goes through [`crate::report::Reporter`]
+//! (the REPL's screen through `repl::view`).
 
 pub mod echo;
 pub mod pipe;

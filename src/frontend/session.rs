@@ -24,7 +24,9 @@ use crate::error::{Error, ExitCode, Result};
 use crate::io::input::{InputEnd, NotQueued};
 use crate::io::output::{Stdout, Stopped};
 use crate::io::signals::{Received, Signals};
-use crate::render::{Renderer, eprint_line};
+use crate::render::eprint_line;
+use crate::report::Reporter;
+use crate::report::json::{Step, Summary};
 use crate::session::{Ending, Event, Payload, Unsent};
 use crate::supervisor::{Events, Handle};
 
@@ -127,7 +129,7 @@ enum Input {
 /// The driver's state, which modes see and act through.
 pub(crate) struct Session<'a> {
     pub config: &'a ClientConfig,
-    pub renderer: Renderer,
+    pub reporter: Reporter,
     /// Until the session is over.
     handle: Option<Handle>,
     events: Events,
@@ -186,7 +188,7 @@ impl<'a> Session<'a> {
         };
         Session {
             config,
-            renderer: Renderer::new(config.output),
+            reporter: Reporter::new(config.output),
             handle: Some(handle),
             events,
             out: stdout.then(|| Output::new(Stdout::spawn())),
@@ -480,11 +482,6 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The buffer stdout's output is rendered into.
-    pub fn buf(&mut self) -> &mut Vec<u8> {
-        &mut self.out.as_mut().expect("a mode that writes stdout").buf
-    }
-
     pub fn take_input_error(&mut self) -> Option<Error> {
         self.input_error.take()
     }
@@ -524,39 +521,37 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Renders a status event: a JSON line on stdout with `--json`, else a
+    /// Reports a status event: a JSON line on stdout with `--json`, else a
     /// line on stderr.
     pub fn report(&mut self, event: &Event) {
-        if self.renderer.json() {
-            if !matches!(event, Event::Delivered { .. } | Event::Drained)
-                && let Some(out) = &mut self.out
-            {
-                self.renderer.json_event(&mut out.buf, event);
-            }
-        } else if let Some(line) = self.renderer.status(event) {
-            eprint_line(&line);
-        }
-        if self.renderer.json()
-            && self.out.is_none()
-            && let Some(line) = self.renderer.status(event)
-        {
-            // The REPL's terminal has its own JSON lines; a last word goes to stderr.
-            eprint_line(&line);
-        }
+        self.reporter
+            .status(self.out.as_mut().map(|o| &mut o.buf), event);
     }
 
     /// With `--json`, a failure's `error` event is the last line on stdout.
     pub fn report_error(&mut self, outcome: &Result<ExitCode>) {
-        if let (Err(err), true, Some(out)) = (outcome, self.renderer.json(), &mut self.out) {
-            self.renderer
-                .json_error(&mut out.buf, err, self.unsent_at_end);
+        if let Err(err) = outcome {
+            let out = self.out.as_mut().map(|o| &mut o.buf);
+            self.reporter.error(out, err, self.unsent_at_end);
         }
     }
 
-    /// A received message on stdout, as the renderer formats it.
+    /// A smoke-test step done or failed.
+    pub fn report_step(&mut self, step: &Step<'_>) {
+        self.reporter
+            .step(self.out.as_mut().map(|o| &mut o.buf), step);
+    }
+
+    /// A smoke test's verdict.
+    pub fn report_summary(&mut self, summary: &Summary<'_>) {
+        let out = self.out.as_mut().map(|o| &mut o.buf);
+        self.reporter.summary(out, summary);
+    }
+
+    /// A received message on stdout, as the reporter formats it.
     pub fn print_message(&mut self, payload: &Payload) {
         if let Some(out) = &mut self.out {
-            out.message(&self.renderer, payload);
+            out.message(&self.reporter, payload);
         }
     }
 
@@ -741,22 +736,22 @@ impl Output {
 
     /// Renders a message; a large one goes without a rendered copy of its
     /// own, and the next event waits until it is written.
-    pub fn message(&mut self, renderer: &Renderer, payload: &Payload) {
+    pub fn message(&mut self, reporter: &Reporter, payload: &Payload) {
         if self.discarding {
             return;
         }
         if payload.len() < CHUNK {
-            renderer.message(&mut self.buf, payload);
+            reporter.message(&mut self.buf, payload);
             return;
         }
         self.push_buf();
-        if let Some(bytes) = renderer.verbatim(payload) {
+        if let Some(bytes) = reporter.verbatim(payload) {
             self.queue.push_back(bytes);
-            self.buf.push(renderer.separator());
-        } else if let Some(pieces) = renderer.message_pieces(payload, CHUNK) {
+            self.buf.push(reporter.separator());
+        } else if let Some(pieces) = reporter.message_pieces(payload, CHUNK) {
             self.queue.extend(pieces.map(Bytes::from));
         } else {
-            renderer.message(&mut self.buf, payload);
+            reporter.message(&mut self.buf, payload);
             self.push_buf();
         }
         self.wait_drained = true;

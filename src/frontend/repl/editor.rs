@@ -6,7 +6,7 @@
 //! connection's state, which changes while the user types, so the helper
 //! draws it from shared state on every repaint ([`Highlighter::highlight_prompt`]).
 //! rustyline places the cursor by the width of the prompt it was given, so
-//! every state's prompt has the same width (see `render::prompt_plain`).
+//! every state's prompt has the same width (see `view::prompt_plain`).
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ use tokio::time::{Instant, timeout};
 
 use super::command::{self, Input};
 use super::history;
-use crate::render::{Link, Renderer};
+use super::view::{Link, View};
 
 /// Most lines kept in the history file.
 const HISTORY_SIZE: usize = 1000;
@@ -117,7 +117,7 @@ impl Terminal {
     /// to back while their echoes wait. An editor blocked on a full channel
     /// would hold the runtime blocked on the full print channel: a deadlock.
     /// What the channel can hold is what was typed, no more.
-    pub fn spawn(renderer: Renderer, link: SharedLink, history: Option<PathBuf>) -> Terminal {
+    pub fn spawn(view: View, link: SharedLink, history: Option<PathBuf>) -> Terminal {
         let saved = tcgetattr(std::io::stdin()).ok();
         let (print_tx, print_rx) = mpsc::channel(64);
         let (typed_tx, typed_rx) = mpsc::unbounded_channel();
@@ -129,7 +129,7 @@ impl Terminal {
             .name("editor".into())
             .spawn(move || {
                 edit(
-                    renderer,
+                    view,
                     link,
                     history,
                     print_rx,
@@ -218,7 +218,7 @@ impl Terminal {
 
 /// Completion of slash commands, and the prompt drawn from the shared state.
 struct ReplHelper {
-    renderer: Renderer,
+    view: View,
     link: SharedLink,
 }
 
@@ -265,14 +265,14 @@ impl Highlighter for ReplHelper {
             return Cow::Borrowed(prompt);
         }
         let link = *self.link.lock().unwrap_or_else(|e| e.into_inner());
-        Cow::Owned(self.renderer.prompt(link.link()))
+        Cow::Owned(self.view.prompt(link.link()))
     }
 }
 
 impl Helper for ReplHelper {}
 
 fn edit(
-    renderer: Renderer,
+    view: View,
     link: SharedLink,
     history: Option<PathBuf>,
     print: mpsc::Receiver<Print>,
@@ -304,7 +304,7 @@ fn edit(
         }
     };
     editor.set_helper(Some(ReplHelper {
-        renderer,
+        view,
         link: Arc::clone(&link),
     }));
     let printer = editor
@@ -346,7 +346,7 @@ fn edit(
     // Ctrl-C in the same read) is dropped, as a terminal's Ctrl-C drops
     // what was typed ahead.
     while !stop.load(Ordering::SeqCst) {
-        let prompt = Renderer::prompt_plain(link.lock().unwrap_or_else(|e| e.into_inner()).link());
+        let prompt = View::prompt_plain(link.lock().unwrap_or_else(|e| e.into_inner()).link());
         match editor.readline(&prompt) {
             Ok(line) => {
                 if stop.load(Ordering::SeqCst) {

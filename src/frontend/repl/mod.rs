@@ -11,6 +11,7 @@
 pub mod command;
 mod editor;
 pub mod history;
+pub mod view;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,24 +21,24 @@ use tokio::time::{Instant, sleep_until};
 
 use self::command::Input;
 use self::editor::{LinkState, SharedLink, Terminal, Typed};
+use self::view::View;
 use super::session::{Mode, Over, Session};
 use crate::config::ClientConfig;
 use crate::error::{ExitCode, Result};
-use crate::render::Renderer;
 use crate::session::{Event, Payload};
 use crate::supervisor::{Events, Handle};
 
 pub async fn run(config: &ClientConfig, supervisor: (Handle, Events)) -> Result<ExitCode> {
-    let renderer = Renderer::new(config.output);
+    let view = View::new(config.output);
     let link: SharedLink = Arc::new(Mutex::new(LinkState::Connecting));
     let history = history::default_path();
     // The driver installs the signal handlers before the editor starts:
     // rustyline swaps in its own SIGINT handler while it reads a line and
     // puts back the one it found.
     let session = Session::new(config, supervisor, false, false);
-    let terminal = Terminal::spawn(renderer, Arc::clone(&link), history.clone());
+    let terminal = Terminal::spawn(view, Arc::clone(&link), history.clone());
     let repl = Repl {
-        renderer,
+        view,
         terminal,
         link,
         in_flight: 0,
@@ -51,7 +52,7 @@ pub async fn run(config: &ClientConfig, supervisor: (Handle, Events)) -> Result<
 }
 
 struct Repl {
-    renderer: Renderer,
+    view: View,
     terminal: Terminal,
     link: SharedLink,
     /// Messages handed to the supervisor and not yet reported flushed.
@@ -84,16 +85,14 @@ impl Mode for Repl {
     async fn start(&mut self, _s: &mut Session<'_>) {
         if self.history_missing {
             let warning = self
-                .renderer
-                .repl_warning("history will not be saved: neither XDG_STATE_HOME nor HOME is set");
+                .view
+                .warning("history will not be saved: neither XDG_STATE_HOME nor HOME is set");
             self.terminal.print(warning).await;
         }
     }
 
     async fn message(&mut self, _s: &mut Session<'_>, payload: Payload) {
-        self.terminal
-            .print(self.renderer.repl_message(&payload))
-            .await;
+        self.terminal.print(self.view.message(&payload)).await;
     }
 
     async fn event(&mut self, s: &mut Session<'_>, event: Event) {
@@ -121,7 +120,7 @@ impl Mode for Repl {
     }
 
     async fn on_wake(&mut self, s: &mut Session<'_>, wake: Wake) {
-        let r = self.renderer;
+        let r = self.view;
         match wake {
             Wake::Tick => {
                 self.terminal.repaint().await;
@@ -132,11 +131,9 @@ impl Mode for Repl {
             // once); at the prompt it only abandons the line.
             Wake::Typed(Some(Typed::Interrupt)) if s.closing() => s.interrupt(),
             Wake::Typed(Some(Typed::Interrupt)) => {}
-            Wake::Typed(Some(Typed::Warning(text))) => {
-                self.terminal.print(r.repl_warning(&text)).await
-            }
+            Wake::Typed(Some(Typed::Warning(text))) => self.terminal.print(r.warning(&text)).await,
             Wake::Typed(Some(Typed::Failed(text))) => {
-                self.terminal.print(r.repl_error(&text)).await;
+                self.terminal.print(r.error(&text)).await;
                 self.close(s, 1000, "").await;
             }
             Wake::Typed(Some(Typed::HangUp)) => self.hang_up(s).await,
@@ -177,10 +174,10 @@ impl Repl {
     async fn on_event(&mut self, s: &mut Session<'_>, event: Event) {
         if let Event::Delivered { count } = &event {
             self.in_flight = self.in_flight.saturating_sub(*count);
-            if self.queued > self.in_flight && !self.renderer.json() {
+            if self.queued > self.in_flight && !self.view.json() {
                 let sent = self.queued - self.in_flight;
                 self.queued = self.in_flight;
-                let line = self.renderer.repl_outgoing(&format!(
+                let line = self.view.outgoing(&format!(
                     "sent {sent} queued message{}",
                     if sent == 1 { "" } else { "s" }
                 ));
@@ -218,7 +215,7 @@ impl Repl {
             Event::Closed { .. } => self.set_link(LinkState::Closed),
             _ => {}
         }
-        if let Some(line) = self.renderer.repl_status(&shown) {
+        if let Some(line) = self.view.status(&shown) {
             // Printing redraws the prompt too.
             self.terminal.print(line).await;
         } else if self.link() != before {
@@ -227,7 +224,7 @@ impl Repl {
     }
 
     async fn input(&mut self, s: &mut Session<'_>, input: Input) {
-        let r = self.renderer;
+        let r = self.view;
         match input {
             Input::Nothing => {}
             Input::Text(text) if self.binary => {
@@ -243,7 +240,7 @@ impl Repl {
             Input::Reconnect => {
                 if s.closing() {
                     self.terminal
-                        .print(r.repl_warning("closing: not reconnecting"))
+                        .print(r.warning("closing: not reconnecting"))
                         .await;
                 } else {
                     let _ = s.handle().reconnect().await;
@@ -251,17 +248,17 @@ impl Repl {
             }
             Input::Status => {
                 if let Some(status) = s.handle().status().await {
-                    self.terminal.print(r.repl_status_report(&status)).await;
+                    self.terminal.print(r.status_report(&status)).await;
                 }
             }
-            Input::Help => self.terminal.print(r.repl_help(command::COMMANDS)).await,
-            Input::Usage(hint) => self.terminal.print(r.repl_error(&hint)).await,
+            Input::Help => self.terminal.print(r.help(command::COMMANDS)).await,
+            Input::Usage(hint) => self.terminal.print(r.error(&hint)).await,
         }
     }
 
     async fn send(&mut self, s: &mut Session<'_>, payload: Payload) {
         if s.closing() {
-            let warning = self.renderer.repl_warning("closing: not sent");
+            let warning = self.view.warning("closing: not sent");
             self.terminal.print(warning).await;
             return;
         }
@@ -269,10 +266,10 @@ impl Repl {
             return;
         }
         self.in_flight += 1;
-        if self.link() != LinkState::Connected && !self.renderer.json() {
+        if self.link() != LinkState::Connected && !self.view.json() {
             self.queued += 1;
             let waiting = self.in_flight;
-            let line = self.renderer.repl_outgoing(&format!(
+            let line = self.view.outgoing(&format!(
                 "queued: not connected; it goes out after the reconnect ({waiting} waiting)"
             ));
             self.terminal.print(line).await;
@@ -302,7 +299,7 @@ impl Repl {
 
     async fn closing_note(&mut self, s: &Session<'_>, code: u16, reason: &str) {
         self.set_link(LinkState::Closing);
-        if self.renderer.json() {
+        if self.view.json() {
             return;
         }
         let how = if reason.is_empty() {
@@ -320,6 +317,6 @@ impl Repl {
         } else {
             format!("{how}; Ctrl-C leaves without waiting")
         };
-        self.terminal.print(self.renderer.repl_note(&note)).await;
+        self.terminal.print(self.view.note(&note)).await;
     }
 }

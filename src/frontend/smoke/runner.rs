@@ -1,182 +1,32 @@
-//! Smoke-test mode: run the steps of a [`SmokeConfig`] against a live
-//! connection and end with an exit code, and one diagnostic, that a CI log
-//! can explain.
-//!
-//! Steps run in order. Received messages wait in an inbox and `expect` steps
-//! consume them in arrival order, so a reply that comes before its
-//! expectation is reached still counts; a message that matches nothing is
-//! skipped (or, with `--strict`, fails the run). The verdict is reached as
-//! soon as it is known: the last step done (pass, then a clean close), the
-//! deadline (exit 6), or the end of what the server can still send: it
-//! closed, or `--count` was reached (exit 7). Received messages are printed
-//! as in pipe mode, so the CI log shows what the server said.
+//! The steps runner: starts each step, matches received messages against
+//! expectations, and reaches the verdict.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep_until};
+use base64::Engine;
+use tokio::time::Instant;
 
-use super::session::{Mode, Over, Session};
-use crate::config::{ClientConfig, SmokeConfig, Verbosity};
+use super::DEFAULT_TIMEOUT;
+use super::report::{close_suffix, quoted_reason};
+use super::script::{Action, Expectation, Step};
+use crate::config::{BinaryFormat, ClientConfig, SmokeConfig};
 use crate::error::{Error, ExitCode, Result};
-use crate::render::{self, Renderer, SmokeSummary, StepReport, eprint_line};
-use crate::script::{Action, Expectation, Step};
+use crate::frontend::session::Session;
+use crate::render::{self, eprint_line};
 use crate::session::{Ending, Event, Payload, RttStats};
 
 /// How many received messages a failure diagnostic shows.
 const RECENT: usize = 5;
-/// Once the deadline has passed, how long the closing handshake may take
-/// before the process leaves anyway.
-const DEADLINE_GRACE: Duration = Duration::from_millis(250);
-/// The deadline of a smoke test run without `--timeout`: no smoke test
-/// waits for ever.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The smoke test as a mode of the session driver.
-pub(crate) struct Smoke<'a> {
-    run: Runner<'a>,
-    /// Once the verdict is in: whether its close was asked for.
-    close_requested: bool,
-}
-
-impl<'a> Smoke<'a> {
-    pub fn new(
-        config: &'a ClientConfig,
-        smoke: &'a SmokeConfig,
-        started: std::time::Instant,
-    ) -> Self {
-        Smoke {
-            run: Runner::new(config, smoke, Instant::from_std(started)),
-            close_requested: false,
-        }
-    }
-
-    /// After anything that may have decided the run: close, and leave by the
-    /// deadline (or shortly after it) if the close takes longer.
-    fn settle(&mut self, s: &mut Session<'_>) {
-        if self.run.verdict.is_some() && !self.close_requested {
-            self.close_requested = true;
-            s.close(1000, "");
-            s.leave_by(self.run.deadline.max(Instant::now() + DEADLINE_GRACE));
-        }
-    }
-}
-
-/// What the smoke test waits for besides events.
-pub(crate) enum Wake {
-    Deadline,
-    Timer,
-}
-
-impl Mode for Smoke<'_> {
-    type Wake = Wake;
-
-    fn reader_gone_ends(&self) -> bool {
-        // The verdict is the point, not the log: a reader that has seen
-        // enough (`| head`) does not decide it.
-        false
-    }
-
-    async fn start(&mut self, s: &mut Session<'_>) {
-        self.run.advance(s).await;
-        self.settle(s);
-    }
-
-    async fn message(&mut self, s: &mut Session<'_>, payload: Payload) {
-        self.run.on_message(s, &payload).await;
-        self.settle(s);
-    }
-
-    async fn event(&mut self, s: &mut Session<'_>, event: Event) {
-        self.run.on_event(s, event).await;
-        self.settle(s);
-    }
-
-    async fn count_reached(&mut self, s: &mut Session<'_>) {
-        if self.run.verdict.is_none() {
-            if self.run.cursor < self.run.steps().len() {
-                let cause = format!("--count {} was reached", s.received);
-                self.run.fail_expectation(s, &cause);
-            } else {
-                self.run.decide(Verdict::Pass);
-            }
-        }
-        self.settle(s);
-    }
-
-    async fn lingered(&mut self, s: &mut Session<'_>) {
-        // Nothing to check, input delivered, the connection quiet: done.
-        if self.run.cursor == self.run.steps().len() {
-            self.run.decide(Verdict::Pass);
-        }
-        self.settle(s);
-    }
-
-    async fn input_ended(&mut self, s: &mut Session<'_>) {
-        // Bad bytes on stdin fail the run at once.
-        if let Some(err) = s.take_input_error() {
-            self.run.decide(Verdict::Fail(err));
-            self.settle(s);
-        }
-    }
-
-    async fn interrupted(&mut self, s: &mut Session<'_>) {
-        self.run.interrupted(s);
-    }
-
-    async fn wake(&mut self) -> Wake {
-        let deadline = self.run.deadline;
-        let timer = self.run.timer();
-        tokio::select! {
-            () = sleep_until(deadline), if self.run.verdict.is_none() => Wake::Deadline,
-            () = sleep_until(timer.unwrap_or(deadline)), if timer.is_some() => Wake::Timer,
-            else => std::future::pending().await,
-        }
-    }
-
-    async fn on_wake(&mut self, s: &mut Session<'_>, wake: Wake) {
-        match wake {
-            Wake::Deadline => self.run.deadline_reached(s),
-            Wake::Timer => self.run.advance(s).await,
-        }
-        self.settle(s);
-    }
-
-    async fn end(mut self, s: &mut Session<'_>, over: Over) -> Result<ExitCode> {
-        let run = &mut self.run;
-        let outcome = match over {
-            Over::Ended(result) => run.session_ended(s, result),
-            Over::Left if s.interrupted.is_some() => Err(Error::Interrupted),
-            // Left during the closing handshake: a failure stands, but a pass
-            // is one only once the server has what it was sent, and that is
-            // not known yet (the close waits for its confirmation).
-            Over::Left | Over::ReaderGone => match run.verdict_outcome() {
-                Ok(_) => Err(Error::Timeout(format!(
-                    "{} ran out before the server confirmed the messages it was sent \
-                     and answered the Close",
-                    run.timeout_flag()
-                ))),
-                failed => failed,
-            },
-        };
-        // A smoke test whose log could not be written does not pass.
-        let outcome = match (outcome, s.output_error()) {
-            (Ok(_), Some(err)) => Err(err),
-            (outcome, _) => outcome,
-        };
-        run.summarize(s, &outcome);
-        outcome
-    }
-}
-
-enum Verdict {
+pub(super) enum Verdict {
     Pass,
     Fail(Error),
 }
 
 /// What the current step waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
+pub(super) enum Pending {
     /// The message a `send` step queued to be written.
     Delivery,
     /// A message that matches.
@@ -190,59 +40,61 @@ enum Pending {
 }
 
 /// A received message as expectations see it.
-struct Seen {
-    number: u64,
-    binary: bool,
-    form: String,
+pub(super) struct Seen {
+    pub(super) number: u64,
+    pub(super) binary: bool,
+    pub(super) form: String,
 }
 
 /// What a passed step reports besides its duration.
 #[derive(Default)]
-struct Detail {
-    matched: Option<String>,
-    rtt: Option<Duration>,
-    code: Option<u16>,
+pub(super) struct Detail {
+    pub(super) matched: Option<String>,
+    pub(super) rtt: Option<Duration>,
+    pub(super) code: Option<u16>,
 }
 
-struct Runner<'a> {
-    config: &'a ClientConfig,
-    smoke: &'a SmokeConfig,
-    renderer: Renderer,
-    started: Instant,
+pub(super) struct Runner<'a> {
+    pub(super) config: &'a ClientConfig,
+    pub(super) smoke: &'a SmokeConfig,
+    pub(super) started: Instant,
     /// `--timeout`, or the default.
-    timeout: Duration,
-    deadline: Instant,
-    cursor: usize,
-    pending: Option<Pending>,
-    step_started: Instant,
-    steps_passed: usize,
+    pub(super) timeout: Duration,
+    pub(super) deadline: Instant,
+    pub(super) cursor: usize,
+    pub(super) pending: Option<Pending>,
+    pub(super) step_started: Instant,
+    pub(super) steps_passed: usize,
     /// Messages not yet examined by an expectation.
-    inbox: VecDeque<Seen>,
+    pub(super) inbox: VecDeque<Seen>,
     /// The last few messages, for diagnostics.
-    recent: VecDeque<Seen>,
+    pub(super) recent: VecDeque<Seen>,
     /// Messages are kept for expectations only while one is still to come.
-    last_expect: Option<usize>,
-    received: u64,
-    sent: u64,
-    rtt: RttStats,
-    connected: bool,
-    connected_at: Option<Instant>,
-    drained: bool,
-    pong: Option<Duration>,
-    input_drained: bool,
-    close_sent: bool,
-    verdict: Option<Verdict>,
-    verdict_at: Option<Instant>,
-    failed_step: Option<usize>,
+    pub(super) last_expect: Option<usize>,
+    pub(super) received: u64,
+    pub(super) sent: u64,
+    pub(super) rtt: RttStats,
+    pub(super) connected: bool,
+    pub(super) connected_at: Option<Instant>,
+    pub(super) drained: bool,
+    pub(super) pong: Option<Duration>,
+    pub(super) input_drained: bool,
+    pub(super) close_sent: bool,
+    pub(super) verdict: Option<Verdict>,
+    pub(super) verdict_at: Option<Instant>,
+    pub(super) failed_step: Option<usize>,
 }
 
 impl<'a> Runner<'a> {
-    fn new(config: &'a ClientConfig, smoke: &'a SmokeConfig, started: Instant) -> Runner<'a> {
+    pub(super) fn new(
+        config: &'a ClientConfig,
+        smoke: &'a SmokeConfig,
+        started: Instant,
+    ) -> Runner<'a> {
         let timeout = smoke.timeout.unwrap_or(DEFAULT_TIMEOUT);
         Runner {
             config,
             smoke,
-            renderer: Renderer::new(config.output),
             started,
             timeout,
             deadline: started + timeout,
@@ -271,22 +123,12 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn steps(&self) -> &'a [Step] {
+    pub(super) fn steps(&self) -> &'a [Step] {
         &self.smoke.steps
     }
 
-    /// How diagnostics name the deadline.
-    fn timeout_flag(&self) -> String {
-        let timeout = humantime::format_duration(self.timeout);
-        if self.smoke.timeout.is_some() {
-            format!("--timeout {timeout}")
-        } else {
-            format!("--timeout {timeout} (the default)")
-        }
-    }
-
     /// Runs steps until one has to wait, or the run is decided.
-    async fn advance(&mut self, s: &mut Session<'_>) {
+    pub(super) async fn advance(&mut self, s: &mut Session<'_>) {
         while self.verdict.is_none() {
             let Some(step) = self.steps().get(self.cursor) else {
                 self.all_steps_done(s);
@@ -351,7 +193,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Starts a step and says what it waits for.
-    async fn start(&mut self, s: &mut Session<'_>, step: &Step) -> Pending {
+    pub(super) async fn start(&mut self, s: &mut Session<'_>, step: &Step) -> Pending {
         match &step.action {
             Action::Send(payload) => {
                 self.drained = false;
@@ -376,7 +218,10 @@ impl<'a> Runner<'a> {
 
     /// The next unexamined message that matches; with `--strict`, the first
     /// one that does not is an error.
-    fn examine(&mut self, expectation: &Expectation) -> Option<std::result::Result<Seen, Seen>> {
+    pub(super) fn examine(
+        &mut self,
+        expectation: &Expectation,
+    ) -> Option<std::result::Result<Seen, Seen>> {
         while let Some(seen) = self.inbox.pop_front() {
             let eligible = seen.binary || !expectation.binary_only;
             if eligible && expectation.pattern.is_match(&seen.form) {
@@ -389,7 +234,7 @@ impl<'a> Runner<'a> {
         None
     }
 
-    fn all_steps_done(&mut self, s: &mut Session<'_>) {
+    pub(super) fn all_steps_done(&mut self, s: &mut Session<'_>) {
         // `--count N` means N: the run waits for them (the deadline bounds it).
         if self.config.end.count.is_some_and(|n| s.received < n) {
             return;
@@ -405,7 +250,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    async fn on_event(&mut self, s: &mut Session<'_>, event: Event) {
+    pub(super) async fn on_event(&mut self, s: &mut Session<'_>, event: Event) {
         match &event {
             Event::Drained if self.smoke.read_stdin => self.input_drained = true,
             Event::Drained => self.drained = true,
@@ -433,13 +278,13 @@ impl<'a> Runner<'a> {
         self.advance(s).await;
     }
 
-    async fn on_message(&mut self, s: &mut Session<'_>, payload: &Payload) {
+    pub(super) async fn on_message(&mut self, s: &mut Session<'_>, payload: &Payload) {
         self.received = s.received;
         s.print_message(payload);
         let seen = Seen {
             number: self.received,
             binary: matches!(payload, Payload::Binary(_)),
-            form: render::match_form(payload, self.smoke.binary_match).into_owned(),
+            form: match_form(payload, self.smoke.binary_match).into_owned(),
         };
         if self.recent.len() == RECENT {
             self.recent.pop_front();
@@ -456,37 +301,14 @@ impl<'a> Runner<'a> {
     }
 
     /// When a `wait` step ends.
-    fn timer(&self) -> Option<Instant> {
+    pub(super) fn timer(&self) -> Option<Instant> {
         match self.pending {
             Some(Pending::Until(at)) if self.verdict.is_none() => Some(at),
             _ => None,
         }
     }
 
-    /// Where the run stands, for a diagnostic: the step it waited on.
-    fn waiting_on(&self) -> String {
-        match self.steps().get(self.cursor) {
-            _ if self.connected_at.is_none() => format!(
-                "before the connection to {} was made",
-                self.config.session.dial.endpoint
-            ),
-            Some(step) => format!(
-                "after waiting {} for {}",
-                render::format_delay(self.step_started.elapsed()),
-                self.label(step)
-            ),
-            None if self.steps().is_empty() => "while the connection was still open".into(),
-            None => match self.config.end.count {
-                Some(n) if self.received < n => format!(
-                    "with every step done, waiting for --count {n} ({} of {n} messages arrived)",
-                    self.received
-                ),
-                _ => "with every step done, while the connection was still open".into(),
-            },
-        }
-    }
-
-    fn deadline_reached(&mut self, s: &mut Session<'_>) {
+    pub(super) fn deadline_reached(&mut self, s: &mut Session<'_>) {
         let text = format!(
             "{} ran out {}{}",
             self.timeout_flag(),
@@ -500,7 +322,7 @@ impl<'a> Runner<'a> {
 
     /// A signal ended the run: it fails, with the diagnostic a failure has
     /// (the step it waited on, what arrived), unless it was decided already.
-    fn interrupted(&mut self, s: &mut Session<'_>) {
+    pub(super) fn interrupted(&mut self, s: &mut Session<'_>) {
         if self.verdict.is_some() {
             return;
         }
@@ -511,7 +333,7 @@ impl<'a> Runner<'a> {
         self.decide(Verdict::Fail(Error::Interrupted));
     }
 
-    fn pass(&mut self, s: &mut Session<'_>, detail: Detail) {
+    pub(super) fn pass(&mut self, s: &mut Session<'_>, detail: Detail) {
         self.report_current(s, &detail, None);
         self.steps_passed += 1;
         self.cursor += 1;
@@ -519,7 +341,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Fails the current step with exit code 7.
-    fn fail_expectation(&mut self, s: &mut Session<'_>, cause: &str) {
+    pub(super) fn fail_expectation(&mut self, s: &mut Session<'_>, cause: &str) {
         let step = &self.steps()[self.cursor];
         let text = format!(
             "expectation not met: {}: {cause}, after waiting {}{}",
@@ -531,75 +353,26 @@ impl<'a> Runner<'a> {
         self.decide(Verdict::Fail(Error::Expectation(text)));
     }
 
-    fn report_failed_step(&mut self, s: &mut Session<'_>, reason: &str) {
-        if self.cursor < self.steps().len() {
-            self.failed_step = Some(self.cursor + 1);
-            self.report_current(s, &Detail::default(), Some(reason));
-        }
-    }
-
-    /// Reports the current step: passed when `failure` is `None`.
-    fn report_current(&self, s: &mut Session<'_>, detail: &Detail, failure: Option<&str>) {
-        let step = &self.steps()[self.cursor];
-        self.report_step(
-            s,
-            &StepReport {
-                number: self.cursor + 1,
-                total: self.steps().len(),
-                line: step.line,
-                action: step.action.keyword(),
-                step: &step.text,
-                passed: failure.is_none(),
-                duration: self.step_started.elapsed(),
-                matched: detail.matched.as_deref(),
-                rtt: detail.rtt,
-                code: detail.code,
-                reason: failure,
-            },
-        );
-    }
-
-    fn report_step(&self, s: &mut Session<'_>, step: &StepReport<'_>) {
-        if self.renderer.json() {
-            self.renderer.json_step(s.buf(), step);
-        } else if self.config.output.verbosity >= Verbosity::Debug {
-            eprint_line(&render::step_line(step));
-        }
-    }
-
-    fn decide(&mut self, verdict: Verdict) {
+    pub(super) fn decide(&mut self, verdict: Verdict) {
         if self.verdict.is_none() {
             self.verdict = Some(verdict);
             self.verdict_at = Some(Instant::now());
         }
     }
 
-    /// How diagnostics name a step: the flag, or the script's file and line.
-    fn label(&self, step: &Step) -> String {
-        match (&self.smoke.script, step.line) {
-            (Some(script), Some(line)) => format!("{script}:{line} ({})", step.text),
-            _ => step.text.clone(),
-        }
-    }
-
-    fn tail(&self) -> String {
-        render::received_tail(
-            self.received,
-            self.recent
-                .iter()
-                .map(|s| (s.number, s.binary, s.form.as_str())),
-        )
-    }
-
     /// Judges the steps the end of the connection completes or dooms.
-    fn session_ended(&mut self, s: &mut Session<'_>, result: Result<Ending>) -> Result<ExitCode> {
+    pub(super) fn session_ended(
+        &mut self,
+        s: &mut Session<'_>,
+        result: Result<Ending>,
+    ) -> Result<ExitCode> {
         let not_queued = s.not_queued();
         if self.verdict.is_some() {
             let outcome = self.verdict_outcome();
             // A pass is one only if what the steps sent got there.
             if outcome.is_ok()
                 && let Ok(ending) = &result
-                && let Some(unsent) = super::undelivered(ending, not_queued)
+                && let Some(unsent) = crate::frontend::undelivered(ending, not_queued)
             {
                 return Err(Error::Undelivered(unsent));
             }
@@ -674,7 +447,7 @@ impl<'a> Runner<'a> {
             let ending = if self.smoke.has_checks() {
                 result?
             } else {
-                super::delivered(result, not_queued)?
+                crate::frontend::delivered(result, not_queued)?
             };
             s.count_met(&ending)?;
             return Ok(ExitCode::Success);
@@ -712,78 +485,35 @@ impl<'a> Runner<'a> {
         self.verdict_outcome()
     }
 
-    fn verdict_outcome(&mut self) -> Result<ExitCode> {
+    pub(super) fn verdict_outcome(&mut self) -> Result<ExitCode> {
         match self.verdict.take() {
             Some(Verdict::Pass) | None => Ok(ExitCode::Success),
             Some(Verdict::Fail(err)) => Err(err),
         }
     }
+}
 
-    /// The `--json` summary, or the one-line success note on stderr.
-    fn summarize(&self, s: &mut Session<'_>, outcome: &Result<ExitCode>) {
-        let ended = self.verdict_at.unwrap_or_else(Instant::now);
-        let duration = ended.saturating_duration_since(self.started);
-        if self.renderer.json() {
-            let first_line = outcome.as_ref().err().map(|err| {
-                err.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            });
-            let error = match (outcome, &first_line) {
-                (Err(err), Some(line)) => Some((err.kind(), line.as_str())),
-                _ => None,
-            };
-            self.renderer.json_summary(
-                s.buf(),
-                &SmokeSummary {
-                    passed: outcome.is_ok(),
-                    exit_code: match outcome {
-                        Ok(code) => *code as u8,
-                        Err(err) => err.exit_code() as u8,
-                    },
-                    error,
-                    steps: self.steps().len(),
-                    steps_passed: self.steps_passed,
-                    failed_step: self.failed_step,
-                    duration,
-                    connect: self
-                        .connected_at
-                        .map(|at| at.saturating_duration_since(self.started)),
-                    sent: self.sent,
-                    received: self.received,
-                    rtt: self.rtt,
-                },
-            );
-        } else if outcome.is_ok()
-            && !self.steps().is_empty()
-            && self.config.output.verbosity > Verbosity::Quiet
-        {
-            let n = self.steps().len();
-            eprint_line(&format!(
-                "smoke test passed: {n} step{} in {}",
-                if n == 1 { "" } else { "s" },
-                render::format_delay(duration)
-            ));
+/// The form of a message that smoke-test expectations match: text as it
+/// came, binary as hex or base64 (`binary` is `Hex` or `Base64`).
+pub(super) fn match_form(payload: &Payload, binary: BinaryFormat) -> std::borrow::Cow<'_, str> {
+    match payload {
+        Payload::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
+        Payload::Binary(data) if binary == BinaryFormat::Base64 => {
+            std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(data))
         }
+        Payload::Binary(data) => std::borrow::Cow::Owned(render::hex(data)),
     }
 }
 
-fn close_suffix(ending: &Ending) -> String {
-    match ending.code {
-        Some(code) => format!(" (code {code}{})", quoted_reason(&ending.reason)),
-        None if ending.reason.is_empty() => String::new(),
-        None => format!(" ({})", ending.reason),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A close reason in quotes, escaped once (Debug quoting escapes controls,
-/// quotes and backslashes; a reason is at most 123 bytes, so it is not cut).
-fn quoted_reason(reason: &str) -> String {
-    if reason.is_empty() {
-        String::new()
-    } else {
-        format!(" {reason:?}")
+    #[test]
+    fn binary_is_matched_as_hex_or_base64() {
+        let data = Payload::Binary(bytes::Bytes::from_static(b"\x00\xffhi"));
+        assert_eq!(match_form(&data, BinaryFormat::Hex), "00ff6869");
+        assert_eq!(match_form(&data, BinaryFormat::Base64), "AP9oaQ==");
+        assert_eq!(match_form(&Payload::text("t"), BinaryFormat::Hex), "t");
     }
 }

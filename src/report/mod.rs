@@ -1,0 +1,321 @@
+//! What a session tells its user, as people read it or as `--json` lines:
+//! received messages, status events, the final error, and a smoke test's
+//! steps and summary. The driver (`frontend/session.rs`) and the smoke mode
+//! say what happened; a [`Reporter`] says it one way or the other.
+
+pub mod json;
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use crate::config::{OutputConfig, Verbosity};
+use crate::error::Error;
+use crate::render::{Pieces, Renderer, eprint_line, excerpt, format_delay, format_rtt};
+use crate::session::{Event, Payload, Unsent};
+
+use self::json::{ErrorEvent, JsonEvent, Step, StepStatus, Summary, Verdict};
+
+/// How the session reports: for people (messages on stdout as the output
+/// options say, the rest on stderr) or for machines (`--json`: everything a
+/// JSON line on stdout).
+#[derive(Debug, Clone, Copy)]
+pub enum Reporter {
+    Human(Renderer),
+    Json,
+}
+
+impl Reporter {
+    pub fn new(config: OutputConfig) -> Reporter {
+        if config.json {
+            Reporter::Json
+        } else {
+            Reporter::Human(Renderer::new(config))
+        }
+    }
+
+    /// Appends a received message as one output record (with separator).
+    #[inline]
+    pub fn message(&self, out: &mut Vec<u8>, payload: &Payload) {
+        match self {
+            Reporter::Human(renderer) => renderer.message(out, payload),
+            Reporter::Json => json::message(out, payload),
+        }
+    }
+
+    /// The message's own bytes when its output record is exactly those bytes
+    /// plus [`Reporter::separator`], so a large one can go to stdout as it
+    /// is, without a copy.
+    pub fn verbatim(&self, payload: &Payload) -> Option<Bytes> {
+        match self {
+            Reporter::Human(renderer) => renderer.verbatim(payload),
+            Reporter::Json => None,
+        }
+    }
+
+    pub fn separator(&self) -> u8 {
+        match self {
+            Reporter::Human(renderer) => renderer.separator(),
+            Reporter::Json => b'\n',
+        }
+    }
+
+    /// A large binary message's output record (as [`Reporter::message`]
+    /// writes it) in pieces of about `piece` bytes; `None` for what renders
+    /// in one go.
+    pub fn message_pieces<'p>(&self, payload: &'p Payload, piece: usize) -> Option<Pieces<'p>> {
+        match self {
+            Reporter::Human(renderer) => renderer.message_pieces(payload, piece),
+            Reporter::Json => {
+                let Payload::Binary(data) = payload else {
+                    return None;
+                };
+                // `message` with an empty `data`, cut open where the data goes.
+                let mut head = Vec::new();
+                json::message(&mut head, &Payload::Binary(Bytes::new()));
+                let tail = b"\"}\n";
+                head.truncate(head.len() - tail.len());
+                Some(Pieces::new(head, data, piece, true, tail.to_vec()))
+            }
+        }
+    }
+
+    /// A status event: a JSON line in `out` (stdout, when there is one), or
+    /// a line on stderr if it is worth showing at this verbosity.
+    pub fn status(&self, out: Option<&mut Vec<u8>>, event: &Event) {
+        match self {
+            Reporter::Human(renderer) => {
+                if let Some(line) = status_line(event, renderer.verbosity()) {
+                    eprint_line(&line);
+                }
+            }
+            Reporter::Json => match out {
+                Some(out) => {
+                    if let Some(event) = JsonEvent::of(event) {
+                        json::event(out, event);
+                    }
+                }
+                // No stdout of the driver's (the REPL's terminal has its own
+                // lines): a last word such as what was left unsent goes to
+                // stderr.
+                None => {
+                    if let Some(line) = status_line(event, Verbosity::Normal) {
+                        eprint_line(&line);
+                    }
+                }
+            },
+        }
+    }
+
+    /// How the session failed: with `--json`, the `error` event, the last
+    /// line on stdout. People read it on stderr, where `main` puts it.
+    pub fn error(&self, out: Option<&mut Vec<u8>>, err: &Error, left: Option<Unsent>) {
+        if let (Reporter::Json, Some(out)) = (self, out) {
+            json::event(out, JsonEvent::Error(ErrorEvent::of(err, left)));
+        }
+    }
+
+    /// A smoke-test step done or failed: its `--json` event, or with `-v`
+    /// a line on stderr.
+    pub fn step(&self, out: Option<&mut Vec<u8>>, step: &Step<'_>) {
+        match self {
+            Reporter::Human(renderer) if renderer.verbosity() >= Verbosity::Debug => {
+                eprint_line(&step_line(step));
+            }
+            Reporter::Human(_) => {}
+            Reporter::Json => {
+                if let Some(out) = out {
+                    json::event(out, JsonEvent::Step(*step));
+                }
+            }
+        }
+    }
+
+    /// The end of a smoke test: its `--json` summary, or a one-line note on
+    /// stderr when it passed.
+    pub fn summary(&self, out: Option<&mut Vec<u8>>, summary: &Summary<'_>) {
+        match self {
+            Reporter::Human(renderer) => {
+                if summary.result == Verdict::Pass
+                    && summary.steps > 0
+                    && renderer.verbosity() > Verbosity::Quiet
+                {
+                    let n = summary.steps;
+                    eprint_line(&format!(
+                        "smoke test passed: {n} step{} in {}",
+                        if n == 1 { "" } else { "s" },
+                        format_delay(summary.duration_ms.0)
+                    ));
+                }
+            }
+            Reporter::Json => {
+                if let Some(out) = out {
+                    json::event(out, JsonEvent::Summary(*summary));
+                }
+            }
+        }
+    }
+}
+
+/// A status event as a line for people, or `None` when it is not worth
+/// showing at this verbosity.
+pub fn status_line(event: &Event, verbosity: Verbosity) -> Option<String> {
+    let quiet = verbosity == Verbosity::Quiet;
+    let line = match event {
+        Event::Message(_) | Event::Delivered { .. } | Event::Drained => return None,
+        Event::Connecting { .. } => return None,
+        Event::Connected {
+            url, subprotocol, ..
+        } => match subprotocol {
+            Some(p) => format!("connected to {url} (subprotocol: {p})"),
+            None => format!("connected to {url}"),
+        },
+        Event::Pong { rtt, heartbeat } => {
+            if *heartbeat && verbosity < Verbosity::Debug {
+                return None;
+            }
+            format!("pong: rtt {}", format_rtt(*rtt))
+        }
+        Event::Disconnected { reason, .. } => format!("disconnected: {reason}"),
+        Event::Reconnecting {
+            attempt,
+            delay,
+            reason,
+        } if reason.is_empty() => format!(
+            "reconnecting in {} (attempt {attempt})",
+            format_delay(*delay)
+        ),
+        Event::Reconnecting {
+            attempt,
+            delay,
+            reason,
+        } => format!(
+            "{reason}; reconnecting in {} (attempt {attempt})",
+            format_delay(*delay)
+        ),
+        Event::Closed {
+            code,
+            reason,
+            by_server,
+        } => {
+            let who = if *by_server {
+                "server closed"
+            } else {
+                "closed"
+            };
+            match (code, reason.is_empty()) {
+                (Some(code), true) => format!("{who} ({code})"),
+                (Some(code), false) => format!("{who} ({code}: {reason})"),
+                (None, true) => who.to_string(),
+                (None, false) => format!("{who}: {reason}"),
+            }
+        }
+        Event::Warning(text) => format!("warning: {text}"),
+    };
+    // Warnings show even with -q; the rest of the chatter does not.
+    if quiet && !matches!(event, Event::Warning(_)) {
+        return None;
+    }
+    Some(line)
+}
+
+/// A smoke-test step as a `-v` status line.
+pub fn step_line(step: &Step<'_>) -> String {
+    let mut line = format!(
+        "step {}/{} {} ({}): {}",
+        step.step,
+        step.of,
+        match step.status {
+            StepStatus::Passed => "passed",
+            StepStatus::Failed => "failed",
+        },
+        format_delay(step.duration_ms.0),
+        step.text
+    );
+    if let Some(rtt) = step.rtt_ms {
+        let _ = write!(line, "; rtt {}", format_rtt(rtt.0));
+    }
+    if let Some(matched) = step.matched {
+        let _ = write!(line, "; matched {}", excerpt(matched, 80));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BinaryFormat;
+
+    fn output(binary_format: BinaryFormat, json: bool) -> OutputConfig {
+        OutputConfig {
+            binary_format,
+            timestamps: false,
+            json,
+            pretty: false,
+            color: false,
+            terminal: false,
+            separator: b'\n',
+            verbosity: Verbosity::Normal,
+        }
+    }
+
+    #[test]
+    fn large_binary_in_pieces_is_the_same_record() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let payload = Payload::Binary(Bytes::from(data));
+        for (format, json) in [
+            (BinaryFormat::Base64, false),
+            (BinaryFormat::Hex, false),
+            (BinaryFormat::Hex, true),
+        ] {
+            let reporter = Reporter::new(output(format, json));
+            let mut whole = Vec::new();
+            reporter.message(&mut whole, &payload);
+            let pieces: Vec<Vec<u8>> = reporter.message_pieces(&payload, 4096).unwrap().collect();
+            assert!(pieces.iter().all(|p| p.len() <= 4096), "{format:?}");
+            let joined = pieces.concat();
+            if json {
+                // The times may differ by a millisecond; the rest must not.
+                let cut = |v: &[u8]| {
+                    String::from_utf8(v[v.iter().position(|&b| b == b'Z').unwrap()..].to_vec())
+                        .unwrap()
+                };
+                assert_eq!(cut(&joined), cut(&whole));
+            } else {
+                assert_eq!(joined, whole, "{format:?}");
+            }
+        }
+        let raw = Reporter::new(output(BinaryFormat::Raw, false));
+        assert!(raw.message_pieces(&payload, 4096).is_none());
+        assert!(raw.verbatim(&payload).is_some());
+        assert!(Reporter::Json.verbatim(&payload).is_none());
+    }
+
+    #[test]
+    fn status_lines_say_what_happened() {
+        let closed = Event::Closed {
+            code: Some(4000),
+            reason: "bye".into(),
+            by_server: true,
+        };
+        assert_eq!(
+            status_line(&closed, Verbosity::Normal).as_deref(),
+            Some("server closed (4000: bye)")
+        );
+        assert_eq!(status_line(&closed, Verbosity::Quiet), None);
+        let warning = Event::Warning("w".into());
+        assert_eq!(
+            status_line(&warning, Verbosity::Quiet).as_deref(),
+            Some("warning: w")
+        );
+        let heartbeat = Event::Pong {
+            rtt: std::time::Duration::from_micros(1500),
+            heartbeat: true,
+        };
+        assert_eq!(status_line(&heartbeat, Verbosity::Normal), None);
+        assert_eq!(
+            status_line(&heartbeat, Verbosity::Debug).as_deref(),
+            Some("pong: rtt 1.5 ms")
+        );
+    }
+}
