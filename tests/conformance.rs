@@ -6,14 +6,15 @@
 //! pyenv, into `.peers/autobahn`, about a minute and a half), starts the fuzzingserver on
 //! 127.0.0.1, runs one testee per case and summarises the verdicts. This test gives it a
 //! free port and a fresh output directory, then reads the report itself. The summary is
-//! printed on stderr: `cargo test --test conformance -- --nocapture` shows it.
+//! printed on stderr: `cargo test --test integration conformance -- --nocapture` shows it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::{drain, free_port, wait_for_exit};
 
 /// The cases without permessage-deflate: 517 minus the 216 of 12.* and 13.*.
 const CASES: usize = 301;
@@ -39,6 +40,8 @@ fn autobahn_reports_no_failed_case_out_of_301() {
         .env("TESTEE", &testee)
         .env("AUTOBAHN_HOME", root.join(".peers/autobahn"))
         .env("AUTOBAHN_OUT", out.path())
+        // The runner refuses a port that is taken, so a race with another process fails
+        // loudly rather than talking to the wrong server.
         .env("AUTOBAHN_PORT", free_port().to_string())
         .env("AGENT", "tether")
         .env("CASE_TIMEOUT", "30")
@@ -63,22 +66,16 @@ fn autobahn_reports_no_failed_case_out_of_301() {
     let mut child = command.spawn().expect("starting tests/autobahn/run");
     let stdout = drain(child.stdout.take().expect("piped stdout"));
     let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the runner") {
-            break Some(status);
-        }
-        if started.elapsed() > DEADLINE {
-            let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for_exit(&mut child, DEADLINE);
+    if status.is_none() {
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = child.wait();
+    }
     let output = format!(
         "{}{}",
-        stderr.join().unwrap_or_default(),
-        stdout.join().unwrap_or_default()
+        String::from_utf8_lossy(&stderr.join().unwrap_or_default()),
+        String::from_utf8_lossy(&stdout.join().unwrap_or_default())
     );
     eprintln!("{output}");
     eprintln!("autobahn: the whole run took {:.0?}", started.elapsed());
@@ -114,19 +111,4 @@ fn verdicts(index: &Path, output: &str) -> BTreeMap<String, usize> {
         *counts.entry(verdict).or_default() += 1;
     }
     counts
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// A port nothing listens on right now. The runner refuses a port that is taken, so a
-/// race with another process fails loudly rather than talking to the wrong server.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
-    listener.local_addr().expect("local address").port()
 }

@@ -2,15 +2,13 @@
 //! redirects, unreachable servers and bad URLs, each with its documented
 //! exit code and message.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::proxies::Nginx;
+use crate::support::tls::{TestPki, TestPkiFiles};
+use crate::support::{Server, Tether, free_port};
 use futures_util::{SinkExt, StreamExt};
-use support::proxies::Nginx;
-use support::tls::{TestPki, TestPkiFiles};
-use support::{Server, Tether};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
 
@@ -219,10 +217,7 @@ fn a_long_rejection_body_is_cut_short() {
 
 #[test]
 fn a_refused_port_fails_fast_with_the_connect_code() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     Tether::new()
         .arg(format!("ws://127.0.0.1:{port}/"))
         .run()
@@ -485,22 +480,9 @@ fn a_redirect_from_wss_to_ws_is_followed_with_a_warning() {
 /// that requires a client certificate from the test CA, then echoes over
 /// WebSocket. Returns its port and how many handshakes it has seen.
 fn mutual_tls_echo(pki: &TestPki) -> (u16, Arc<AtomicUsize>) {
-    use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode, SslVersion};
-    use openssl::x509::X509;
-    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    let mut acceptor = pki.mutual_tls_acceptor();
     acceptor
-        .set_certificate(&X509::from_pem(pki.server_cert_pem()).unwrap())
-        .unwrap();
-    acceptor
-        .set_private_key(&openssl::pkey::PKey::private_key_from_pem(pki.server_key_pem()).unwrap())
-        .unwrap();
-    acceptor
-        .cert_store_mut()
-        .add_cert(X509::from_pem(pki.ca_pem()).unwrap())
-        .unwrap();
-    acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-    acceptor
-        .set_min_proto_version(Some(SslVersion::TLS1_3))
+        .set_min_proto_version(Some(openssl::ssl::SslVersion::TLS1_3))
         .unwrap();
     let acceptor = Arc::new(acceptor.build());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

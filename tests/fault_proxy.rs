@@ -1,12 +1,10 @@
 //! Self-tests of the fault-injection proxy, against a plain TCP echo server.
 
-mod support;
-
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::fault_proxy::{Direction, FaultProxy};
+use crate::support::fault_proxy::{Direction, FaultProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;

@@ -2,14 +2,12 @@
 //! generates, and must work in the real shells and in man.
 //!
 //! After changing flags, regenerate them with:
-//!     TETHER_REGENERATE=1 cargo test --test generated
-
-mod support;
+//!     TETHER_REGENERATE=1 cargo test --test integration generated::
 
 use std::path::Path;
 use std::process::Command;
 
-use support::cmd::BIN;
+use crate::support::cmd::BIN;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -53,7 +51,7 @@ fn committed_completions_and_man_page_are_fresh() {
     }
     assert!(
         stale.is_empty(),
-        "stale: {stale:?}; run TETHER_REGENERATE=1 cargo test --test generated"
+        "stale: {stale:?}; run TETHER_REGENERATE=1 cargo test --test integration generated::"
     );
 }
 

@@ -2,15 +2,13 @@
 //! must get one clear line on stderr, the exit code the README documents, no panic, a
 //! reconnect only where the reconnect table says so, and memory that stays bounded.
 
-mod support;
-
 use std::time::Duration;
 
-use support::Tether;
-use support::cmd::Run;
-use support::hostile::{
+use crate::support::cmd::Run;
+use crate::support::hostile::{
     Hostile, Step, client_close_code, close_payload, frame, frame_header, masked_frame,
 };
+use crate::support::{FAST_BACKOFF, Tether};
 
 /// First bytes of frames: FIN plus the opcode.
 const TEXT: u8 = 0x81;
@@ -22,13 +20,10 @@ const RSV1: u8 = 0x40;
 const NOT_FIN: u8 = 0x7f;
 
 /// The common checks: the exit code, one `error:` line naming the problem, no panic.
+#[track_caller]
 fn fails_with(run: &Run, code: i32, problem: &str) {
     run.code(code).stderr_lacks("panicked");
-    let errors: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("tether: error:"))
-        .collect();
+    let errors = run.error_lines();
     assert_eq!(errors.len(), 1, "one error line\n{}", run.describe());
     assert!(
         errors[0].contains(problem),
@@ -58,9 +53,7 @@ fn after_handshake(bytes: Vec<u8>) -> Hostile {
 
 /// tether against `server`, reconnecting after a working connection (the default).
 fn tether(server: &Hostile) -> Tether {
-    Tether::new()
-        .arg(server.url("/"))
-        .args(["--backoff-initial", "10ms", "--backoff-max", "10ms"])
+    Tether::new().arg(server.url("/")).args(FAST_BACKOFF)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,10 +1,8 @@
 //! Interop with a WebSocket implementation nobody here wrote: the Python
 //! `websockets` package, installed into `.peers/venv` on first use.
 
-mod support;
-
-use support::Tether;
-use support::python::{self, PythonServer};
+use crate::support::Tether;
+use crate::support::python::{self, PythonServer};
 
 #[test]
 fn python_websockets_echoes_text_and_binary() {

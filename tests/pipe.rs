@@ -1,15 +1,14 @@
 //! Pipe mode end to end: the real binary against real servers.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 
-use support::server::binary;
-use support::{Server, Tether};
+use crate::support::cmd::BIN;
+use crate::support::server::binary;
+use crate::support::{Server, Tether};
 use tokio_tungstenite::tungstenite::Message;
 
 #[test]
@@ -232,7 +231,7 @@ fn a_closed_stdout_ends_quietly_with_success() {
         .arg("-c")
         .arg(format!(
             "{} {} --keep-open </dev/null | head -1; echo \"status ${{PIPESTATUS[0]}}\"",
-            support::cmd::BIN,
+            BIN,
             server.url("/")
         ))
         .output()

@@ -2,31 +2,15 @@
 //! proxy environment variables, and what each refusal looks like. The
 //! proxies are the real Debian packages, started per test on 127.0.0.1.
 
-mod support;
+use crate::support::proxies::{Microsocks, SocksRecorder, SocksTarget, Tinyproxy};
+use crate::support::tls::TestPki;
+use crate::support::{FAST_BACKOFF, Server, Tether, free_port};
 
-use support::proxies::{Microsocks, SocksRecorder, SocksTarget, Tinyproxy};
-use support::tls::TestPki;
-use support::{Server, Tether};
+/// Fast, bounded retries for the tests that need a second attempt (with [`FAST_BACKOFF`]).
+const RETRY_ONCE: [&str; 2] = ["--max-reconnects", "1"];
 
-/// Fast, bounded retries for the tests that need a second attempt.
-const RETRY_ONCE: [&str; 6] = [
-    "--max-reconnects",
-    "1",
-    "--backoff-initial",
-    "10ms",
-    "--backoff-max",
-    "20ms",
-];
-
-/// Retries that must not happen: a fatal failure ignores them.
-const RETRIES_ALLOWED: [&str; 6] = [
-    "--max-reconnects",
-    "3",
-    "--backoff-initial",
-    "10ms",
-    "--backoff-max",
-    "20ms",
-];
+/// Retries that must not happen: a fatal failure ignores them (with [`FAST_BACKOFF`]).
+const RETRIES_ALLOWED: [&str; 2] = ["--max-reconnects", "3"];
 
 /// A TLS echo server, its CA file, and the temp dir holding it.
 struct TlsEcho {
@@ -119,6 +103,7 @@ fn tinyproxy_credentials_are_sent_and_bad_ones_are_fatal() {
     Tether::new()
         .args(["-x", &proxy.url_with("alice", "wr0ng"), &server.url("/")])
         .args(RETRIES_ALLOWED)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run()
         .code(11)
@@ -131,6 +116,7 @@ fn tinyproxy_credentials_are_sent_and_bad_ones_are_fatal() {
     Tether::new()
         .args(["-x", &proxy.url(), &server.url("/")])
         .args(RETRIES_ALLOWED)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run()
         .code(11)
@@ -151,6 +137,7 @@ fn a_destination_the_proxy_forbids_is_fatal() {
     Tether::new()
         .args(["-x", &proxy.url(), &server.url("/")])
         .args(RETRIES_ALLOWED)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run()
         .code(11)
@@ -166,11 +153,12 @@ fn a_destination_the_proxy_forbids_is_fatal() {
 
 #[test]
 fn a_proxy_that_cannot_reach_the_server_is_retried() {
-    let closed = closed_port();
+    let closed = free_port();
     let proxy = Tinyproxy::start(&[closed]);
     let run = Tether::new()
         .args(["-x", &proxy.url(), &format!("ws://127.0.0.1:{closed}/")])
         .args(RETRY_ONCE)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run();
     // tinyproxy says "500 Unable to connect"; a 502 or 503 reads the same.
@@ -186,7 +174,7 @@ fn a_proxy_that_cannot_reach_the_server_is_retried() {
 #[test]
 fn an_unreachable_proxy_is_a_connect_failure_that_names_it() {
     let server = Server::echo();
-    let closed = closed_port();
+    let closed = free_port();
     Tether::new()
         .args([
             "-x",
@@ -260,6 +248,7 @@ fn a_proxy_url_of_the_wrong_kind_is_fatal() {
         .args(["-x", &format!("http://127.0.0.1:{}", socks.port())])
         .arg(server.url("/"))
         .args(RETRIES_ALLOWED)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run()
         .code(11)
@@ -271,6 +260,7 @@ fn a_proxy_url_of_the_wrong_kind_is_fatal() {
         .args(["-x", &format!("socks5h://{}", server.addr())])
         .arg(server.url("/"))
         .args(RETRIES_ALLOWED)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run()
         .code(11)
@@ -301,6 +291,7 @@ fn microsocks_with_username_and_password() {
             &server.url("/"),
         ])
         .args(RETRIES_ALLOWED)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run()
         .code(11)
@@ -314,6 +305,7 @@ fn microsocks_with_username_and_password() {
     Tether::new()
         .args(["-x", &proxy.url("socks5h"), &server.url("/")])
         .args(RETRIES_ALLOWED)
+        .args(FAST_BACKOFF)
         .stdin("x\n")
         .run()
         .code(11)
@@ -438,7 +430,7 @@ fn no_proxy_excludes_hosts() {
 #[test]
 fn the_no_proxy_flag_ignores_the_environment() {
     let server = Server::echo();
-    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let with_env = || {
         Tether::new()
             .arg(server.url("/"))
@@ -518,10 +510,4 @@ fn unusable_proxy_settings_are_usage_errors() {
         .run()
         .code(2)
         .stderr_has("cannot be used with");
-}
-
-/// A port with nothing listening on it.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }

@@ -1,11 +1,9 @@
 //! Self-tests of the Python `websockets` peer, driven by tokio-tungstenite.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::python::{ECHO, PythonServer, close_with};
 use futures_util::{SinkExt, StreamExt};
-use support::python::{ECHO, PythonServer, close_with};
 use tokio::time::timeout;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,13 +1,11 @@
 //! The README's examples that need no outside server, run as written: only
 //! the port is changed, so parallel tests do not collide.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::cmd::{BIN, CLEARED_ENV};
-use support::{Server, Tether};
+use crate::support::cmd::{BIN, CLEARED_ENV};
+use crate::support::{Server, Tether};
 
 const README: &str = include_str!("../README.md");
 

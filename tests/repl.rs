@@ -2,14 +2,13 @@
 //! real keys, real servers. Every wait is for something the terminal shows
 //! or the server records, with a deadline.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use support::Server;
-use support::pty::Pty;
-use support::server::{ConnLog, binary};
+use crate::support::Server;
+use crate::support::cmd::{BIN, clear_env};
+use crate::support::pty::Pty;
+use crate::support::server::{ConnLog, binary};
 use tokio_tungstenite::tungstenite::Message;
 
 /// For what the server records; only a failure waits this long.
@@ -400,13 +399,11 @@ fn a_hung_up_terminal_closes_cleanly_even_with_sighup_ignored() {
     let mut command = std::process::Command::new("setsid");
     command
         .args(["--ctty", "sh", "-c", "trap '' HUP; exec \"$0\" \"$@\""])
-        .arg(support::cmd::BIN)
+        .arg(BIN)
         .args([url.as_str(), "--color", "never"])
         .env("TERM", "xterm")
         .env("XDG_STATE_HOME", state.path());
-    for var in support::cmd::CLEARED_ENV {
-        command.env_remove(var).env_remove(var.to_lowercase());
-    }
+    clear_env(&mut command);
     let mut pty = Pty::spawn(command);
     pty.expect("connected > ");
     pty.hang_up();

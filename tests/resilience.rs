@@ -1,16 +1,13 @@
 //! Heartbeats, reconnects and the no-loss queue, with the real binary
 //! against servers and a fault-injection proxy that misbehave on purpose.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::fault_proxy::FaultProxy;
-use support::{Server, Tether};
-
-const FAST_BACKOFF: [&str; 4] = ["--backoff-initial", "10ms", "--backoff-max", "20ms"];
+use crate::support::fault_proxy::FaultProxy;
+use crate::support::server::Conn;
+use crate::support::{FAST_BACKOFF, Server, Tether, free_port, numbered};
 
 #[test]
 fn drops_every_few_thousand_messages_lose_no_line_and_keep_order() {
@@ -203,11 +200,7 @@ fn a_401_is_not_retried_and_exits_with_the_handshake_code() {
 
 #[test]
 fn a_refused_port_is_tried_exactly_max_reconnects_plus_one_times() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let run = Tether::new()
         .arg(format!("ws://127.0.0.1:{port}/"))
         .args(["--max-reconnects", "3", "--json"])
@@ -310,14 +303,9 @@ fn a_thousand_connect_drop_cycles_leak_neither_descriptors_nor_memory() {
 // The close: nothing written and unconfirmed is forgotten at the end of input
 // ---------------------------------------------------------------------------------------
 
-/// `n` numbered lines, `0\n` to `n-1\n`.
-fn numbered(n: usize) -> String {
-    (0..n).map(|i| format!("{i}\n")).collect()
-}
-
 /// A server that completes the handshake and never reads: what tether writes sits in
 /// the socket buffers, and no Ping is ever answered.
-async fn never_reads(_conn: support::server::Conn) {
+async fn never_reads(_conn: Conn) {
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
@@ -331,12 +319,10 @@ fn a_close_that_cannot_be_confirmed_is_a_lost_connection_with_everything_counted
         .run();
     run.code(8);
     assert_eq!(
-        run.stderr.lines().find(|l| l.starts_with("tether: error:")),
-        Some(
-            "tether: error: connection lost: the server confirmed none of the last 500 messages \
-             within 1s (--ping-timeout) before the close; gave up after 1 attempt; 500 messages \
-             were never confirmed by the server (500 written, unconfirmed)"
-        ),
+        run.error_line(),
+        "tether: error: connection lost: the server confirmed none of the last 500 messages \
+         within 1s (--ping-timeout) before the close; gave up after 1 attempt; 500 messages \
+         were never confirmed by the server (500 written, unconfirmed)",
         "{}",
         run.describe()
     );

@@ -2,11 +2,9 @@
 //! the URL is printed (but dialled as given), and headers can come from a file, so a token
 //! need not be on the command line where `ps` shows it.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Server, Tether};
+use crate::support::{Server, Tether, free_port};
 
 /// A URL's query with two credentials (one in another case) and a harmless parameter.
 const QUERY: &str = "?token=s3cret-1&room=1&X-Amz-Signature=s3cret-2";
@@ -46,10 +44,7 @@ fn credentials_in_the_query_are_redacted_in_json_events() {
 
 #[test]
 fn credentials_in_the_query_are_redacted_in_errors() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let run = Tether::new()
         .arg(format!("ws://127.0.0.1:{port}/x?access_token=s3cret&v=2"))
         .arg("--json")

@@ -1,25 +1,15 @@
 //! The session rules every mode keeps (issue 13): never hang, never lose,
 //! never report a false success. The real binary against real servers.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Server, Tether};
-
-/// The line tether's own error starts with.
-#[track_caller]
-fn error_line(run: &support::cmd::Run) -> String {
-    run.stderr
-        .lines()
-        .find(|l| l.starts_with("tether: error:"))
-        .unwrap_or_else(|| panic!("no error line\n{}", run.describe()))
-        .to_owned()
-}
+use crate::support::cmd::Running;
+use crate::support::server::Conn;
+use crate::support::{Server, Tether};
 
 /// Answers the first message, keeps reading a moment (so the Ping that
 /// confirms it is answered), then drops the connection without a Close.
-async fn answer_once_then_drop(mut conn: support::server::Conn) {
+async fn answer_once_then_drop(mut conn: Conn) {
     if let Some(message) = conn.recv().await {
         conn.send(message).await;
     }
@@ -94,7 +84,7 @@ fn a_smoke_test_with_count_waits_for_that_many_replies() {
         .run();
     run.code(6);
     assert!(
-        error_line(&run).starts_with(
+        run.error_line().starts_with(
             "tether: error: deadline reached: --timeout 2s ran out with every step done, \
              waiting for --count 2 (1 of 2 messages arrived)"
         ),
@@ -132,7 +122,7 @@ fn a_session_that_ends_before_count_fails_and_says_how_many_came() {
         .run();
     run.code(7).stdout_is("only one\n");
     assert_eq!(
-        error_line(&run),
+        run.error_line(),
         "tether: error: --count 2 not reached: 1 of 2 messages arrived before \
          the server closed the connection (code 1000)"
     );
@@ -149,7 +139,7 @@ fn a_smoke_test_without_timeout_ends_at_the_default_deadline() {
         .run();
     run.code(6);
     assert!(
-        error_line(&run).starts_with(
+        run.error_line().starts_with(
             "tether: error: deadline reached: --timeout 30s (the default) ran out after waiting"
         ),
         "{}",
@@ -209,7 +199,7 @@ fn a_full_disk_on_stdout_is_an_error_not_a_success() {
         .run();
     run.code(1);
     assert_eq!(
-        error_line(&run),
+        run.error_line(),
         "tether: error: cannot write to stdout: No space left on device (os error 28)"
     );
 }
@@ -223,7 +213,7 @@ fn a_smoke_test_whose_log_cannot_be_written_fails() {
         .run();
     run.code(1);
     assert_eq!(
-        error_line(&run),
+        run.error_line(),
         "tether: error: cannot write to stdout: No space left on device (os error 28)"
     );
     run.stderr_lacks("smoke test passed");
@@ -233,7 +223,7 @@ fn a_smoke_test_whose_log_cannot_be_written_fails() {
 
 /// Sends SIGTERM and checks that tether exits 130 within the close timeout.
 #[track_caller]
-fn ends_soon_after_sigterm(mut running: support::cmd::Running) {
+fn ends_soon_after_sigterm(mut running: Running) {
     let signalled = Instant::now();
     running.signal("TERM");
     let (code, _) = running.wait();
@@ -293,7 +283,7 @@ fn a_smoke_test_fed_bad_bytes_on_stdin_fails_at_once_with_the_input_error() {
         .stdin(b"ok\n\xff\n")
         .run();
     run.code(1);
-    assert!(error_line(&run).contains("line 2"), "{}", run.describe());
+    assert!(run.error_line().contains("line 2"), "{}", run.describe());
 }
 
 #[test]

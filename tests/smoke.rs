@@ -3,16 +3,15 @@
 //! `websockets` server. Each failure is checked for its exit code and for a
 //! diagnostic that names what was expected and what arrived.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::python::PythonServer;
-use support::server::binary;
-use support::{Server, Tether};
+use crate::support::cmd::BIN;
+use crate::support::python::{PythonServer, close_with};
+use crate::support::server::binary;
+use crate::support::{Server, Tether, free_port, kill_and_reap, wait_for};
 
 /// A run that must end long before this was ended by the server, not by
 /// `--timeout`.
@@ -42,7 +41,7 @@ struct BuiltInServer {
 
 impl BuiltInServer {
     fn start() -> BuiltInServer {
-        let mut child = Command::new(support::cmd::BIN)
+        let mut child = Command::new(BIN)
             .args(["serve", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -64,8 +63,7 @@ impl BuiltInServer {
 
 impl Drop for BuiltInServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
 }
 
@@ -102,7 +100,7 @@ fn the_built_in_echo_server_passes_flags_and_a_script() {
 
 #[test]
 fn a_wrong_expectation_fails_with_7_as_soon_as_the_server_closes() {
-    let server = PythonServer::start(&support::python::close_with(1000, "bye"));
+    let server = PythonServer::start(&close_with(1000, "bye"));
     let run = Tether::new()
         .args([&server.url("/"), "--send", "hello", "--expect", "nope"])
         .args(["--timeout", LONG_TIMEOUT])
@@ -149,10 +147,7 @@ fn the_deadline_covers_connecting() {
 
 #[test]
 fn an_unreachable_server_is_a_connect_failure_not_a_timeout() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     Tether::new()
         .arg(format!("ws://127.0.0.1:{port}/"))
         .args(["--send", "hi", "--expect", "hi", "--timeout", LONG_TIMEOUT])
@@ -484,18 +479,6 @@ fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Polls `cond` until it holds, failing the test after a few seconds.
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !cond() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A CI runner that loses its terminal sends SIGHUP: the smoke test ends as

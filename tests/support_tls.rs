@@ -1,13 +1,10 @@
 //! Self-tests of the generated test PKI.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
+use crate::support::tls::{CLIENT_CN, TestPki};
 use openssl::x509::X509;
-use support::tls::{CLIENT_CN, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -103,17 +100,7 @@ fn files_are_written_and_parse() {
 fn client_identity_passes_mutual_tls() {
     let pki = TestPki::generate();
     for with_identity in [true, false] {
-        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-        let cert = X509::from_pem(pki.server_cert_pem()).unwrap();
-        let key = openssl::pkey::PKey::private_key_from_pem(pki.server_key_pem()).unwrap();
-        acceptor.set_certificate(&cert).unwrap();
-        acceptor.set_private_key(&key).unwrap();
-        acceptor
-            .cert_store_mut()
-            .add_cert(X509::from_pem(pki.ca_pem()).unwrap())
-            .unwrap();
-        acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-        let acceptor = acceptor.build();
+        let acceptor = pki.mutual_tls_acceptor().build();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Every run has a deadline: a hung binary fails the test with its output
-//! instead of hanging the suite.
+//! instead of hanging the suite. The checks are `#[track_caller]`: a failure
+//! names the test's line, not this file's.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,6 +15,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::{drain, kill_and_reap, wait_for_exit, wait_for_exit_sampling};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
@@ -27,6 +30,25 @@ pub const CLEARED_ENV: &[&str] = &[
     "ALL_PROXY",
     "NO_PROXY",
 ];
+
+/// Removes [`CLEARED_ENV`] from a command that runs the binary without [`Tether`].
+pub fn clear_env(command: &mut Command) -> &mut Command {
+    for var in CLEARED_ENV {
+        command.env_remove(var).env_remove(var.to_lowercase());
+    }
+    command
+}
+
+/// Fast reconnects, for tests that need a second attempt (or a few) without waiting.
+pub const FAST_BACKOFF: [&str; 4] = ["--backoff-initial", "10ms", "--backoff-max", "20ms"];
+
+/// What tether's own error line on stderr starts with.
+pub const ERROR_PREFIX: &str = "tether: error:";
+
+/// `n` numbered lines, `0\n` to `n-1\n`.
+pub fn numbered(n: usize) -> String {
+    (0..n).map(|i| format!("{i}\n")).collect()
+}
 
 /// Generous: only a hang should ever reach it.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -149,6 +171,7 @@ impl Tether {
     }
 
     /// Runs to completion with the given stdin, which is then closed.
+    #[track_caller]
     pub fn run(self) -> Run {
         let mut child = self.command().spawn().expect("starting tether");
         let mut stdin = child.stdin.take().expect("piped stdin");
@@ -167,6 +190,7 @@ impl Tether {
     /// sampled every millisecond: memory that grows with what is read from the network
     /// grows over many samples, which is what the tests using this look for. (`ru_maxrss`
     /// from `wait4` is no use here: Linux charges the forking test process's own peak to it.)
+    #[track_caller]
     pub fn run_peak_rss(self) -> (Run, u64) {
         let mut child = self.command().spawn().expect("starting tether");
         drop(child.stdin.take());
@@ -175,7 +199,7 @@ impl Tether {
         let started = std::time::Instant::now();
         let mut peak = 0;
         let mut samples = 0;
-        let status = loop {
+        let sample = || {
             if let Some(hwm) = std::fs::read_to_string(&status_file)
                 .ok()
                 .and_then(|s| vm_hwm_kib(&s))
@@ -183,16 +207,12 @@ impl Tether {
                 peak = peak.max(hwm);
                 samples += 1;
             }
-            if let Some(status) = child.try_wait().expect("waiting for tether") {
-                break Some(status);
-            }
-            if started.elapsed() > self.deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
         };
+        let status =
+            wait_for_exit_sampling(&mut child, self.deadline, Duration::from_millis(1), sample);
+        if status.is_none() {
+            kill_and_reap(&mut child);
+        }
         let run = Run {
             code: status.and_then(|s| s.code()),
             stdout: out.join().unwrap_or_default(),
@@ -212,6 +232,7 @@ impl Tether {
 
     /// Starts the binary and hands back its pipes, for scenarios that need
     /// to act while it runs.
+    #[track_caller]
     pub fn spawn(self) -> Running {
         let mut child = self.command().spawn().expect("starting tether");
         let mut stdin = child.stdin.take();
@@ -281,7 +302,7 @@ fn read_output(
     rate: Option<usize>,
 ) -> (JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) {
     let stdout = child.stdout.take();
-    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr = child.stderr.take().expect("piped stderr");
     let out = std::thread::spawn(move || {
         let mut buf = Vec::new();
         // Not piped: stdout went to a file.
@@ -302,28 +323,17 @@ fn read_output(
         }
         buf
     });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    (out, err)
+    (out, drain(stderr))
 }
 
+#[track_caller]
 fn wait_with_deadline(mut child: Child, deadline: Duration, args: &[OsString]) -> Run {
     let (out, err) = read_output(&mut child, None);
     let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for tether") {
-            break Some(status);
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_for_exit(&mut child, deadline);
+    if status.is_none() {
+        kill_and_reap(&mut child);
+    }
     let stdout = out.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
     let run = Run {
@@ -358,24 +368,29 @@ impl Run {
         )
     }
 
+    #[track_caller]
     pub fn code(&self, expected: i32) -> &Run {
         assert_eq!(self.code, Some(expected), "{}", self.describe());
         self
     }
 
+    #[track_caller]
     pub fn stdout_str(&self) -> String {
         String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
     }
 
+    #[track_caller]
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout_str().lines().map(str::to_owned).collect()
     }
 
+    #[track_caller]
     pub fn stdout_is(&self, expected: &str) -> &Run {
         assert_eq!(self.stdout_str(), expected, "{}", self.describe());
         self
     }
 
+    #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Run {
         assert!(
             self.stderr.contains(needle),
@@ -385,6 +400,7 @@ impl Run {
         self
     }
 
+    #[track_caller]
     pub fn stderr_lacks(&self, needle: &str) -> &Run {
         assert!(
             !self.stderr.contains(needle),
@@ -394,7 +410,25 @@ impl Run {
         self
     }
 
+    /// tether's own error lines on stderr (`tether: error: ...`), in order.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with(ERROR_PREFIX))
+            .collect()
+    }
+
+    /// The first of [`Run::error_lines`]; fails the test if there is none.
+    #[track_caller]
+    pub fn error_line(&self) -> &str {
+        match self.error_lines().first() {
+            Some(line) => line,
+            None => panic!("no error line\n{}", self.describe()),
+        }
+    }
+
     /// The `--json` events on stdout.
+    #[track_caller]
     pub fn json_events(&self) -> Vec<serde_json::Value> {
         self.stdout_str()
             .lines()
@@ -422,6 +456,7 @@ impl Running {
         self.child.id()
     }
 
+    #[track_caller]
     pub fn send(&mut self, input: impl AsRef<[u8]>) -> &mut Running {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         stdin.write_all(input.as_ref()).expect("writing to tether");
@@ -436,6 +471,7 @@ impl Running {
 
     /// The next stdout line, or a failure with what was seen if none comes
     /// in time.
+    #[track_caller]
     pub fn line(&mut self) -> String {
         match self.lines.recv_timeout(self.deadline) {
             Ok(line) => line,
@@ -450,11 +486,13 @@ impl Running {
     }
 
     /// Waits for a stderr line containing `needle`, and returns it.
+    #[track_caller]
     pub fn stderr_line(&mut self, needle: &str) -> String {
         self.stderr_nth(needle, 1)
     }
 
     /// Waits for the `n`-th stderr line (from 1) containing `needle`.
+    #[track_caller]
     pub fn stderr_nth(&mut self, needle: &str, n: usize) -> String {
         let started = std::time::Instant::now();
         loop {
@@ -485,6 +523,7 @@ impl Running {
         &self.stderr_seen
     }
 
+    #[track_caller]
     pub fn signal(&mut self, signal: &str) -> &mut Running {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.child.id().to_string()])
@@ -495,22 +534,16 @@ impl Running {
     }
 
     /// Waits for the exit; returns the code and the rest of stdout.
+    #[track_caller]
     pub fn wait(mut self) -> (Option<i32>, Vec<String>) {
         self.stdin = None;
-        let started = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for tether") {
-                break status;
-            }
-            if started.elapsed() > self.deadline {
-                let _ = self.child.kill();
-                let deadline = self.deadline;
-                panic!(
-                    "tether did not exit within {deadline:?}; stderr:\n{}",
-                    self.stderr_until_now().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let Some(status) = wait_for_exit(&mut self.child, self.deadline) else {
+            kill_and_reap(&mut self.child);
+            let deadline = self.deadline;
+            panic!(
+                "tether did not exit within {deadline:?}; stderr:\n{}",
+                self.stderr_until_now().join("\n")
+            );
         };
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -519,17 +552,10 @@ impl Running {
         self.stderr_until_now();
         (status.code(), rest)
     }
-
-    pub fn stderr(&mut self) -> String {
-        self.stderr_until_now().join("\n")
-    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill_and_reap(&mut self.child);
     }
 }

@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use super::tls::TestPkiFiles;
+use super::{free_port, kill_and_reap};
 
 /// How long a daemon may take to listen before the test fails.
 const STARTUP: Duration = Duration::from_secs(10);
@@ -105,8 +106,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
         if std::thread::panicking() {
             eprintln!("--- {} output ---\n{}", self.name, self.output());
         }
@@ -169,13 +169,6 @@ fn find_binary(name: &str, package: &str) -> PathBuf {
             format!("; installing it failed:\n{tried}")
         }
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("finding a free port")
-        .port()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -322,10 +315,6 @@ impl Nginx {
     /// The name the test certificate is for, so verification can succeed.
     pub fn wss_url(&self, path: &str) -> String {
         format!("wss://localhost:{}{path}", self.port())
-    }
-
-    pub fn log(&self) -> String {
-        self.daemon.output()
     }
 }
 

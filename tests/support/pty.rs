@@ -25,7 +25,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 
-use super::cmd::{BIN, CLEARED_ENV};
+use super::cmd::{BIN, clear_env};
+use super::{kill_and_reap, wait_for_exit};
 
 /// Generous: only a hang should ever reach it.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -65,9 +66,7 @@ impl Pty {
             .args(args)
             .env("TERM", "xterm")
             .env("XDG_STATE_HOME", state_home);
-        for var in CLEARED_ENV {
-            command.env_remove(var).env_remove(var.to_lowercase());
-        }
+        clear_env(&mut command);
         Self::spawn(command)
     }
 
@@ -165,6 +164,7 @@ impl Pty {
     }
 
     /// Types bytes (keys) into the terminal.
+    #[track_caller]
     pub fn send(&mut self, keys: impl AsRef<[u8]>) -> &mut Pty {
         let input = self.input.as_mut().expect("the terminal is not hung up");
         input.write_all(keys.as_ref()).expect("typing");
@@ -173,22 +173,26 @@ impl Pty {
     }
 
     /// Types a line and presses Enter.
+    #[track_caller]
     pub fn line(&mut self, text: &str) -> &mut Pty {
         self.send(format!("{text}\r"))
     }
 
     /// Waits until the output after the last match contains `needle`;
     /// returns the output up to and including it, and moves past it.
+    #[track_caller]
     pub fn expect(&mut self, needle: &str) -> String {
         self.expect_with(needle, |text| text.find(needle).map(|at| at + needle.len()))
     }
 
     /// The same with a regex; returns the text up to the end of the match.
+    #[track_caller]
     pub fn expect_regex(&mut self, pattern: &str) -> String {
         let re = regex::Regex::new(pattern).expect("a valid regex");
         self.expect_with(pattern, |text| re.find(text).map(|m| m.end()))
     }
 
+    #[track_caller]
     fn expect_with(&mut self, what: &str, find: impl Fn(&str) -> Option<usize>) -> String {
         let started = Instant::now();
         let (lock, changed) = &*self.output;
@@ -227,32 +231,25 @@ impl Pty {
     }
 
     /// Waits for tether to exit and returns its exit code.
+    #[track_caller]
     pub fn exit_code(&mut self) -> i32 {
         use std::os::unix::process::ExitStatusExt;
-        let started = Instant::now();
-        loop {
-            match self.child.try_wait().expect("tether's status") {
-                Some(status) => match status.code() {
-                    Some(code) => return code,
-                    None => panic!("tether was killed by signal {:?}", status.signal()),
-                },
-                None if started.elapsed() > DEADLINE => panic!(
-                    "tether did not exit within {DEADLINE:?}; the terminal showed:\n{:?}",
-                    self.all_output()
-                ),
-                // Nothing to block on for a child's exit without a signal handler.
-                None => std::thread::sleep(Duration::from_millis(5)),
-            }
+        let Some(status) = wait_for_exit(&mut self.child, DEADLINE) else {
+            panic!(
+                "tether did not exit within {DEADLINE:?}; the terminal showed:\n{:?}",
+                self.all_output()
+            )
+        };
+        match status.code() {
+            Some(code) => code,
+            None => panic!("tether was killed by signal {:?}", status.signal()),
         }
     }
 }
 
 impl Drop for Pty {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill_and_reap(&mut self.child);
     }
 }
 

@@ -9,12 +9,13 @@
 //! The interpreter is `python3` from `PATH`, or `$TETHER_PYTHON` if set.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::kill_and_reap;
 
 /// The pip requirement installed into the venv.
 pub const REQUIREMENT: &str = "websockets>=15,<18";
@@ -202,8 +203,7 @@ impl PythonServer {
         match line.trim().parse() {
             Ok(port) => server.port = port,
             Err(_) => {
-                let _ = server.child.kill();
-                let _ = server.child.wait();
+                kill_and_reap(&mut server.child);
                 let _ = stderr_done.join();
                 panic!(
                     "Python server exited or did not print its port within {START_TIMEOUT:?} (stdout {line:?}); stderr:\n{}",
@@ -222,16 +222,11 @@ impl PythonServer {
 
     /// Kills the server now (also done on drop).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// `ws://127.0.0.1:PORT/path` (a leading `/` on `path` is optional).

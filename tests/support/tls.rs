@@ -42,8 +42,6 @@ pub struct TestPki {
 pub struct TestPkiFiles {
     /// `ca.pem`
     pub ca: PathBuf,
-    /// `ca.key`
-    pub ca_key: PathBuf,
     /// `server.pem`
     pub server_cert: PathBuf,
     /// `server.key`
@@ -81,23 +79,6 @@ impl TestPki {
     pub fn ca_pem(&self) -> &[u8] {
         &self.ca_cert
     }
-    pub fn ca_key_pem(&self) -> &[u8] {
-        &self.ca_key
-    }
-    pub fn server_cert_pem(&self) -> &[u8] {
-        &self.server_cert
-    }
-    /// PKCS#8 PEM.
-    pub fn server_key_pem(&self) -> &[u8] {
-        &self.server_key
-    }
-    pub fn client_cert_pem(&self) -> &[u8] {
-        &self.client_cert
-    }
-    /// PKCS#8 PEM.
-    pub fn client_key_pem(&self) -> &[u8] {
-        &self.client_key
-    }
 
     /// Writes `ca.pem`, `ca.key`, `server.pem`, `server.key`, `client.pem`, `client.key`.
     pub fn write_to(&self, dir: &Path) -> TestPkiFiles {
@@ -106,9 +87,9 @@ impl TestPki {
             std::fs::write(&path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
             path
         };
+        write("ca.key", &self.ca_key);
         TestPkiFiles {
             ca: write("ca.pem", &self.ca_cert),
-            ca_key: write("ca.key", &self.ca_key),
             server_cert: write("server.pem", &self.server_cert),
             server_key: write("server.key", &self.server_key),
             client_cert: write("client.pem", &self.client_cert),
@@ -128,8 +109,30 @@ impl TestPki {
             .expect("client identity")
     }
 
+    /// An openssl acceptor, for mutual TLS (native-tls cannot ask for client certificates):
+    /// it presents the server certificate and requires a client certificate from the test
+    /// CA. Set anything else on the builder, then build it.
+    pub fn mutual_tls_acceptor(&self) -> openssl::ssl::SslAcceptorBuilder {
+        use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
+        let mut acceptor =
+            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("openssl acceptor");
+        let cert = X509::from_pem(&self.server_cert).expect("server certificate");
+        let key = PKey::private_key_from_pem(&self.server_key).expect("server key");
+        acceptor
+            .set_certificate(&cert)
+            .expect("setting the certificate");
+        acceptor.set_private_key(&key).expect("setting the key");
+        let ca = X509::from_pem(&self.ca_cert).expect("CA certificate");
+        acceptor
+            .cert_store_mut()
+            .add_cert(ca)
+            .expect("trusting the CA");
+        acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        acceptor
+    }
+
     /// A TLS acceptor presenting the server certificate. native-tls cannot ask for client
-    /// certificates; use `openssl::ssl::SslAcceptor` or nginx for mutual TLS.
+    /// certificates; use [`TestPki::mutual_tls_acceptor`] or nginx for mutual TLS.
     pub fn server_acceptor(&self) -> tokio_native_tls::TlsAcceptor {
         native_tls::TlsAcceptor::new(self.server_identity())
             .expect("TLS acceptor")
