@@ -379,10 +379,22 @@ impl Drop for Server {
 pub struct Pusher(broadcast::Sender<Message>);
 
 impl Pusher {
+    /// The client may see its handshake answered before the server's handler
+    /// has subscribed: wait (a bounded while) for a connection to listen.
+    fn push(&self, message: Message) {
+        let started = std::time::Instant::now();
+        while self.0.receiver_count() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no connection is listening"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.0.send(message).expect("a connection is listening");
+    }
+
     pub fn text(&self, text: &str) {
-        self.0
-            .send(Message::text(text))
-            .expect("a connection is listening");
+        self.push(Message::text(text));
     }
 
     /// Starts the close handshake on every connection.
@@ -391,9 +403,7 @@ impl Pusher {
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        self.0
-            .send(Message::Close(Some(frame)))
-            .expect("a connection is listening");
+        self.push(Message::Close(Some(frame)));
     }
 }
 
