@@ -302,3 +302,43 @@ fn count_ends_the_session_even_when_stdin_never_ends() {
     assert_eq!(code, Some(0));
     assert_eq!(lines, ["endless input"; 3]);
 }
+
+#[test]
+fn after_stdin_ends_a_server_that_always_closes_before_confirming_gets_three_tries() {
+    // It reads the line (and echoes it) but closes with 1001 before the
+    // Ping that would confirm it can be answered: a retried close, every time.
+    let server = Server::start(|mut conn| async move {
+        if let Some(message) = conn.recv().await {
+            conn.send(message).await;
+        }
+        conn.close(1001, "going away").await;
+    });
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(crate::support::FAST_BACKOFF)
+        .stdin("hi\n")
+        .deadline(Duration::from_secs(20))
+        .run();
+    run.code(9);
+    assert!(
+        run.error_line()
+            .ends_with("1 message was never confirmed by the server (1 written, unconfirmed)"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(server.connections().len(), 3, "{}", run.describe());
+}
+
+#[test]
+fn a_json_smoke_test_on_a_full_disk_fails_with_the_write_error() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--send", "hi", "--expect", "hi", "--json"])
+        .stdout_to("/dev/full")
+        .run();
+    run.code(1);
+    assert_eq!(
+        run.error_line(),
+        "tether: error: cannot write to stdout: No space left on device (os error 28)"
+    );
+}

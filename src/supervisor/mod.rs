@@ -234,6 +234,7 @@ impl Supervisor {
                         attempt: streak + 1,
                     });
                     let started = Instant::now();
+                    let confirmed_before = self.outbox.confirmed_total();
                     let mut connection = Connection::new(conn.socket, conn.progress, &self);
                     let end = connection.run(&mut self).await;
                     self.connected_since = None;
@@ -275,10 +276,22 @@ impl Supervisor {
                         }
                         ConnectionEnd::Lost(err) => {
                             let delivered = self.delivered();
-                            if self.closing.is_some() && !delivered && !interrupted {
-                                self.failed_closes += 1;
+                            // Once nothing more will come (a close asked for,
+                            // or the end of input), a connection that ends
+                            // with the last messages unconfirmed and none
+                            // confirmed on it is a failed try: a server that
+                            // always drops (or says 1001) before confirming
+                            // must not get them again for ever.
+                            let last_messages = self.closing.is_some() || self.shared.input_ended();
+                            if last_messages && !delivered && !interrupted {
+                                if self.outbox.confirmed_total() > confirmed_before {
+                                    self.failed_closes = 0;
+                                } else {
+                                    self.failed_closes += 1;
+                                }
                             }
-                            if self.closing.is_some()
+                            if last_messages
+                                && !delivered
                                 && !interrupted
                                 && self.failed_closes >= CLOSE_ATTEMPTS
                             {

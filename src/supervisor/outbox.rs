@@ -28,6 +28,8 @@ pub struct Outbox {
     replay_budget: usize,
     /// Messages flushed since the start; `replay` holds the last ones.
     flushed_total: u64,
+    /// Messages a Pong confirmed, over the whole session.
+    confirmed_total: u64,
     /// How many of the first `items` are replays, flushed once before.
     replays_queued: usize,
 }
@@ -53,6 +55,7 @@ impl Outbox {
             replay_bytes: 0,
             replay_budget,
             flushed_total: 0,
+            confirmed_total: 0,
             replays_queued: 0,
         }
     }
@@ -148,6 +151,12 @@ impl Outbox {
         for message in self.replay.drain(..n as usize) {
             self.replay_bytes -= message.len();
         }
+        self.confirmed_total += n;
+    }
+
+    /// Messages confirmed so far, over the whole session.
+    pub fn confirmed_total(&self) -> u64 {
+        self.confirmed_total
     }
 
     /// Messages and bytes flushed but unconfirmed (the replay window).

@@ -163,10 +163,12 @@ impl Mode for Smoke<'_> {
                 failed => failed,
             },
         };
-        // A smoke test whose log could not be written does not pass.
-        let outcome = match (outcome, s.output_error()) {
-            (Ok(_), Some(err)) => Err(err),
-            (outcome, _) => outcome,
+        // A smoke test whose log could not be written does not pass, and
+        // the write error is the cause: it ended the session, so what
+        // failed after it is only its consequence.
+        let outcome = match s.output_error() {
+            Some(err) => Err(err),
+            None => outcome,
         };
         run.summarize(s, &outcome);
         outcome
