@@ -35,9 +35,12 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 /// Events handled per pass of the loop, so signals and timers get their turn.
 const EVENT_BURST: usize = 256;
 /// After the first signal, how long the session may take to close before
-/// tether leaves anyway: the supervisor's own close timeout, and a little
+/// tether leaves anyway: the supervisor's own bound (1.7 s), and a little
 /// for its answer to arrive.
-const LEAVE_AFTER_SIGNAL: Duration = Duration::from_millis(2100);
+const LEAVE_AFTER_SIGNAL: Duration = Duration::from_millis(1850);
+/// After the first signal, tether has exited by then: the last output is
+/// written only while the reader takes it.
+const EXIT_AFTER_SIGNAL: Duration = Duration::from_secs(2);
 /// Messages the mode sends of its own (`--echo`'s answers) waiting to be
 /// handed to the supervisor. Past this many (or bytes), events wait too, so a
 /// server that floods us meets backpressure.
@@ -274,7 +277,7 @@ impl<'a> Session<'a> {
         // long as the reader takes it.
         let by = self
             .interrupted
-            .map(|_| Instant::now() + Duration::from_millis(100));
+            .map(|at| (at + EXIT_AFTER_SIGNAL - Duration::from_millis(50)).max(Instant::now()));
         if let Some(out) = &mut self.out
             && let Some(stopped) = out.flush(by).await
         {
@@ -286,7 +289,7 @@ impl<'a> Session<'a> {
         if let Some(out) = self.out.take() {
             let by = self
                 .interrupted
-                .map(|_| Instant::now() + Duration::from_millis(200));
+                .map(|at| (at + EXIT_AFTER_SIGNAL).max(Instant::now()));
             out.finish(by).await;
         }
         result

@@ -61,6 +61,10 @@ const READ_BURST: usize = 256;
 /// How long to wait for the server's Close after ours, and how long an
 /// interrupt may take in all.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an interrupted session's close may take in all (writing the
+/// Close, the server's answer): less than the 2 s in which tether promises to
+/// exit after a signal, so the count of what was left still gets reported.
+const INTERRUPT_TIMEOUT: Duration = Duration::from_millis(1700);
 /// How long telling a misbehaving server why we hang up may take.
 const FAIL_TIMEOUT: Duration = Duration::from_secs(1);
 /// When the queue runs empty with messages unconfirmed, an acknowledging ping
@@ -814,9 +818,9 @@ impl Connection {
     }
 
     /// The user interrupted: close with 1000 "interrupted" (unless our Close
-    /// is on its way already), confirming nothing, within CLOSE_TIMEOUT.
+    /// is on its way already), confirming nothing, within INTERRUPT_TIMEOUT.
     fn interrupt(&mut self, sv: &mut Supervisor) {
-        self.interrupt_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        self.interrupt_deadline = Some(Instant::now() + INTERRUPT_TIMEOUT);
         if self.close_deadline.is_none() && !self.writer.unflushed.close {
             sv.closing = Some(close_frame(1000, "interrupted".into()));
         }
