@@ -347,9 +347,9 @@ impl Error {
             Error::HandshakeInvalid { .. } => {
                 Some("the server did not speak WebSocket at that URL; check the URL")
             }
-            Error::ConnectionLost(_) => {
-                Some("reconnects are disabled or exhausted; see --max-reconnects")
-            }
+            Error::ConnectionLost(_) => Some(
+                "not reconnecting: reconnects are off or used up (see --max-reconnects), or stdin had ended with nothing left to deliver (--keep-open keeps reconnecting)",
+            ),
             Error::TooBig { .. } => Some(
                 "if the server's messages are meant to be this large, raise --max-message-size",
             ),

@@ -183,6 +183,11 @@ fn an_interrupted_smoke_test_says_where_it_stopped_and_json_names_the_step() {
         .find(|v: &serde_json::Value| v["event"] == "summary")
         .expect("a summary");
     assert_eq!(summary["failed_step"], 2, "{summary}");
+    assert_eq!(
+        summary["reason"].as_str(),
+        stderr_line.strip_prefix("tether: "),
+        "{summary}"
+    );
     assert_eq!(summary["exit_code"], 130, "{summary}");
 }
 

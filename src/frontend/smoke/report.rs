@@ -101,12 +101,16 @@ impl Runner<'_> {
     /// The `--json` summary, or the one-line success note on stderr.
     pub(super) fn summarize(&self, s: &mut Session<'_>, outcome: &Result<ExitCode>) {
         let ended = self.verdict_at.unwrap_or_else(Instant::now);
-        let first_line = outcome.as_ref().err().map(|err| {
-            err.to_string()
+        let first_line = outcome.as_ref().err().map(|err| match err {
+            Error::Interrupted if self.interrupted_reason.is_some() => {
+                self.interrupted_reason.clone().unwrap_or_default()
+            }
+            err => err
+                .to_string()
                 .lines()
                 .next()
                 .unwrap_or_default()
-                .to_owned()
+                .to_owned(),
         });
         s.report_summary(&Summary {
             result: match outcome {

@@ -55,6 +55,9 @@ pub(super) struct Detail {
 }
 
 pub(super) struct Runner<'a> {
+    /// An interrupted run's diagnostic, first line: the summary's reason
+    /// (the error itself only says "interrupted").
+    pub(super) interrupted_reason: Option<String>,
     pub(super) config: &'a ClientConfig,
     pub(super) smoke: &'a SmokeConfig,
     pub(super) started: Instant,
@@ -93,6 +96,7 @@ impl<'a> Runner<'a> {
     ) -> Runner<'a> {
         let timeout = smoke.timeout.unwrap_or(DEFAULT_TIMEOUT);
         Runner {
+            interrupted_reason: None,
             config,
             smoke,
             started,
@@ -330,6 +334,7 @@ impl<'a> Runner<'a> {
         let reason = text.lines().next().unwrap_or_default().to_owned();
         self.report_failed_step(s, &reason);
         eprint_line(&format!("the smoke test was {text}"));
+        self.interrupted_reason = Some(format!("the smoke test was {reason}"));
         self.decide(Verdict::Fail(Error::Interrupted));
     }
 
