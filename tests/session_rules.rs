@@ -347,3 +347,28 @@ fn a_json_smoke_test_on_a_full_disk_fails_with_the_write_error() {
         "tether: error: cannot write to stdout: No space left on device (os error 28)"
     );
 }
+
+#[test]
+fn the_queue_overshoots_queue_size_by_at_most_five_batches() {
+    // A server that never reads: the window fills, then the queue, then
+    // stdin waits. What the interrupt leaves queued is the queue's bound.
+    let server = Server::start(|_conn| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let mut running = Tether::new()
+        .args([&server.url("/"), "--queue-size", "10"])
+        .stdin_endless()
+        .spawn();
+    running.stderr_line("connected");
+    std::thread::sleep(Duration::from_millis(1000));
+    running.signal("INT");
+    let warning = running.stderr_line("never confirmed by the server");
+    let queued: usize = warning
+        .split(" queued, never written")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no queued count in {warning:?}"));
+    assert!(queued <= 10 + 5 * 64, "{warning}");
+    assert_eq!(running.wait().0, Some(130));
+}
