@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::fault_proxy::FaultProxy;
-use crate::support::server::Conn;
+use crate::support::server::never_reads;
 use crate::support::{FAST_BACKOFF, Server, Tether, free_port, numbered};
 
 #[test]
@@ -302,12 +302,6 @@ fn a_thousand_connect_drop_cycles_leak_neither_descriptors_nor_memory() {
 // ---------------------------------------------------------------------------------------
 // The close: nothing written and unconfirmed is forgotten at the end of input
 // ---------------------------------------------------------------------------------------
-
-/// A server that completes the handshake and never reads: what tether writes sits in
-/// the socket buffers, and no Ping is ever answered.
-async fn never_reads(_conn: Conn) {
-    tokio::time::sleep(Duration::from_secs(60)).await;
-}
 
 #[test]
 fn a_close_that_cannot_be_confirmed_is_a_lost_connection_with_everything_counted() {

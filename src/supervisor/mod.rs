@@ -45,10 +45,6 @@ use crate::net::dial::{Dialer, Socket};
 use crate::net::meter::WriteProgress;
 use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status, Unsent};
 
-/// Commands that may wait for the supervisor to take them. A command can be a
-/// batch of 64 stdin records, so this also bounds how far past `--queue-size`
-/// the messages handed over can go: 64 x (4 waiting + 1 being handed over).
-const COMMAND_BUFFER: usize = 4;
 /// How many events may wait for a slow frontend before reading pauses.
 const EVENT_BUFFER: usize = 1024;
 /// Bytes of received messages that may wait for the frontend before reading
@@ -95,7 +91,7 @@ pub fn spawn(config: SessionConfig) -> Result<(Handle, Events)> {
 /// As [`spawn`], with a fixed jitter seed so tests can replay a schedule.
 pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Handle, Events)> {
     let dialer = Arc::new(Dialer::new(config.dial.clone())?);
-    let (command_tx, command_rx) = mpsc::channel(COMMAND_BUFFER);
+    let (command_tx, command_rx) = mpsc::channel(config.queue_capacity.min(1024));
     let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
     let send_credit = Arc::new(Credit::new(SEND_CREDIT));
     let event_credit = Arc::new(Credit::new(EVENT_CREDIT));

@@ -407,6 +407,12 @@ impl Pusher {
     }
 }
 
+/// A handler that completes the handshake and never reads: what the client writes
+/// sits in the socket buffers, and no Ping is ever answered (for a minute).
+pub async fn never_reads(_conn: Conn) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
 /// Bytes for a binary message.
 pub fn binary(data: &[u8]) -> Message {
     Message::Binary(Bytes::copy_from_slice(data))
