@@ -71,7 +71,7 @@ impl Renderer {
     /// renders it) in pieces of about `piece` bytes, so printing it never
     /// holds its whole base64 or hex form: that would be up to twice the
     /// message again. `None` for what renders in one go.
-    pub fn message_pieces<'p>(&self, payload: &'p Payload, piece: usize) -> Option<Pieces<'p>> {
+    pub fn message_pieces(&self, payload: &Payload, piece: usize) -> Option<Pieces> {
         let Payload::Binary(data) = payload else {
             return None;
         };
@@ -87,7 +87,7 @@ impl Renderer {
         let base64 = format == BinaryFormat::Base64;
         Some(Pieces::new(
             head,
-            data,
+            data.clone(),
             piece,
             base64,
             vec![self.config.separator],
@@ -129,21 +129,26 @@ impl Renderer {
 
 /// A binary message's output record in pieces: `head`, the data encoded
 /// (base64 or hex) about `piece` bytes at a time, `tail`.
-pub struct Pieces<'p> {
+pub struct Pieces {
     head: Option<Vec<u8>>,
-    chunks: std::slice::Chunks<'p, u8>,
+    /// The message (shared, not copied) and how far it has been rendered.
+    data: Bytes,
+    offset: usize,
+    step: usize,
     base64: bool,
     piece: usize,
     tail: Option<Vec<u8>>,
 }
 
-impl<'p> Pieces<'p> {
-    pub fn new(head: Vec<u8>, data: &'p [u8], piece: usize, base64: bool, tail: Vec<u8>) -> Self {
+impl Pieces {
+    pub fn new(head: Vec<u8>, data: Bytes, piece: usize, base64: bool, tail: Vec<u8>) -> Self {
         // Base64 of whole 3-byte groups joins up with no padding in between.
         let step = if base64 { piece / 4 * 3 } else { piece / 2 }.max(3);
         Pieces {
             head: Some(head),
-            chunks: data.chunks(step),
+            data,
+            offset: 0,
+            step,
             base64,
             piece,
             tail: Some(tail),
@@ -151,14 +156,17 @@ impl<'p> Pieces<'p> {
     }
 }
 
-impl Iterator for Pieces<'_> {
+impl Iterator for Pieces {
     type Item = Vec<u8>;
 
     fn next(&mut self) -> Option<Vec<u8>> {
         if let Some(head) = self.head.take() {
             return Some(head);
         }
-        if let Some(chunk) = self.chunks.next() {
+        if self.offset < self.data.len() {
+            let end = (self.offset + self.step).min(self.data.len());
+            let chunk = &self.data[self.offset..end];
+            self.offset = end;
             let mut out = Vec::with_capacity(self.piece + 4);
             if self.base64 {
                 base64_into(&mut out, chunk);

@@ -569,7 +569,9 @@ fn large_messages_to_a_slow_reader_take_two_messages_of_memory() {
             .collect();
         assert!(
             run.stdout == expected,
-            "{format}: the output differs from the messages"
+            "{format}: the output differs from the messages: {} bytes, expected {}",
+            run.stdout.len(),
+            expected.len()
         );
         // Two messages, and what the binary takes besides (15 to 20 MiB, debug build).
         let bound_kib = 2 * (SIZE as u64 >> 10) + 24 * 1024;

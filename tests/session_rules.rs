@@ -345,3 +345,32 @@ fn a_json_smoke_test_on_a_full_disk_fails_with_the_write_error() {
         "tether: error: cannot write to stdout: No space left on device (os error 28)"
     );
 }
+
+#[test]
+fn replies_still_printing_to_a_slow_reader_are_not_idleness_for_linger() {
+    // Each 4 MiB message takes the reader about a second, far longer than
+    // --linger, and all five longer than the 2 s a close may wait: the
+    // session must not close (and lose the rest) while stdout is busy.
+    const SIZE: usize = 4 << 20;
+    let server = Server::start(|mut conn| async move {
+        for i in 0..5u8 {
+            conn.send(crate::support::server::binary(&vec![b'a' + i; SIZE]))
+                .await;
+        }
+        conn.close(1000, "").await;
+    });
+    let (run, _) = Tether::new()
+        .args([
+            &server.url("/"),
+            "--binary-format",
+            "raw",
+            "--linger",
+            "100ms",
+            "-q",
+        ])
+        .slow_stdout(4 << 10)
+        .run_peak_rss();
+    run.code(0);
+    let lines: Vec<usize> = run.stdout.split(|b| *b == b'\n').map(<[u8]>::len).collect();
+    assert_eq!(lines, [SIZE, SIZE, SIZE, SIZE, SIZE, 0], "{}", run.stderr);
+}

@@ -24,7 +24,7 @@ use crate::error::{Error, ExitCode, Result};
 use crate::io::input::{InputEnd, NotQueued};
 use crate::io::output::{Stdout, Stopped};
 use crate::io::signals::{Received, Signals};
-use crate::render::eprint_line;
+use crate::render::{Pieces, eprint_line};
 use crate::report::Reporter;
 use crate::report::json::{Step, Summary};
 use crate::session::{Ending, Event, Payload, Unsent};
@@ -249,8 +249,13 @@ impl<'a> Session<'a> {
                     break Over::Left;
                 }
                 stopped = async { self.out.as_mut().expect("guarded").work(no_event_waiting).await }, if self.out.as_ref().is_some_and(|o| !o.discarding) => {
-                    if let Some(stopped) = stopped {
-                        self.stdout_stopped(stopped, reader_gone_ends);
+                    match stopped {
+                        Some(stopped) => self.stdout_stopped(stopped, reader_gone_ends),
+                        // Output moving is not idleness: replies still being
+                        // printed to a slow reader keep the linger from ending
+                        // the session (the next message waits behind them).
+                        None if self.linger_until.is_some() => self.start_linger(),
+                        None => {}
                     }
                 }
                 event = self.events.next(), if take_events => {
@@ -265,7 +270,7 @@ impl<'a> Session<'a> {
                     self.stdin_ended(end.unwrap_or(Ok(0)));
                     mode.input_ended(&mut self).await;
                 }
-                () = sleep_until(self.linger_until.unwrap_or_else(Instant::now)), if self.linger_until.is_some() => {
+                () = sleep_until(self.linger_until.unwrap_or_else(Instant::now)), if self.linger_until.is_some() && out_room => {
                     self.linger_until = None;
                     mode.lingered(&mut self).await;
                 }
@@ -677,6 +682,9 @@ pub(crate) struct Output {
     /// Chunks waiting for the writer, in order: a large message's own bytes
     /// or its rendered pieces, with what was rendered before it.
     queue: VecDeque<Bytes>,
+    /// The rest of a large message rendered as base64 or hex, rendered a
+    /// piece at a time as the writer takes them: never its whole form at once.
+    pieces: Option<Pieces>,
     /// After a large message: take no event until the writer has written it,
     /// so memory stays at about one message being printed.
     wait_drained: bool,
@@ -689,6 +697,7 @@ impl Output {
             stdout,
             buf: Vec::with_capacity(CHUNK),
             queue: VecDeque::new(),
+            pieces: None,
             wait_drained: false,
             discarding: false,
         }
@@ -696,7 +705,11 @@ impl Output {
 
     /// Whether more may be rendered now.
     pub(crate) fn has_room(&self) -> bool {
-        self.discarding || (self.queue.is_empty() && !self.wait_drained && self.buf.len() < CHUNK)
+        self.discarding
+            || (self.queue.is_empty()
+                && self.pieces.is_none()
+                && !self.wait_drained
+                && self.buf.len() < CHUNK)
     }
 
     /// Moves output one step towards the writer, when there is something
@@ -704,6 +717,7 @@ impl Output {
     /// queued chunk. Resolves with why the writer stopped, if it did.
     /// Cancel-safe.
     async fn work(&mut self, no_event_waiting: bool) -> Option<Stopped> {
+        self.refill();
         if self.queue.is_empty()
             && !self.buf.is_empty()
             && (no_event_waiting || self.buf.len() >= CHUNK)
@@ -752,12 +766,24 @@ impl Output {
             self.queue.push_back(bytes);
             self.buf.push(reporter.separator());
         } else if let Some(pieces) = reporter.message_pieces(payload, CHUNK) {
-            self.queue.extend(pieces.map(Bytes::from));
+            self.pieces = Some(pieces);
         } else {
             reporter.message(&mut self.buf, payload);
             self.push_buf();
         }
         self.wait_drained = true;
+    }
+
+    /// The next piece of a large message, once the last one is handed over.
+    fn refill(&mut self) {
+        if self.queue.is_empty()
+            && let Some(pieces) = &mut self.pieces
+        {
+            match pieces.next() {
+                Some(piece) => self.queue.push_back(Bytes::from(piece)),
+                None => self.pieces = None,
+            }
+        }
     }
 
     fn push_buf(&mut self) {
@@ -772,21 +798,33 @@ impl Output {
         self.discarding = true;
         self.buf = Vec::new();
         self.queue.clear();
+        self.pieces = None;
         self.wait_drained = false;
+    }
+
+    /// Hands everything over, in order: the queue, the rest of a large
+    /// message's pieces, then the buffer (rendered after them).
+    async fn write_all(&mut self) {
+        loop {
+            self.refill();
+            let Some(chunk) = self.queue.pop_front() else {
+                break;
+            };
+            self.stdout.write(chunk).await;
+        }
+        self.push_buf();
+        while let Some(chunk) = self.queue.pop_front() {
+            self.stdout.write(chunk).await;
+        }
     }
 
     /// Writes out what is rendered so far and waits until it is written (or
     /// `by`); says why the writer stopped, if it did.
     async fn flush(&mut self, by: Option<Instant>) -> Option<Stopped> {
         if !self.discarding {
-            self.push_buf();
-            let stdout = &self.stdout;
-            let queue = &mut self.queue;
             let write_all = async {
-                while let Some(chunk) = queue.pop_front() {
-                    stdout.write(chunk).await;
-                }
-                stdout.drained().await;
+                self.write_all().await;
+                self.stdout.drained().await;
             };
             match by {
                 Some(at) => {
@@ -800,12 +838,7 @@ impl Output {
 
     /// Writes out what is left, then stops the writer (see [`Stdout::finish`]).
     async fn finish(mut self, by: Option<Instant>) {
-        self.push_buf();
-        let write_all = async {
-            for chunk in std::mem::take(&mut self.queue) {
-                self.stdout.write(chunk).await;
-            }
-        };
+        let write_all = self.write_all();
         match by {
             Some(at) => {
                 if tokio::time::timeout_at(at, write_all).await.is_err() {

@@ -63,7 +63,7 @@ impl Reporter {
     /// A large binary message's output record (as [`Reporter::message`]
     /// writes it) in pieces of about `piece` bytes; `None` for what renders
     /// in one go.
-    pub fn message_pieces<'p>(&self, payload: &'p Payload, piece: usize) -> Option<Pieces<'p>> {
+    pub fn message_pieces(&self, payload: &Payload, piece: usize) -> Option<Pieces> {
         match self {
             Reporter::Human(renderer) => renderer.message_pieces(payload, piece),
             Reporter::Json => {
@@ -75,7 +75,7 @@ impl Reporter {
                 json::message(&mut head, &Payload::Binary(Bytes::new()));
                 let tail = b"\"}\n";
                 head.truncate(head.len() - tail.len());
-                Some(Pieces::new(head, data, piece, true, tail.to_vec()))
+                Some(Pieces::new(head, data.clone(), piece, true, tail.to_vec()))
             }
         }
     }
