@@ -219,31 +219,8 @@ fn a_history_directory_of_another_user_is_not_used() {
 
 #[test]
 fn a_line_typed_while_the_server_is_down_is_delivered_after_the_reconnect() {
-    let server = Server::echo();
-    let addr = server.addr();
     let state = tempfile::tempdir().unwrap();
-    let mut pty = open(
-        &server.url("/"),
-        &state,
-        &[
-            "--backoff-initial",
-            "200ms",
-            "--backoff-max",
-            "200ms",
-            // Only the queue is under test: no re-sending of "before".
-            "--replay-window",
-            "0",
-        ],
-    );
-    pty.line("before");
-    pty.expect("< before\r\n");
-
-    drop(server);
-    pty.expect("* disconnected: ");
-    pty.expect_regex(r"retry 1s  > ");
-    pty.line("while down");
-    pty.expect("> queued: not connected; it goes out after the reconnect (1 waiting)\r\n");
-
+    let (addr, mut pty) = queued_while_down(&state, "300ms");
     let server = Server::echo_at(addr);
     pty.expect(&format!("* connected to ws://{addr}/"));
     pty.expect("> sent 1 queued message\r\n");
@@ -368,9 +345,12 @@ fn a_hung_up_terminal_closes_cleanly_and_exits_130() {
     let mut pty = open(&server.url("/"), &state, &[]);
     pty.send("half a line");
     pty.expect("half a line");
+    // The server's handler listens by now (it may close before the push
+    // after the hang-up).
+    push.text("before the hang-up");
     pty.hang_up();
     // Messages keep arriving for a terminal nobody reads.
-    push.text("for nobody");
+    push.text_if_listening("for nobody");
     assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
     let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
@@ -506,8 +486,9 @@ fn a_bracketed_paste_is_one_message_and_the_lines_after_it_follow() {
     assert_eq!(received(&server, 0, 2).texts(), ["first\nsecond", "after"]);
 }
 
-/// A session whose server is down after a line was typed: the line waits in the queue.
-fn queued_while_down(state: &tempfile::TempDir) -> (std::net::SocketAddr, Pty) {
+/// A session whose server went down, and a line typed since: it waits in the queue.
+/// `backoff` is the wait before each reconnect attempt.
+fn queued_while_down(state: &tempfile::TempDir, backoff: &str) -> (std::net::SocketAddr, Pty) {
     let server = Server::echo();
     let addr = server.addr();
     let mut pty = open(
@@ -515,9 +496,9 @@ fn queued_while_down(state: &tempfile::TempDir) -> (std::net::SocketAddr, Pty) {
         state,
         &[
             "--backoff-initial",
-            "300ms",
+            backoff,
             "--backoff-max",
-            "300ms",
+            backoff,
             // Only the queue is under test: no re-sending of "before".
             "--replay-window",
             "0",
@@ -535,7 +516,7 @@ fn queued_while_down(state: &tempfile::TempDir) -> (std::net::SocketAddr, Pty) {
 #[test]
 fn ctrl_d_while_disconnected_waits_for_the_reconnect_to_deliver_the_queued_lines() {
     let state = tempfile::tempdir().unwrap();
-    let (addr, mut pty) = queued_while_down(&state);
+    let (addr, mut pty) = queued_while_down(&state, "300ms");
     pty.send(CTRL_D);
     pty.expect(
         "* closing with 1000 once the reconnect delivers 1 queued message; \
@@ -553,7 +534,8 @@ fn ctrl_d_while_disconnected_waits_for_the_reconnect_to_deliver_the_queued_lines
 #[test]
 fn ctrl_c_while_waiting_to_deliver_queued_lines_leaves_at_once_and_says_what_was_not_sent() {
     let state = tempfile::tempdir().unwrap();
-    let (_addr, mut pty) = queued_while_down(&state);
+    // No attempt before the Ctrl-C: the freed port may be another test's by then.
+    let (_addr, mut pty) = queued_while_down(&state, "30s");
     pty.send(CTRL_D);
     pty.expect("once the reconnect delivers 1 queued message");
     pty.send(CTRL_C);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::cmd::Running;
+use crate::support::cmd::{Run, Running};
 use crate::support::server::Conn;
 use crate::support::{Server, Tether};
 
@@ -193,6 +193,16 @@ fn an_interrupted_smoke_test_says_where_it_stopped_and_json_names_the_step() {
 
 // stdout tells the truth.
 
+/// Exit 1 with the write error: not a success, nor another failure it caused.
+#[track_caller]
+fn failed_on_a_full_disk(run: &Run) {
+    run.code(1);
+    assert_eq!(
+        run.error_line(),
+        "tether: error: cannot write to stdout: No space left on device (os error 28)"
+    );
+}
+
 #[test]
 fn a_full_disk_on_stdout_is_an_error_not_a_success() {
     let server = Server::echo();
@@ -202,11 +212,7 @@ fn a_full_disk_on_stdout_is_an_error_not_a_success() {
         .stdin(input)
         .stdout_to("/dev/full")
         .run();
-    run.code(1);
-    assert_eq!(
-        run.error_line(),
-        "tether: error: cannot write to stdout: No space left on device (os error 28)"
-    );
+    failed_on_a_full_disk(&run);
 }
 
 #[test]
@@ -216,12 +222,18 @@ fn a_smoke_test_whose_log_cannot_be_written_fails() {
         .args([&server.url("/"), "--send", "hi", "--expect", "hi"])
         .stdout_to("/dev/full")
         .run();
-    run.code(1);
-    assert_eq!(
-        run.error_line(),
-        "tether: error: cannot write to stdout: No space left on device (os error 28)"
-    );
+    failed_on_a_full_disk(&run);
     run.stderr_lacks("smoke test passed");
+}
+
+#[test]
+fn a_json_smoke_test_on_a_full_disk_fails_with_the_write_error() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--send", "hi", "--expect", "hi", "--json"])
+        .stdout_to("/dev/full")
+        .run();
+    failed_on_a_full_disk(&run);
 }
 
 // A signal always ends the session.
@@ -330,20 +342,6 @@ fn after_stdin_ends_a_server_that_always_closes_before_confirming_gets_three_tri
         run.describe()
     );
     assert_eq!(server.connections().len(), 3, "{}", run.describe());
-}
-
-#[test]
-fn a_json_smoke_test_on_a_full_disk_fails_with_the_write_error() {
-    let server = Server::echo();
-    let run = Tether::new()
-        .args([&server.url("/"), "--send", "hi", "--expect", "hi", "--json"])
-        .stdout_to("/dev/full")
-        .run();
-    run.code(1);
-    assert_eq!(
-        run.error_line(),
-        "tether: error: cannot write to stdout: No space left on device (os error 28)"
-    );
 }
 
 #[test]

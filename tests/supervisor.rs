@@ -512,7 +512,7 @@ async fn after_the_end_of_input_a_confirmed_session_is_not_dialled_again() {
     let (handle, mut events) = supervisor::spawn(session(&url, &[])).unwrap();
     next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
     handle.send(Payload::text("the only line")).await.unwrap();
-    handle.end_of_input().await.unwrap();
+    handle.end_of_input().unwrap();
     assert_eq!(log.recv().await.unwrap(), "the only line");
     let events = collect(events).await.unwrap();
     let err = handle.finish().await.unwrap_err();
@@ -562,7 +562,7 @@ async fn the_end_of_input_while_waiting_to_reconnect_ends_the_wait_when_nothing_
     })
     .await;
     let asked = Instant::now();
-    handle.end_of_input().await.unwrap();
+    handle.end_of_input().unwrap();
     let events = collect(events).await.unwrap();
     let err = handle.finish().await.unwrap_err();
     assert_eq!(Instant::now(), asked, "ended at once");
@@ -711,7 +711,7 @@ async fn after_the_end_of_input_what_is_unconfirmed_is_still_replayed_first() {
     let (handle, mut events) = supervisor::spawn(session(&url, &flags)).unwrap();
     next_matching(&mut events, |e| matches!(e, Event::Connected { .. })).await;
     handle.send(Payload::text("unconfirmed")).await.unwrap();
-    handle.end_of_input().await.unwrap();
+    handle.end_of_input().unwrap();
     let events = collect(events).await.unwrap();
     let err = handle.finish().await.unwrap_err();
     assert_eq!(

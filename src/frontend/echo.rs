@@ -1,9 +1,8 @@
 //! `--echo`: answers every message with itself instead of reading stdin, and
 //! prints it as pipe mode does. It runs until the server closes or a signal.
 
-use super::session::{Mode, Over, Session};
-use crate::error::{ExitCode, Result};
-use crate::session::{Event, Payload};
+use super::session::{Mode, Session};
+use crate::session::Payload;
 
 pub(crate) struct Echo;
 
@@ -15,15 +14,5 @@ impl Mode for Echo {
         // Through the driver's queue: the loop never waits for the
         // supervisor, and a flood meets backpressure there.
         s.send_later(payload);
-    }
-
-    async fn event(&mut self, s: &mut Session<'_>, event: Event) {
-        s.report(&event);
-    }
-
-    async fn end(self, s: &mut Session<'_>, over: Over) -> Result<ExitCode> {
-        let outcome = s.outcome(over);
-        s.report_error(&outcome);
-        outcome
     }
 }

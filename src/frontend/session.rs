@@ -73,8 +73,11 @@ pub(crate) trait Mode {
     /// A received message, within `--count`.
     async fn message(&mut self, s: &mut Session<'_>, payload: Payload);
 
-    /// Any other event (the driver has taken what it needs from it).
-    async fn event(&mut self, s: &mut Session<'_>, event: Event);
+    /// Any other event (the driver has taken what it needs from it). By
+    /// default, reported as a status line (or a `--json` event).
+    async fn event(&mut self, s: &mut Session<'_>, event: Event) {
+        s.report(&event);
+    }
 
     /// The `--count`th message arrived. By default, the session closes.
     async fn count_reached(&mut self, s: &mut Session<'_>) {
@@ -102,8 +105,17 @@ pub(crate) trait Mode {
 
     async fn on_wake(&mut self, _s: &mut Session<'_>, _wake: Self::Wake) {}
 
-    /// The session is over: the exit status and the last words.
-    async fn end(self, s: &mut Session<'_>, over: Over) -> Result<ExitCode>;
+    /// The session is over: the exit status and the last words. By default
+    /// the common judgement ([`Session::outcome`]) and, with `--json`, the
+    /// `error` event.
+    async fn end(self, s: &mut Session<'_>, over: Over) -> Result<ExitCode>
+    where
+        Self: Sized,
+    {
+        let outcome = s.outcome(over);
+        s.report_error(&outcome);
+        outcome
+    }
 }
 
 /// How the loop ended.
@@ -149,8 +161,9 @@ pub(crate) struct Session<'a> {
     pub connected: bool,
     linger_until: Option<Instant>,
     outgoing: Outgoing,
-    /// What the supervisor must still be told, in order.
-    control: VecDeque<Control>,
+    /// The close asked for and not yet handed to the supervisor (after the
+    /// mode's own messages).
+    close: Option<(u16, String)>,
     closing: bool,
     /// When the first signal came.
     pub interrupted: Option<Instant>,
@@ -165,11 +178,6 @@ pub(crate) struct Session<'a> {
     unsent_at_end: Option<Unsent>,
     /// The close came from `--count`.
     count_closed: bool,
-}
-
-enum Control {
-    EndOfInput,
-    Close { code: u16, reason: String },
 }
 
 impl<'a> Session<'a> {
@@ -208,7 +216,7 @@ impl<'a> Session<'a> {
             connected: false,
             linger_until: None,
             outgoing: Outgoing::default(),
-            control: VecDeque::new(),
+            close: None,
             closing: false,
             interrupted: None,
             forced: false,
@@ -240,7 +248,7 @@ impl<'a> Session<'a> {
             let out_room = self.out.as_ref().is_none_or(Output::has_room);
             let take_events = out_room && !self.outgoing.full();
             let no_event_waiting = self.events.is_empty();
-            let sending = self.outgoing.pending() || !self.control.is_empty();
+            let sending = self.outgoing.pending() || self.close.is_some();
             let handle = self.handle.as_ref().expect("held until the end");
             tokio::select! {
                 biased;
@@ -265,7 +273,7 @@ impl<'a> Session<'a> {
                     };
                     self.burst(&mut mode, event).await;
                 }
-                () = send_next(handle, &mut self.outgoing, &mut self.control), if sending => {}
+                () = send_next(handle, &mut self.outgoing, &mut self.close), if sending => {}
                 end = async { self.stdin_end.as_mut().expect("guarded").await }, if self.stdin_end.is_some() => {
                     self.stdin_ended(end.unwrap_or(Ok(0)));
                     mode.input_ended(&mut self).await;
@@ -388,8 +396,13 @@ impl<'a> Session<'a> {
         // lost connection ends the session instead of reconnecting. Not
         // with --keep-open, which asks to stay, nor with --count, which
         // still waits for messages.
-        if self.config.end.linger.is_some() && self.config.end.count.is_none() && !self.closing {
-            self.control.push_back(Control::EndOfInput);
+        if self.config.end.linger.is_some()
+            && self.config.end.count.is_none()
+            && !self.closing
+            && let Some(handle) = &self.handle
+        {
+            // Out of band: it never waits. Gone means the session is ending.
+            let _ = handle.end_of_input();
         }
     }
 
@@ -414,20 +427,23 @@ impl<'a> Session<'a> {
             self.forced = true;
             return;
         }
-        let now = Instant::now();
-        self.interrupted = Some(now);
+        self.interrupted = Some(Instant::now());
+        self.end_now();
+    }
+
+    /// Ends the session without waiting for confirmations (a signal, or a
+    /// stdout that cannot be written), leaving within the close timeout.
+    fn end_now(&mut self) {
         self.closing = true;
         self.linger_until = None;
         // Nothing may follow the Close, and the supervisor may never take
         // what waits (it may wait for credit a stalled server never gives).
         self.outgoing.clear();
-        self.control.clear();
+        self.close = None;
         if let Some(handle) = &self.handle {
             handle.interrupt();
         }
-        self.leave_by = Some(self.leave_by.map_or(now + LEAVE_AFTER_SIGNAL, |at| {
-            at.min(now + LEAVE_AFTER_SIGNAL)
-        }));
+        self.leave_by(Instant::now() + LEAVE_AFTER_SIGNAL);
     }
 
     /// Asks for a close that waits until the server confirmed what it was
@@ -436,10 +452,7 @@ impl<'a> Session<'a> {
         if !self.closing {
             self.closing = true;
             self.linger_until = None;
-            self.control.push_back(Control::Close {
-                code,
-                reason: reason.to_owned(),
-            });
+            self.close = Some((code, reason.to_owned()));
         }
     }
 
@@ -516,14 +529,7 @@ impl<'a> Session<'a> {
                     out.discard();
                 }
                 if self.interrupted.is_none() {
-                    if let Some(handle) = &self.handle {
-                        handle.interrupt();
-                    }
-                    self.closing = true;
-                    self.linger_until = None;
-                    self.outgoing.clear();
-                    self.control.clear();
-                    self.leave_by(Instant::now() + LEAVE_AFTER_SIGNAL);
+                    self.end_now();
                 }
             }
         }
@@ -640,9 +646,10 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Hands the next outgoing batch, or control command, to the supervisor;
-/// cancel-safe: nothing leaves its queue before the supervisor has it.
-async fn send_next(handle: &Handle, outgoing: &mut Outgoing, control: &mut VecDeque<Control>) {
+/// Hands the next outgoing batch, or once they are out the close, to the
+/// supervisor; cancel-safe: nothing leaves its queue before the supervisor
+/// has it.
+async fn send_next(handle: &Handle, outgoing: &mut Outgoing, close: &mut Option<(u16, String)>) {
     if outgoing.pending() {
         match handle.reserve().await {
             Ok(permit) => permit.send_batch(outgoing.batch()),
@@ -651,12 +658,11 @@ async fn send_next(handle: &Handle, outgoing: &mut Outgoing, control: &mut VecDe
         }
         return;
     }
-    let _sent_or_gone = match control.front() {
-        Some(Control::EndOfInput) => handle.end_of_input().await,
-        Some(Control::Close { code, reason }) => handle.close(*code, reason.clone()).await,
-        None => return,
-    };
-    control.pop_front();
+    if let Some((code, reason)) = close {
+        // Sent, or the supervisor is gone (its end is reported as events end).
+        let _ = handle.close(*code, reason.clone()).await;
+        *close = None;
+    }
 }
 
 /// How a session that did not fail ended, for a diagnostic.

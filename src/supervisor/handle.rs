@@ -179,7 +179,7 @@ impl Handle {
     /// No more messages will be sent: once the server has confirmed all, a
     /// lost connection is not dialled again. Out of band, so it never waits
     /// behind a full command channel.
-    pub async fn end_of_input(&self) -> std::result::Result<(), Gone> {
+    pub fn end_of_input(&self) -> std::result::Result<(), Gone> {
         if self.commands.is_closed() {
             return Err(Gone);
         }

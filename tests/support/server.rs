@@ -397,6 +397,11 @@ impl Pusher {
         self.push(Message::text(text));
     }
 
+    /// Sends to whoever listens now, if anyone (a connection may be closing).
+    pub fn text_if_listening(&self, text: &str) {
+        let _ = self.0.send(Message::text(text));
+    }
+
     /// Starts the close handshake on every connection.
     pub fn close(&self, code: u16, reason: &str) {
         let frame = CloseFrame {
