@@ -19,6 +19,7 @@ fn the_benchmark_script_completes_one_tiny_round() {
             "2000",
         ])
         .args(["--bulk-msgs", "3", "--smoke-reps", "2", "--rss-mib", "4"])
+        .args(["--lat-msgs", "200", "--lat-warmup", "20"])
         .args(["--tether", env!("CARGO_BIN_EXE_tether")])
         .output()
         .expect("running bench/run with python3");
@@ -33,6 +34,8 @@ fn the_benchmark_script_completes_one_tiny_round() {
         "Round trip",
         "Bulk",
         "Smoke",
+        "Request/response p50",
+        "Request/response p99",
         "Peak RSS, 4 MiB binary stream",
     ] {
         assert!(stdout.contains(row), "no {row:?} row:\n{stdout}");

@@ -136,6 +136,21 @@ fn large_and_small_records_keep_their_order_and_bytes_both_ways() {
         run.code(0);
         assert!(run.stdout == input, "flags {flags:?}: output differs");
     }
+    // To a file, small replies are written at once and large ones by the
+    // writer thread: the order holds across the two.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("out");
+    std::fs::write(&path, "").expect("creating the stdout file");
+    Tether::new()
+        .arg(server.url("/"))
+        .stdout_to(&path)
+        .stdin(&input)
+        .run()
+        .code(0);
+    assert!(
+        std::fs::read(&path).unwrap() == input,
+        "file output differs"
+    );
 }
 
 #[test]
@@ -580,4 +595,49 @@ fn large_messages_to_a_slow_reader_take_two_messages_of_memory() {
             "{format}: peak RSS {peak_kib} KiB, over {bound_kib} KiB"
         );
     }
+}
+
+#[test]
+fn one_request_at_a_time_gets_each_reply_in_turn() {
+    // Quick exchanges make tether poll instead of sleeping between them:
+    // nothing may be lost or reordered for it.
+    let server = Server::echo();
+    let mut tether = Tether::new().arg(server.url("/")).spawn();
+    for i in 0..500 {
+        tether.send(format!("request {i}\n"));
+        assert_eq!(tether.line(), format!("request {i}"));
+    }
+    tether.close_stdin();
+    let (code, _) = tether.wait();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_feed_that_only_receives_leaves_the_cpu_idle_between_messages() {
+    // Polling instead of sleeping pays only where replies follow requests
+    // within microseconds, and only for a moment: a feed with a message every
+    // 20 ms must leave the process asleep in between (polling all along
+    // would use a second of CPU here).
+    let server = Server::start(|mut conn| async move {
+        for i in 0..50 {
+            conn.send_text(&format!("tick {i}")).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        conn.send_text("end").await;
+        conn.recv().await;
+    });
+    let mut tether = Tether::new().arg(server.url("/")).spawn();
+    assert_eq!(tether.line(), "tick 0");
+    let start = tether.cpu_time();
+    for i in 1..50 {
+        assert_eq!(tether.line(), format!("tick {i}"));
+    }
+    assert_eq!(tether.line(), "end");
+    let used = tether.cpu_time() - start;
+    assert!(
+        used <= Duration::from_millis(100),
+        "{used:?} of CPU for 50 messages in a second"
+    );
+    tether.close_stdin();
+    assert_eq!(tether.wait().0, Some(0));
 }

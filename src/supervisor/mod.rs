@@ -16,6 +16,7 @@ mod emitter;
 mod handle;
 mod heartbeat;
 mod outbox;
+mod spin;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use self::handle::Shared;
 pub use self::handle::{BlockingSender, Events, Gone, Handle, Permit};
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
+use self::spin::Spin;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result, Retry};
 use crate::net::dial::{Dialer, Socket};
@@ -124,6 +126,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
         rtt: RttStats::default(),
         sent: 0,
         received: 0,
+        spin: Spin::default(),
     };
     let task = tokio::spawn(supervisor.run());
     Ok((
@@ -165,6 +168,7 @@ struct Supervisor {
     rtt: RttStats,
     sent: u64,
     received: u64,
+    spin: Spin,
 }
 
 /// How one connection ended.
@@ -731,6 +735,9 @@ impl Connection {
 
             tokio::select! {
                 () = shared.changed(seen) => {}
+                // Pending at its first poll, it wakes the loop again once the
+                // scheduler has polled the socket without sleeping.
+                () = spin::poll_once(), if sv.spin.spinning() => {}
                 () = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => {
                     return ConnectionEnd::Closed(sv.closed_by_us(
                         None,
@@ -743,6 +750,7 @@ impl Connection {
                 // that floods Pings and never reads would grow it without bound.
                 incoming = next_incoming(&mut self.stream, &sv.emitter), if !sv.emitter.has_backlog() && !self.pong_owed => {
                     let closing = self.close_deadline.is_some();
+                    let received = sv.received;
                     if let Some(end) = self.incoming(sv, incoming, closing).await {
                         return end;
                     }
@@ -758,6 +766,11 @@ impl Connection {
                         if let Some(end) = self.incoming(sv, incoming, closing).await {
                             return end;
                         }
+                    }
+                    // Once per pass: a burst is a stream, not a reply.
+                    match sv.received - received {
+                        0 => {}
+                        n => sv.spin.received(std::time::Instant::now(), n == 1),
                     }
                 }
                 cmd = sv.commands.recv(), if room => {
@@ -858,6 +871,10 @@ impl Connection {
             self.writer.control.clear();
         }
         if written.delivered > 0 {
+            // Only a lone request waits for its reply; a batch keeps the
+            // loop busy, and spinning would take the CPU from its peers.
+            let lone = written.delivered == 1 && sv.outbox.is_empty();
+            sv.spin.sent(std::time::Instant::now(), lone);
             sv.sent += written.delivered as u64;
             sv.emitter.emit(Event::Delivered {
                 count: written.delivered,

@@ -456,6 +456,23 @@ impl Running {
         self.child.id()
     }
 
+    /// The CPU time (user and system, all threads) tether has used so far,
+    /// to the kernel's tick (10 ms).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("reading /proc/PID/stat");
+        // Fields after the command name, which is in parentheses: utime and
+        // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
     #[track_caller]
     pub fn send(&mut self, input: impl AsRef<[u8]>) -> &mut Running {
         let stdin = self.stdin.as_mut().expect("stdin still open");
