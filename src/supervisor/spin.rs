@@ -81,20 +81,21 @@ impl Spin {
     /// Messages were written to the socket; `lone` when one message went
     /// out and nothing more is queued, as a request waiting for its reply.
     pub(super) fn sent(&mut self, now: Instant, lone: bool) {
-        self.arrived(Expect::Request, now);
-        if lone {
-            self.expect(Expect::Reply, now);
-        } else {
-            self.until = None;
-        }
+        self.event(Expect::Request, Expect::Reply, now, lone);
     }
 
     /// Messages were read from the socket; `lone` when one came, as a reply
     /// would.
     pub(super) fn received(&mut self, now: Instant, lone: bool) {
-        self.arrived(Expect::Reply, now);
+        self.event(Expect::Reply, Expect::Request, now, lone);
+    }
+
+    /// An event of kind `came`; a lone one makes `next` the one to spin
+    /// for, a batch or a burst keeps the loop busy without it.
+    fn event(&mut self, came: Expect, next: Expect, now: Instant, lone: bool) {
+        self.arrived(came, now);
         if lone {
-            self.expect(Expect::Request, now);
+            self.expect(next, now);
         } else {
             self.until = None;
         }
