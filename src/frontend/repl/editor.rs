@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
@@ -88,6 +88,73 @@ enum Print {
 /// newline back down to the cleared row) and draws the prompt and line
 /// again. Outside `readline`, at the start of a line, it moves nothing.
 const REPAINT: &str = "\x1b[A\n";
+
+/// When the printer may hand text to rustyline. Its external printer checks
+/// whether a `readline` has the terminal raw and, if not, writes the text
+/// straight to the terminal: text handed over between two lines can reach
+/// the terminal after the next `readline` has drawn its prompt, which then
+/// stays above the text and is not drawn again. So the printer hands text
+/// over only while a `readline` runs: from its first drawing of the prompt
+/// (the helper's `highlight_prompt`, called once raw mode is on, before the
+/// prompt is written) until it returns.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default, Clone, Copy)]
+struct GateState {
+    reading: bool,
+    /// How many `readline` calls have returned.
+    returns: u64,
+    /// The editor thread has stopped: no prompt is drawn again.
+    ended: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A `readline` is drawing its prompt.
+    fn drawing(&self) {
+        let mut state = self.lock();
+        if !state.reading {
+            state.reading = true;
+            self.changed.notify_all();
+        }
+    }
+
+    fn returned(&self) {
+        let mut state = self.lock();
+        state.reading = false;
+        state.returns += 1;
+    }
+
+    fn end(&self) {
+        self.lock().ended = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until a `readline` runs or the editor has stopped.
+    fn wait(&self) -> GateState {
+        let state = self.lock();
+        *self
+            .changed
+            .wait_while(state, |s| !s.reading && !s.ended)
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Marks the gate ended however the editor thread leaves.
+struct Ended(Arc<Gate>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
 
 /// The runtime's handle on the editor and printer threads.
 pub struct Terminal {
@@ -220,6 +287,7 @@ impl Terminal {
 struct ReplHelper {
     view: View,
     link: SharedLink,
+    gate: Arc<Gate>,
 }
 
 impl Completer for ReplHelper {
@@ -260,6 +328,7 @@ impl Highlighter for ReplHelper {
         prompt: &'p str,
         default: bool,
     ) -> Cow<'b, str> {
+        self.gate.drawing();
         if !default {
             // rustyline's own prompts, e.g. for reverse search.
             return Cow::Borrowed(prompt);
@@ -303,14 +372,19 @@ fn edit(
             return;
         }
     };
+    let gate = Arc::new(Gate::default());
+    let _ended = Ended(Arc::clone(&gate));
     editor.set_helper(Some(ReplHelper {
         view,
         link: Arc::clone(&link),
+        gate: Arc::clone(&gate),
     }));
-    let printer = editor
-        .create_external_printer()
-        .ok()
-        .map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
+    let printer = editor.create_external_printer().ok().map(|p| {
+        (
+            Box::new(p) as Box<dyn ExternalPrinter + Send>,
+            Arc::clone(&gate),
+        )
+    });
     raw.store(printer.is_some(), Ordering::SeqCst);
     spawn_printer(printer, print);
 
@@ -347,7 +421,9 @@ fn edit(
     // what was typed ahead.
     while !stop.load(Ordering::SeqCst) {
         let prompt = View::prompt_plain(link.lock().unwrap_or_else(|e| e.into_inner()).link());
-        match editor.readline(&prompt) {
+        let read = editor.readline(&prompt);
+        gate.returned();
+        match read {
             Ok(line) => {
                 if stop.load(Ordering::SeqCst) {
                     break;
@@ -402,38 +478,44 @@ fn hung_up() -> bool {
 /// The printer thread: output reaches the screen through rustyline's
 /// external printer, which redraws the prompt and the half-typed line below
 /// it. Without one (a dumb terminal), output goes straight to stdout.
-fn spawn_printer(printer: Option<Box<dyn ExternalPrinter + Send>>, print: mpsc::Receiver<Print>) {
+fn spawn_printer(printer: Option<Printer>, print: mpsc::Receiver<Print>) {
     std::thread::Builder::new()
         .name("printer".into())
         .spawn(move || run_printer(printer, print))
         .expect("spawning the printer thread");
 }
 
-fn run_printer(
-    mut printer: Option<Box<dyn ExternalPrinter + Send>>,
-    mut print: mpsc::Receiver<Print>,
-) {
+type Printer = (Box<dyn ExternalPrinter + Send>, Arc<Gate>);
+
+/// Hands `text` to rustyline while a `readline` runs (see [`Gate`]). Should
+/// that `readline` return meanwhile, the text may have gone straight to the
+/// terminal, after the next prompt: the next `readline` draws it again.
+fn hand_over((printer, gate): &mut Printer, text: String) {
+    let before = gate.wait();
+    let _ = printer.print(text);
+    if !before.ended && gate.lock().returns != before.returns && !gate.wait().ended {
+        let _ = printer.print(REPAINT.into());
+    }
+}
+
+fn run_printer(mut printer: Option<Printer>, mut print: mpsc::Receiver<Print>) {
     use std::io::Write;
     while let Some(job) = print.blocking_recv() {
         match (job, printer.as_mut()) {
-            (Print::Text(text), Some(printer)) => {
-                let _ = printer.print(text);
-            }
+            (Print::Text(text), Some(printer)) => hand_over(printer, text),
             (Print::Text(text), None) => {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(text.as_bytes());
                 let _ = stdout.flush();
             }
-            (Print::Repaint, Some(printer)) => {
-                let _ = printer.print(REPAINT.into());
-            }
+            (Print::Repaint, Some(printer)) => hand_over(printer, REPAINT.into()),
             (Print::Repaint, None) => {}
             (Print::Flush(done), Some(printer)) => {
                 // The external printer holds one message at a time: once the
                 // second repaint is accepted, the first has been taken, so
                 // everything before it has been drawn.
-                let _ = printer.print(REPAINT.into());
-                let _ = printer.print(REPAINT.into());
+                hand_over(printer, REPAINT.into());
+                hand_over(printer, REPAINT.into());
                 let _ = done.send(());
             }
             (Print::Flush(done), None) => {
