@@ -105,6 +105,18 @@ pub struct SessionConfig {
     pub queue_capacity: usize,
     /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
     pub replay_window: usize,
+    pub reports: Reports,
+}
+
+/// What the supervisor reports besides messages and the connection's state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reports {
+    /// `-P`: the server's Pings and its unsolicited Pongs, as events.
+    pub ping_pong: bool,
+    /// `--json-sent`: every message written to the socket, as an event.
+    pub sent: bool,
+    /// `-vvv`: the frame trace (`-vv`) shows data frames' payloads.
+    pub frame_payloads: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +209,9 @@ pub struct OutputConfig {
     pub terminal: bool,
     pub separator: u8,
     pub verbosity: Verbosity,
+    /// `-P`: heartbeat Pongs are shown at every verbosity, with the server's
+    /// Pings and unsolicited Pongs.
+    pub ping_pong: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -271,7 +286,9 @@ impl ClientConfig {
         let smoke_test = is_smoke_test(&cli.smoke);
         let mut notes = Vec::new();
         let dial = DialConfig::from_args(url, &cli.connection, &cli.tls, env, &mut notes)?;
-        let session = SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
+        let mut session =
+            SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
+        session.reports = Reports::from_args(&cli.output, &cli.verbosity);
         let input = InputConfig::from_args(&cli.input);
         let end = EndPolicy::from_args(&cli.input)?;
         let output = OutputConfig::from_args(
@@ -426,7 +443,18 @@ impl SessionConfig {
             // would tell the server something it did not send twice, and waiting
             // for Pongs that sit behind a flood of messages would stall the echo.
             replay_window: if echo { 0 } else { window },
+            reports: Reports::default(),
         })
+    }
+}
+
+impl Reports {
+    fn from_args(out: &cli::OutputArgs, verbosity: &cli::VerbosityArgs) -> Reports {
+        Reports {
+            ping_pong: out.show_ping_pong,
+            sent: out.json_sent,
+            frame_payloads: !verbosity.quiet && verbosity.verbose >= 3,
+        }
     }
 }
 
@@ -523,6 +551,7 @@ impl OutputConfig {
             terminal: terminals.stdout,
             separator,
             verbosity: Verbosity::from_cli(verbosity),
+            ping_pong: out.show_ping_pong,
         }
     }
 }
