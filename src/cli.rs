@@ -290,7 +290,7 @@ pub struct OutputArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// With --json, also record every message tether sends, as a `sent` event once it is
+    /// With --json, also record every message tether sends, as a 'sent' event once it is
     /// written to the socket (in order with the messages received; a replay after a
     /// reconnect is marked)
     #[arg(long, requires = "json")]
@@ -298,7 +298,7 @@ pub struct OutputArgs {
 
     /// Show the server's Pings and the Pongs tether gets (its heartbeat's round trips; Pongs
     /// the server sends unasked, marked): '*' lines in the REPL, stderr lines in a pipe, and
-    /// `ping` and `pong` events with --json
+    /// 'ping' and 'pong' events with --json
     #[arg(short = 'P', long)]
     pub show_ping_pong: bool,
 

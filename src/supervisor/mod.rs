@@ -1168,7 +1168,8 @@ impl Writer {
         self.flush(outbox).await
     }
 
-    /// Hands one frame to tungstenite, which writes the Pong it owes first.
+    /// Hands one frame to tungstenite (which writes the Pong it owes first),
+    /// tracing both.
     async fn feed(&mut self, message: Message) -> tungstenite::Result<()> {
         if !self.trace.on() {
             return self.sink.feed(message).await;

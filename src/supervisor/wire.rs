@@ -42,12 +42,14 @@ impl Trace {
         }
     }
 
+    #[inline]
     pub fn on(self) -> bool {
         self != Trace::Off
     }
 
     /// Traces a frame; `auto` marks one tungstenite wrote of its own (the
     /// Pong to a Ping, the answer to a Close).
+    #[inline]
     pub fn frame(self, dir: Dir, message: &Message, auto: bool) {
         if self.on() {
             let line = line(dir, message, self == Trace::Payloads, auto);
