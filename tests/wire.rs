@@ -1,9 +1,11 @@
 //! Watching the wire: `-vv`'s frame trace, `-P`'s Pings and Pongs, and `--json-sent`'s
 //! record of what tether wrote, against servers that ping, pong unasked and drop.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -410,5 +412,51 @@ fn json_sent_to_a_slow_reader_pauses_writing_instead_of_growing_memory() {
     assert!(
         peak_kib < bound_kib,
         "peak RSS {peak_kib} KiB, over {bound_kib} KiB"
+    );
+}
+
+#[test]
+fn a_ping_flood_shown_with_p_to_a_stalled_reader_stops_being_read() {
+    // The server pings as fast as it can, reading the Pongs; nobody reads tether's
+    // stdout. Each Ping is an event, which waits for room as a message does, so tether
+    // stops reading and the flood stalls in the socket buffers.
+    let pings = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pings);
+    let server = Server::start(move |conn| {
+        let counter = Arc::clone(&counter);
+        async move {
+            let (mut tx, mut rx) = conn.ws.split();
+            tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+            while tx.send(Message::Ping(vec![b'p'; 125].into())).await.is_ok() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let _running = Tether::new()
+        .args([&server.url("/"), "--json", "-P", "--keep-open"])
+        .args(["--ping-interval", "0"])
+        .stdout_unread()
+        .spawn();
+    // Stalled: no Ping for half a second.
+    let started = Instant::now();
+    let mut last = (0, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = pings.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now > 0 && last.1.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the flood never stalled: {now} Pings written"
+        );
+    }
+    // The event channel, stdout's buffers and the socket buffers: far from unbounded.
+    assert!(
+        last.0 < 200_000,
+        "{} Pings written before the flood stalled",
+        last.0
     );
 }
