@@ -992,7 +992,20 @@ mod tests {
                 assert_eq!(c.output.verbosity, Verbosity::Quiet)
             }),
             (&["-vv"], |c| {
-                assert_eq!(c.output.verbosity, Verbosity::Trace)
+                assert_eq!(c.output.verbosity, Verbosity::Trace);
+                assert!(!c.session.reports.frame_payloads);
+            }),
+            (&["-vvv"], |c| {
+                assert_eq!(c.output.verbosity, Verbosity::Trace);
+                assert!(c.session.reports.frame_payloads);
+            }),
+            (&["-P", "--json", "--json-sent"], |c| {
+                let r = c.session.reports;
+                assert!(r.ping_pong && r.sent && c.output.ping_pong);
+            }),
+            (&[], |c| {
+                let r = c.session.reports;
+                assert!(!r.ping_pong && !r.sent && !r.frame_payloads && !c.output.ping_pong);
             }),
         ];
         for (flags, check) in cases {
@@ -1033,6 +1046,10 @@ mod tests {
             (
                 &["ws://h/", "--strict"],
                 "--strict needs something to be strict about",
+            ),
+            (
+                &["ws://h/", "--json-sent"],
+                "the following required arguments were not provided:\n  --json",
             ),
             (
                 &["ws://h/", "--strict", "--send", "x"],
