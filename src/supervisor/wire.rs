@@ -32,6 +32,7 @@ pub enum Dir {
 }
 
 impl Trace {
+    /// Asks tracing's filter once, for a connection; `payloads` is `-vvv`.
     pub fn new(payloads: bool) -> Trace {
         if !tracing::enabled!(target: TARGET, tracing::Level::TRACE) {
             Trace::Off
