@@ -115,6 +115,14 @@ pub struct Reports {
     pub ping_pong: bool,
     /// `--json-sent`: every message written to the socket, as an event.
     pub sent: bool,
+    /// With `sent`, in pipe mode: writing waits, as reading does, until the
+    /// frontend has room for the events, so a fast stdin and a slow stdout
+    /// cannot pile them up. Only there: its stdin thread waits for the
+    /// supervisor on its own, while the REPL, `--echo` and a smoke test's
+    /// steps send from the driver's loop, which would then wait for a
+    /// supervisor waiting for it to take events. They send as fast as a
+    /// person types, as events are taken, or as the steps say.
+    pub sent_paces_writing: bool,
     /// `-vvv`: the frame trace (`-vv`) shows data frames' payloads.
     pub frame_payloads: bool,
 }
@@ -288,7 +296,6 @@ impl ClientConfig {
         let dial = DialConfig::from_args(url, &cli.connection, &cli.tls, env, &mut notes)?;
         let mut session =
             SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
-        session.reports = Reports::from_args(&cli.output, &cli.verbosity);
         let input = InputConfig::from_args(&cli.input);
         let end = EndPolicy::from_args(&cli.input)?;
         let output = OutputConfig::from_args(
@@ -300,6 +307,7 @@ impl ClientConfig {
             env,
         );
         let frontend = Frontend::from_cli(cli, smoke_test, terminals)?;
+        session.reports = Reports::from_args(&cli.output, &cli.verbosity, &frontend);
         Ok(ClientConfig {
             session,
             input,
@@ -449,10 +457,15 @@ impl SessionConfig {
 }
 
 impl Reports {
-    fn from_args(out: &cli::OutputArgs, verbosity: &cli::VerbosityArgs) -> Reports {
+    fn from_args(
+        out: &cli::OutputArgs,
+        verbosity: &cli::VerbosityArgs,
+        frontend: &Frontend,
+    ) -> Reports {
         Reports {
             ping_pong: out.show_ping_pong,
             sent: out.json_sent,
+            sent_paces_writing: out.json_sent && matches!(frontend, Frontend::Pipe),
             frame_payloads: !verbosity.quiet && verbosity.verbose >= 3,
         }
     }
@@ -1001,7 +1014,11 @@ mod tests {
             }),
             (&["-P", "--json", "--json-sent"], |c| {
                 let r = c.session.reports;
-                assert!(r.ping_pong && r.sent && c.output.ping_pong);
+                assert!(r.ping_pong && r.sent && r.sent_paces_writing && c.output.ping_pong);
+            }),
+            (&["--json", "--json-sent", "--echo"], |c| {
+                let r = c.session.reports;
+                assert!(r.sent && !r.sent_paces_writing);
             }),
             (&[], |c| {
                 let r = c.session.reports;

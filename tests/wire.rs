@@ -460,3 +460,46 @@ fn a_ping_flood_shown_with_p_to_a_stalled_reader_stops_being_read() {
         last.0
     );
 }
+
+#[test]
+fn json_sent_with_echo_against_a_flood_and_a_slow_reader_finishes() {
+    // The server floods, and reads the echoes as they come; stdout is slower than both.
+    // The echo frontend sends from the driver's loop, so its writing does not wait for
+    // it to take the `sent` events (each side could end up waiting for the other): it
+    // sends only as fast as it takes the messages. Every echo is recorded.
+    const N: usize = 4000;
+    let server = Server::start(|conn| async move {
+        let (mut tx, mut rx) = conn.ws.split();
+        let reader = tokio::spawn(async move {
+            let mut echoes = 0;
+            while echoes < N {
+                match rx.next().await {
+                    Some(Ok(Message::Text(_))) => echoes += 1,
+                    Some(Ok(_)) => {}
+                    _ => return (echoes, rx),
+                }
+            }
+            (echoes, rx)
+        });
+        for i in 0..N {
+            let _ = tx
+                .send(Message::text(format!("{i:04} {}", "f".repeat(1019))))
+                .await;
+        }
+        if let Ok((N, rx)) = reader.await
+            && let Ok(mut ws) = tx.reunite(rx)
+        {
+            let _ = ws.close(None).await;
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    });
+    let (run, _) = Tether::new()
+        .args([&server.url("/"), "--echo", "--json", "--json-sent"])
+        .slow_stdout(8 << 10)
+        .deadline(Duration::from_secs(30))
+        .run_peak_rss();
+    run.code(0);
+    let said = conversation(&run);
+    let count = |prefix: &str| said.iter().filter(|s| s.starts_with(prefix)).count();
+    assert_eq!((count("message "), count("sent ")), (N, N));
+}

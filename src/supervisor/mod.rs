@@ -728,9 +728,10 @@ impl Connection {
                 self.confirming_since = None;
             }
             let send_close = close_due && !confirming && self.writer.control.is_empty();
-            // With --json-sent every message written is an event: writing
-            // waits for the frontend's room, as reading does.
-            let may_send = !sv.config.reports.sent || sv.emitter.may_read();
+            // With --json-sent every message written is an event: in pipe
+            // mode writing waits for the frontend's room, as reading does
+            // (see `Reports::sent_paces_writing`).
+            let may_send = !sv.config.reports.sent_paces_writing || sv.emitter.may_read();
             let sends = may_send && sv.outbox.ready();
             let want_write = self.writer.unflushed.frames
                 || self.pong_owed
