@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -66,9 +66,11 @@ complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connec
 complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
 complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix every line with the time it was received'
 complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (see the README for the schema)'
+complete -c tether -n "__fish_tether_needs_command" -l json-sent -d 'With --json, also record every message tether sends, as a \'sent\' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
+complete -c tether -n "__fish_tether_needs_command" -s P -l show-ping-pong -d 'Show the server\'s Pings and the Pongs tether gets (its heartbeat\'s round trips; Pongs the server sends unasked, marked): \'*\' lines in the REPL, stderr lines in a pipe, and \'ping\' and \'pong\' events with --json'
 complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Pretty-print messages that are JSON'
 complete -c tether -n "__fish_tether_needs_command" -l strict -d 'Fail when a message does not match the expectation waiting for it, instead of skipping it'
-complete -c tether -n "__fish_tether_needs_command" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_needs_command" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_needs_command" -s q -l quiet -d 'Only errors on stderr'
 complete -c tether -n "__fish_tether_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tether -n "__fish_tether_needs_command" -s V -l version -d 'Print version'
@@ -77,16 +79,16 @@ complete -c tether -n "__fish_tether_needs_command" -a "demo" -d 'Start an echo 
 complete -c tether -n "__fish_tether_needs_command" -a "completions" -d 'Print a shell completion script'
 complete -c tether -n "__fish_tether_needs_command" -a "man" -d 'Print the man page (roff)'
 complete -c tether -n "__fish_tether_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tether -n "__fish_tether_using_subcommand serve" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand serve" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
 complete -c tether -n "__fish_tether_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c tether -n "__fish_tether_using_subcommand demo" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand demo" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_using_subcommand demo" -s q -l quiet -d 'Only errors on stderr'
 complete -c tether -n "__fish_tether_using_subcommand demo" -s h -l help -d 'Print help'
-complete -c tether -n "__fish_tether_using_subcommand completions" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand completions" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr'
 complete -c tether -n "__fish_tether_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c tether -n "__fish_tether_using_subcommand man" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too'
+complete -c tether -n "__fish_tether_using_subcommand man" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_using_subcommand man" -s q -l quiet -d 'Only errors on stderr'
 complete -c tether -n "__fish_tether_using_subcommand man" -s h -l help -d 'Print help'
 complete -c tether -n "__fish_tether_using_subcommand help; and not __fish_seen_subcommand_from serve demo completions man help" -f -a "serve" -d 'Run a WebSocket echo server (127.0.0.1 unless told otherwise)'

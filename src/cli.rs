@@ -290,6 +290,18 @@ pub struct OutputArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// With --json, also record every message tether sends, as a 'sent' event once it is
+    /// written to the socket (in order with the messages received; a replay after a
+    /// reconnect is marked)
+    #[arg(long, requires = "json")]
+    pub json_sent: bool,
+
+    /// Show the server's Pings and the Pongs tether gets (its heartbeat's round trips; Pongs
+    /// the server sends unasked, marked): '*' lines in the REPL, stderr lines in a pipe, and
+    /// 'ping' and 'pong' events with --json
+    #[arg(short = 'P', long)]
+    pub show_ping_pong: bool,
+
     /// Pretty-print messages that are JSON
     #[arg(long)]
     pub pretty: bool,
@@ -329,7 +341,8 @@ pub struct SmokeArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Diagnostics")]
 pub struct VerbosityArgs {
-    /// More diagnostics on stderr (-v: debug, -vv: trace); RUST_LOG works too
+    /// More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received;
+    /// -vvv: the frames' payloads too); RUST_LOG works too
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 

@@ -105,6 +105,26 @@ pub struct SessionConfig {
     pub queue_capacity: usize,
     /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
     pub replay_window: usize,
+    pub reports: Reports,
+}
+
+/// What the supervisor reports besides messages and the connection's state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reports {
+    /// `-P`: the server's Pings and its unsolicited Pongs, as events.
+    pub ping_pong: bool,
+    /// `--json-sent`: every message written to the socket, as an event.
+    pub sent: bool,
+    /// With `sent`, in pipe mode: writing waits, as reading does, until the
+    /// frontend has room for the events, so a fast stdin and a slow stdout
+    /// cannot pile them up. Only there: its stdin thread waits for the
+    /// supervisor on its own, while the REPL, `--echo` and a smoke test's
+    /// steps send from the driver's loop, which would then wait for a
+    /// supervisor waiting for it to take events. They send as fast as a
+    /// person types, as events are taken, or as the steps say.
+    pub sent_paces_writing: bool,
+    /// `-vvv`: the frame trace (`-vv`) shows data frames' payloads.
+    pub frame_payloads: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +217,9 @@ pub struct OutputConfig {
     pub terminal: bool,
     pub separator: u8,
     pub verbosity: Verbosity,
+    /// `-P`: heartbeat Pongs are shown at every verbosity, with the server's
+    /// Pings and unsolicited Pongs.
+    pub ping_pong: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -271,7 +294,8 @@ impl ClientConfig {
         let smoke_test = is_smoke_test(&cli.smoke);
         let mut notes = Vec::new();
         let dial = DialConfig::from_args(url, &cli.connection, &cli.tls, env, &mut notes)?;
-        let session = SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
+        let mut session =
+            SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
         let input = InputConfig::from_args(&cli.input);
         let end = EndPolicy::from_args(&cli.input)?;
         let output = OutputConfig::from_args(
@@ -283,6 +307,7 @@ impl ClientConfig {
             env,
         );
         let frontend = Frontend::from_cli(cli, smoke_test, terminals)?;
+        session.reports = Reports::from_args(&cli.output, &cli.verbosity, &frontend);
         Ok(ClientConfig {
             session,
             input,
@@ -426,7 +451,23 @@ impl SessionConfig {
             // would tell the server something it did not send twice, and waiting
             // for Pongs that sit behind a flood of messages would stall the echo.
             replay_window: if echo { 0 } else { window },
+            reports: Reports::default(),
         })
+    }
+}
+
+impl Reports {
+    fn from_args(
+        out: &cli::OutputArgs,
+        verbosity: &cli::VerbosityArgs,
+        frontend: &Frontend,
+    ) -> Reports {
+        Reports {
+            ping_pong: out.show_ping_pong,
+            sent: out.json_sent,
+            sent_paces_writing: out.json_sent && matches!(frontend, Frontend::Pipe),
+            frame_payloads: !verbosity.quiet && verbosity.verbose >= 3,
+        }
     }
 }
 
@@ -523,6 +564,7 @@ impl OutputConfig {
             terminal: terminals.stdout,
             separator,
             verbosity: Verbosity::from_cli(verbosity),
+            ping_pong: out.show_ping_pong,
         }
     }
 }
@@ -963,7 +1005,24 @@ mod tests {
                 assert_eq!(c.output.verbosity, Verbosity::Quiet)
             }),
             (&["-vv"], |c| {
-                assert_eq!(c.output.verbosity, Verbosity::Trace)
+                assert_eq!(c.output.verbosity, Verbosity::Trace);
+                assert!(!c.session.reports.frame_payloads);
+            }),
+            (&["-vvv"], |c| {
+                assert_eq!(c.output.verbosity, Verbosity::Trace);
+                assert!(c.session.reports.frame_payloads);
+            }),
+            (&["-P", "--json", "--json-sent"], |c| {
+                let r = c.session.reports;
+                assert!(r.ping_pong && r.sent && r.sent_paces_writing && c.output.ping_pong);
+            }),
+            (&["--json", "--json-sent", "--echo"], |c| {
+                let r = c.session.reports;
+                assert!(r.sent && !r.sent_paces_writing);
+            }),
+            (&[], |c| {
+                let r = c.session.reports;
+                assert!(!r.ping_pong && !r.sent && !r.frame_payloads && !c.output.ping_pong);
             }),
         ];
         for (flags, check) in cases {
@@ -1004,6 +1063,10 @@ mod tests {
             (
                 &["ws://h/", "--strict"],
                 "--strict needs something to be strict about",
+            ),
+            (
+                &["ws://h/", "--json-sent"],
+                "the following required arguments were not provided:\n  --json",
             ),
             (
                 &["ws://h/", "--strict", "--send", "x"],

@@ -345,6 +345,16 @@ fn the_json_examples_print_as_documented() {
         .collect();
     let ms = |micros| Millis(Duration::from_micros(micros));
     let events = [
+        // Watching the wire: --json-sent.
+        JsonEvent::Sent(Sent {
+            kind: MessageType::Text,
+            data: Data::Text("hello"),
+            replay: false,
+        }),
+        JsonEvent::Message(Message {
+            kind: MessageType::Text,
+            data: Data::Text("hello"),
+        }),
         JsonEvent::Connected(Connected {
             url: "ws://127.0.0.1:9101/x",
             subprotocol: None,

@@ -32,6 +32,11 @@ impl Renderer {
         self.config.verbosity
     }
 
+    /// `-P`: Pings and Pongs are shown.
+    pub fn ping_pong(&self) -> bool {
+        self.config.ping_pong
+    }
+
     /// Appends a received message as one output record (with separator).
     pub fn message(&self, out: &mut Vec<u8>, payload: &Payload) {
         // Exact for an empty buffer: a large message then gets a chunk of its
@@ -196,6 +201,29 @@ pub fn excerpt(text: &str, max: usize) -> String {
                 out.push_str(&escape_controls(c.encode_utf8(&mut tmp)));
             }
         }
+    }
+    out
+}
+
+/// A payload as a diagnostic shows it: text quoted and escaped (as Rust's
+/// `{:?}` quotes it, and [`escape_controls`] on top), other bytes in hex; at
+/// most `max` characters (or bytes), with a note of the full length when
+/// cut. `binary` shows even valid UTF-8 in hex (a binary message's payload).
+pub fn quoted(data: &[u8], binary: bool, max: usize) -> String {
+    let text = (!binary).then(|| std::str::from_utf8(data).ok()).flatten();
+    let (mut out, cut) = match text {
+        Some(text) => {
+            let shown = prefix(text, max);
+            let quoted = escape_controls(&format!("{shown:?}")).into_owned();
+            (quoted, shown.len() < text.len())
+        }
+        None => {
+            let shown = &data[..data.len().min(max)];
+            (hex(shown), shown.len() < data.len())
+        }
+    };
+    if cut {
+        let _ = write!(out, "... ({} bytes in all)", data.len());
     }
     out
 }
@@ -376,5 +404,19 @@ mod tests {
         assert_eq!(excerpt("abc", 3), "abc");
         assert_eq!(prefix("héllo", 2), "hé");
         assert_eq!(prefix("hé", 5), "hé");
+    }
+
+    #[test]
+    fn quoted_payloads_are_escaped_text_or_hex() {
+        assert_eq!(quoted(b"abcd", false, 125), "\"abcd\"");
+        assert_eq!(
+            quoted("q\"\x1b[2J\u{9b}\u{202e}\u{2028}é\n".as_bytes(), false, 125),
+            "\"q\\\"\\u{1b}[2J\\u{9b}\\u{202e}\\u{2028}é\\n\""
+        );
+        assert_eq!(quoted(b"\x00\xff", false, 125), "00ff");
+        assert_eq!(quoted(b"abc", true, 125), "616263");
+        assert_eq!(quoted(b"abcdef", false, 2), "\"ab\"... (6 bytes in all)");
+        assert_eq!(quoted(b"abcdef", true, 2), "6162... (6 bytes in all)");
+        assert_eq!(quoted(b"", false, 125), "\"\"");
     }
 }

@@ -78,6 +78,18 @@ pub enum Event {
         /// True for the supervisor's own heartbeat, false for a user's ping.
         heartbeat: bool,
     },
+    /// A Ping from the server, with its payload (tungstenite answers it).
+    /// Only with `-P`.
+    Ping(Bytes),
+    /// A Pong from the server that answers no Ping of ours. Only with `-P`.
+    UnsolicitedPong(Bytes),
+    /// A message was written to the socket: the flush that carried it
+    /// completed. `replay`: it went out before, on a connection lost before
+    /// the server confirmed it. Only with `--json-sent`.
+    Sent {
+        payload: Payload,
+        replay: bool,
+    },
     Disconnected {
         reason: String,
         code: Option<u16>,
@@ -98,6 +110,17 @@ pub enum Event {
         by_server: bool,
     },
     Warning(String),
+}
+
+impl Event {
+    /// The payload whose bytes the event took from the event credit (see
+    /// `supervisor::emitter`), given back as the frontend receives it.
+    pub(crate) fn credited(&self) -> Option<&Payload> {
+        match self {
+            Event::Message(payload) | Event::Sent { payload, .. } => Some(payload),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,3 +23,4 @@ mod session_rules;
 mod smoke;
 mod supervisor;
 mod support_tls;
+mod wire;

@@ -96,6 +96,43 @@ fn ping_prints_the_round_trip() {
 }
 
 #[test]
+fn show_ping_pong_marks_the_servers_pings_and_unasked_pongs() {
+    // Each line typed is answered with a Ping, then an unasked Pong, then its echo.
+    let server = Server::start(|mut conn| async move {
+        while let Some(message) = conn.recv().await {
+            conn.send(Message::Ping("are you there?\x1b[2J".into()))
+                .await;
+            conn.send(Message::Pong(vec![0xff].into())).await;
+            conn.send(message).await;
+        }
+    });
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &["-P", "--ping-interval", "0"]);
+    pty.line("hello");
+    pty.expect("* ping from the server: \"are you there?\\u{1b}[2J\"\r\n");
+    pty.expect("* unsolicited pong from the server: ff\r\n");
+    pty.expect("< hello\r\n");
+    assert!(
+        !pty.all_output().contains("\x1b[2J"),
+        "{}",
+        pty.all_output()
+    );
+
+    // Without -P, only the echo.
+    let mut plain = open(&server.url("/"), &state, &["--ping-interval", "0"]);
+    plain.line("again");
+    plain.expect("< again\r\n");
+    plain.expect("connected > ");
+    plain.send(CTRL_D);
+    assert_eq!(plain.exit_code(), 0);
+    assert!(
+        !plain.all_output().contains("ping from"),
+        "{}",
+        plain.all_output()
+    );
+}
+
+#[test]
 fn close_with_a_code_and_reason_reaches_the_server() {
     let server = Server::echo();
     let state = tempfile::tempdir().unwrap();

@@ -30,6 +30,8 @@ pub enum JsonEvent<'a> {
     Connecting(Connecting),
     Connected(Connected<'a>),
     Message(Message<'a>),
+    Sent(Sent<'a>),
+    Ping(Ping<'a>),
     Pong(Pong),
     Disconnected(Disconnected<'a>),
     Reconnecting(Reconnecting<'a>),
@@ -100,9 +102,27 @@ impl<'a> Message<'a> {
     }
 }
 
+/// A message tether wrote to the socket (`--json-sent`).
+#[derive(Debug, Serialize)]
+pub struct Sent<'a> {
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    pub data: Data<'a>,
+    /// Sent before, on a connection lost before the server confirmed it.
+    pub replay: bool,
+}
+
+/// A Ping from the server (`-P`): its payload, in base64 as a Ping's payload
+/// is bytes.
+#[derive(Debug, Serialize)]
+pub struct Ping<'a> {
+    pub data: Data<'a>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Pong {
-    pub rtt_ms: Millis,
+    /// `None` for a Pong the server sent unasked (`-P`).
+    pub rtt_ms: Option<Millis>,
     pub heartbeat: bool,
 }
 
@@ -268,9 +288,24 @@ impl<'a> JsonEvent<'a> {
                 subprotocol: subprotocol.as_deref(),
                 attempt: *attempt,
             }),
+            Event::Sent { payload, replay } => {
+                let Message { kind, data } = Message::of(payload);
+                JsonEvent::Sent(Sent {
+                    kind,
+                    data,
+                    replay: *replay,
+                })
+            }
+            Event::Ping(payload) => JsonEvent::Ping(Ping {
+                data: Data::Binary(payload),
+            }),
             Event::Pong { rtt, heartbeat } => JsonEvent::Pong(Pong {
-                rtt_ms: Millis(*rtt),
+                rtt_ms: Some(Millis(*rtt)),
                 heartbeat: *heartbeat,
+            }),
+            Event::UnsolicitedPong(_) => JsonEvent::Pong(Pong {
+                rtt_ms: None,
+                heartbeat: false,
             }),
             Event::Disconnected {
                 reason,
@@ -525,8 +560,16 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
             kind: MessageType::Text,
             data: Data::Text("a"),
         }),
+        JsonEvent::Sent(Sent {
+            kind: MessageType::Text,
+            data: Data::Text("a"),
+            replay: false,
+        }),
+        JsonEvent::Ping(Ping {
+            data: Data::Binary(b"a"),
+        }),
         JsonEvent::Pong(Pong {
-            rtt_ms: ms,
+            rtt_ms: Some(ms),
             heartbeat: false,
         }),
         JsonEvent::Disconnected(Disconnected {
@@ -584,6 +627,8 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
             JsonEvent::Connecting(_)
             | JsonEvent::Connected(_)
             | JsonEvent::Message(_)
+            | JsonEvent::Sent(_)
+            | JsonEvent::Ping(_)
             | JsonEvent::Pong(_)
             | JsonEvent::Disconnected(_)
             | JsonEvent::Reconnecting(_)
@@ -716,17 +761,38 @@ mod tests {
             ),
             (
                 JsonEvent::Pong(Pong {
-                    rtt_ms: Millis(Duration::from_nanos(1_234_567)),
+                    rtt_ms: Some(Millis(Duration::from_nanos(1_234_567))),
                     heartbeat: true,
                 }),
                 r#""pong","rtt_ms":1.235,"heartbeat":true}"#,
             ),
             (
                 JsonEvent::Pong(Pong {
-                    rtt_ms: Millis(Duration::from_secs(2)),
+                    rtt_ms: Some(Millis(Duration::from_secs(2))),
                     heartbeat: false,
                 }),
                 r#""pong","rtt_ms":2000.000,"heartbeat":false}"#,
+            ),
+            (
+                JsonEvent::Pong(Pong {
+                    rtt_ms: None,
+                    heartbeat: false,
+                }),
+                r#""pong","rtt_ms":null,"heartbeat":false}"#,
+            ),
+            (
+                JsonEvent::Ping(Ping {
+                    data: Data::Binary(b"abcd"),
+                }),
+                r#""ping","data":"YWJjZA=="}"#,
+            ),
+            (
+                JsonEvent::Sent(Sent {
+                    kind: MessageType::Binary,
+                    data: Data::Binary(b"\x00\xff"),
+                    replay: true,
+                }),
+                r#""sent","type":"binary","data":"AP8=","replay":true}"#,
             ),
             (
                 JsonEvent::Disconnected(Disconnected {

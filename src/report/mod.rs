@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 use crate::config::{OutputConfig, Verbosity};
 use crate::error::Error;
-use crate::render::{Pieces, Renderer, eprint_line, excerpt, format_delay, format_rtt};
+use crate::render::{Pieces, Renderer, eprint_line, excerpt, format_delay, format_rtt, quoted};
+use crate::rfc6455;
 use crate::session::{Event, Payload, Unsent};
 
 use self::json::{ErrorEvent, JsonEvent, Step, StepStatus, Summary, Verdict};
@@ -85,7 +86,7 @@ impl Reporter {
     pub fn status(&self, out: Option<&mut Vec<u8>>, event: &Event) {
         match self {
             Reporter::Human(renderer) => {
-                if let Some(line) = status_line(event, renderer.verbosity()) {
+                if let Some(line) = status_line(event, renderer.verbosity(), renderer.ping_pong()) {
                     eprint_line(&line);
                 }
             }
@@ -99,7 +100,7 @@ impl Reporter {
                 // lines): a last word such as what was left unsent goes to
                 // stderr.
                 None => {
-                    if let Some(line) = status_line(event, Verbosity::Normal) {
+                    if let Some(line) = status_line(event, Verbosity::Normal, false) {
                         eprint_line(&line);
                     }
                 }
@@ -158,11 +159,14 @@ impl Reporter {
 }
 
 /// A status event as a line for people, or `None` when it is not worth
-/// showing at this verbosity.
-pub fn status_line(event: &Event, verbosity: Verbosity) -> Option<String> {
+/// showing at this verbosity; `ping_pong` (`-P`) shows the heartbeat's Pongs
+/// at every verbosity.
+pub fn status_line(event: &Event, verbosity: Verbosity, ping_pong: bool) -> Option<String> {
     let quiet = verbosity == Verbosity::Quiet;
     let line = match event {
-        Event::Message(_) | Event::Delivered { .. } | Event::Drained => return None,
+        Event::Message(_) | Event::Delivered { .. } | Event::Drained | Event::Sent { .. } => {
+            return None;
+        }
         Event::Connecting { .. } => return None,
         Event::Connected {
             url, subprotocol, ..
@@ -171,10 +175,15 @@ pub fn status_line(event: &Event, verbosity: Verbosity) -> Option<String> {
             None => format!("connected to {url}"),
         },
         Event::Pong { rtt, heartbeat } => {
-            if *heartbeat && verbosity < Verbosity::Debug {
+            if *heartbeat && verbosity < Verbosity::Debug && !ping_pong {
                 return None;
             }
-            format!("pong: rtt {}", format_rtt(*rtt))
+            let whose = if *heartbeat { " (heartbeat)" } else { "" };
+            format!("pong: rtt {}{whose}", format_rtt(*rtt))
+        }
+        Event::Ping(payload) => format!("ping from the server{}", payload_note(payload)),
+        Event::UnsolicitedPong(payload) => {
+            format!("unsolicited pong from the server{}", payload_note(payload))
         }
         Event::Disconnected { reason, .. } => format!("disconnected: {reason}"),
         Event::Reconnecting {
@@ -219,6 +228,16 @@ pub fn status_line(event: &Event, verbosity: Verbosity) -> Option<String> {
     Some(line)
 }
 
+/// `: "payload"` (escaped), or ` (empty)`: a control frame's payload, at
+/// most 125 bytes, shown whole.
+fn payload_note(payload: &[u8]) -> String {
+    if payload.is_empty() {
+        " (empty)".to_owned()
+    } else {
+        format!(": {}", quoted(payload, false, rfc6455::CONTROL_PAYLOAD_MAX))
+    }
+}
+
 /// A smoke-test step as a `-v` status line.
 pub fn step_line(step: &Step<'_>) -> String {
     let mut line = format!(
@@ -256,6 +275,7 @@ mod tests {
             terminal: false,
             separator: b'\n',
             verbosity: Verbosity::Normal,
+            ping_pong: false,
         }
     }
 
@@ -299,23 +319,38 @@ mod tests {
             by_server: true,
         };
         assert_eq!(
-            status_line(&closed, Verbosity::Normal).as_deref(),
+            status_line(&closed, Verbosity::Normal, false).as_deref(),
             Some("server closed (4000: bye)")
         );
-        assert_eq!(status_line(&closed, Verbosity::Quiet), None);
+        assert_eq!(status_line(&closed, Verbosity::Quiet, false), None);
         let warning = Event::Warning("w".into());
         assert_eq!(
-            status_line(&warning, Verbosity::Quiet).as_deref(),
+            status_line(&warning, Verbosity::Quiet, false).as_deref(),
             Some("warning: w")
         );
         let heartbeat = Event::Pong {
             rtt: std::time::Duration::from_micros(1500),
             heartbeat: true,
         };
-        assert_eq!(status_line(&heartbeat, Verbosity::Normal), None);
+        assert_eq!(status_line(&heartbeat, Verbosity::Normal, false), None);
         assert_eq!(
-            status_line(&heartbeat, Verbosity::Debug).as_deref(),
-            Some("pong: rtt 1.5 ms")
+            status_line(&heartbeat, Verbosity::Debug, false).as_deref(),
+            Some("pong: rtt 1.5 ms (heartbeat)")
+        );
+        // -P: the heartbeat's Pongs, and what the server sends of its own.
+        assert_eq!(
+            status_line(&heartbeat, Verbosity::Normal, true).as_deref(),
+            Some("pong: rtt 1.5 ms (heartbeat)")
+        );
+        let ping = Event::Ping(Bytes::from_static(b"hi\x1b"));
+        assert_eq!(
+            status_line(&ping, Verbosity::Normal, true).as_deref(),
+            Some(r#"ping from the server: "hi\u{1b}""#)
+        );
+        let pong = Event::UnsolicitedPong(Bytes::new());
+        assert_eq!(
+            status_line(&pong, Verbosity::Normal, true).as_deref(),
+            Some("unsolicited pong from the server (empty)")
         );
     }
 }

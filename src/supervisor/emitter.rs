@@ -38,6 +38,14 @@ impl Emitter {
         self.emit(Event::Message(payload));
     }
 
+    /// A message written to the socket (`--json-sent`): its bytes count
+    /// against the same credit as a received one's, so a frontend that falls
+    /// behind pauses writing as it pauses reading.
+    pub fn sent(&mut self, payload: Payload, replay: bool) {
+        self.credit.take(payload.len());
+        self.emit(Event::Sent { payload, replay });
+    }
+
     /// Never blocks (see the module's doc).
     pub fn emit(&mut self, event: Event) {
         if let (Event::Delivered { count }, Some(Event::Delivered { count: queued })) =
@@ -83,7 +91,8 @@ impl Emitter {
         !self.tx.is_closed() && (self.tx.capacity() == 0 || !self.credit.has_room())
     }
 
-    /// Whether another frame may be read now, without waiting.
+    /// Whether another frame may be read (or, with `--json-sent`, another
+    /// message written) now, without waiting.
     pub fn may_read(&self) -> bool {
         self.backlog.is_empty() && !self.reader_paused()
     }
@@ -120,7 +129,7 @@ impl Emitter {
     }
 
     fn discard(&self, event: &Event) {
-        if let Event::Message(payload) = event {
+        if let Some(payload) = event.credited() {
             self.credit.give(payload.len());
         }
     }

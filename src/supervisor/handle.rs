@@ -320,7 +320,7 @@ impl Events {
     }
 
     fn received(&self, event: Option<&Event>) {
-        if let Some(Event::Message(payload)) = event {
+        if let Some(payload) = event.and_then(Event::credited) {
             self.credit.give(payload.len());
         }
     }

@@ -17,6 +17,7 @@ mod handle;
 mod heartbeat;
 mod outbox;
 mod spin;
+mod wire;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use self::handle::{BlockingSender, Events, Gone, Handle, Permit};
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
 use self::spin::Spin;
+use self::wire::{Dir, Trace};
 use crate::config::SessionConfig;
 use crate::error::{Error, Result, Retry};
 use crate::net::dial::{Dialer, Socket};
@@ -205,6 +207,9 @@ struct Written {
     first_time_bytes: usize,
     ping: bool,
     close: bool,
+    /// With `--json-sent`: the messages written, in order, and whether each
+    /// is a replay.
+    sent: Vec<(Message, bool)>,
 }
 
 impl Drop for Supervisor {
@@ -643,6 +648,15 @@ struct Writer {
     /// Pings written on this connection and what each confirms.
     acks: Acks,
     unflushed: Unflushed,
+    trace: Trace,
+    /// For the trace: the Pong tungstenite queued for a Ping it read. It goes
+    /// out with the next write, ahead of what that write feeds.
+    auto_pong: Option<Bytes>,
+    /// `--json-sent`: what each flush wrote is reported.
+    record_sent: bool,
+    /// With `record_sent`: the `--on-connect` messages fed, reported with
+    /// the queue's by the flush that writes them.
+    sent: Vec<(Message, bool)>,
 }
 
 impl Connection {
@@ -655,6 +669,10 @@ impl Connection {
                 control: VecDeque::new(),
                 acks: Acks::default(),
                 unflushed: Unflushed::default(),
+                trace: Trace::new(supervisor.config.reports.frame_payloads),
+                auto_pong: None,
+                record_sent: supervisor.config.reports.sent,
+                sent: Vec::new(),
             },
             progress,
             heartbeat: Heartbeat::new(supervisor.config.heartbeat, Instant::now()),
@@ -677,8 +695,11 @@ impl Connection {
             )));
         }
         for message in &sv.on_connect {
-            if let Err(err) = self.writer.sink.feed(message.clone()).await {
+            if let Err(err) = self.writer.feed(message.clone()).await {
                 return ConnectionEnd::Lost(lost(err));
+            }
+            if self.writer.record_sent {
+                self.writer.sent.push((message.clone(), false));
             }
         }
         self.writer.unflushed.frames = !sv.on_connect.is_empty();
@@ -707,10 +728,15 @@ impl Connection {
                 self.confirming_since = None;
             }
             let send_close = close_due && !confirming && self.writer.control.is_empty();
+            // With --json-sent every message written is an event: in pipe
+            // mode writing waits for the frontend's room, as reading does
+            // (see `Reports::sent_paces_writing`).
+            let may_send = !sv.config.reports.sent_paces_writing || sv.emitter.may_read();
+            let sends = may_send && sv.outbox.ready();
             let want_write = self.writer.unflushed.frames
                 || self.pong_owed
                 || send_close
-                || sv.outbox.ready()
+                || sends
                 || !self.writer.control.is_empty()
                 || self.writer.acks.idle.is_some();
             // An interrupt takes nothing more: an endless stdin must not
@@ -745,6 +771,7 @@ impl Connection {
                     ));
                 }
                 () = sv.emitter.room(), if sv.emitter.has_backlog() => sv.emitter.send_backlog(),
+                () = sv.emitter.room_to_read(), if !may_send && !sv.emitter.has_backlog() && sv.outbox.ready() => {}
                 // While a Pong is owed and not yet written, nothing more is
                 // read: tungstenite buffers one Pong per Ping read, so a server
                 // that floods Pings and never reads would grow it without bound.
@@ -778,7 +805,7 @@ impl Connection {
                         return end;
                     }
                 }
-                written = self.writer.write_batch(&mut sv.outbox, close), if want_write => {
+                written = self.writer.write_batch(&mut sv.outbox, close, may_send), if want_write => {
                     let written = match written {
                         Ok(written) => written,
                         Err(err) => return ConnectionEnd::Lost(lost(err)),
@@ -854,6 +881,11 @@ impl Connection {
 
     fn written(&mut self, sv: &mut Supervisor, written: Written) {
         sv.send_credit.give(written.first_time_bytes);
+        for (message, replay) in written.sent {
+            if let Some(payload) = to_payload(message) {
+                sv.emitter.sent(payload, replay);
+            }
+        }
         if sv.outbox.replay_enabled() && self.writer.acks.owed() && !sv.outbox.has_unfed() {
             self.idle_ack_at
                 .get_or_insert_with(|| Instant::now() + ACK_WHEN_IDLE);
@@ -936,7 +968,10 @@ impl Connection {
         closing: bool,
     ) -> Option<ConnectionEnd> {
         let message = match incoming {
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                self.writer.trace.frame(Dir::In, &message, false);
+                message
+            }
             Some(Err(err)) if closing => {
                 return Some(ConnectionEnd::Closed(
                     sv.closed_by_us(None, err.to_string()),
@@ -948,7 +983,12 @@ impl Connection {
                     // for an answer from a server that is already misbehaving.
                     let frame = Message::Close(Some(close_frame(code, String::new())));
                     let limit = self.limit(FAIL_TIMEOUT);
-                    let _ = timeout_at(limit, self.writer.sink.send(frame)).await;
+                    let traced = self.writer.trace.on().then(|| frame.clone());
+                    if let Ok(Ok(())) = timeout_at(limit, self.writer.sink.send(frame)).await
+                        && let Some(frame) = traced
+                    {
+                        self.writer.trace.frame(Dir::Out, &frame, false);
+                    }
                 }
                 return Some(ConnectionEnd::Lost(classify_read_error(err)));
             }
@@ -975,12 +1015,22 @@ impl Connection {
             // tungstenite queued the Pong; the write branch flushes it
             // promptly (not here: a server that stops reading would stall
             // this branch, and with it the heartbeat and the commands).
-            Message::Ping(_) => self.pong_owed = true,
+            Message::Ping(payload) => {
+                self.pong_owed = true;
+                // None follows our Close.
+                if self.writer.trace.on() && !self.writer.unflushed.close && !closing {
+                    self.writer.auto_pong = Some(payload.clone());
+                }
+                if sv.config.reports.ping_pong {
+                    sv.emitter.emit(Event::Ping(payload));
+                }
+            }
             Message::Pong(payload) => {
                 let now = Instant::now();
                 // Only an answer to a Ping we wrote shows the server reads:
                 // Pongs it sends unasked prove nothing.
-                if let Some((position, ours)) = self.writer.acks.answered(&payload) {
+                let answered = self.writer.acks.answered(&payload);
+                if let Some((position, ours)) = answered {
                     self.heartbeat.alive(now);
                     self.healthy = true;
                     sv.outbox.confirm(position);
@@ -1003,6 +1053,8 @@ impl Connection {
                         rtt,
                         heartbeat: false,
                     });
+                } else if answered.is_none() && sv.config.reports.ping_pong {
+                    sv.emitter.emit(Event::UnsolicitedPong(payload));
                 }
             }
             Message::Close(frame) => {
@@ -1017,9 +1069,14 @@ impl Connection {
                     sv.outbox.confirm(sv.outbox.position());
                     return Some(ConnectionEnd::Closed(sv.closed_by_us(Some(code), reason)));
                 }
-                // tungstenite queued our reply; send it before hanging up.
+                // tungstenite queued our reply (the same frame, as handed
+                // to us); send it before hanging up.
                 let limit = self.limit(CLOSE_TIMEOUT);
-                let _ = timeout_at(limit, self.writer.sink.close()).await;
+                if let Ok(Ok(())) = timeout_at(limit, self.writer.sink.close()).await {
+                    self.writer
+                        .trace
+                        .frame(Dir::Out, &Message::Close(frame), true);
+                }
                 if is_substituted_close(code, &reason) {
                     return Some(ConnectionEnd::Lost(Error::Protocol(
                         "its Close frame carries a reserved or invalid close code \
@@ -1055,33 +1112,35 @@ async fn next_incoming(
 }
 
 impl Writer {
-    /// Hands pings, queued messages and (once the queue is empty) our Close
-    /// to the socket, then flushes once. Cancel-safe: progress is recorded as
-    /// it is made (`unflushed` says a flush is owed), and an interrupted flush
-    /// is resumed by the next call.
+    /// Hands pings, queued messages (unless `messages` is false) and (once
+    /// the queue is empty) our Close to the socket, then flushes once.
+    /// Cancel-safe: progress is recorded as it is made (`unflushed` says a
+    /// flush is owed), and an interrupted flush is resumed by the next call.
     async fn write_batch(
         &mut self,
         outbox: &mut Outbox,
         close: Option<CloseFrame>,
+        messages: bool,
     ) -> tungstenite::Result<Written> {
         if self.unflushed.close {
             // Our Close is fed: nothing may follow it, only the flush is owed.
             return self.flush(outbox).await;
         }
         while let Some(frame) = self.control.front() {
-            self.sink.feed(frame.clone()).await?;
+            self.feed(frame.clone()).await?;
             self.unflushed.frames = true;
             if let Some(Message::Ping(payload)) = self.control.pop_front() {
                 self.acks.record(payload, outbox.position(), false);
             }
         }
         if let Some(payload) = self.acks.idle.clone() {
-            self.sink.feed(Message::Ping(payload.clone())).await?;
+            self.feed(Message::Ping(payload.clone())).await?;
             self.unflushed.frames = true;
             self.acks.idle = None;
             self.acks.record(payload, outbox.position(), true);
         }
-        for _ in 0..WRITE_BATCH {
+        let batch = if messages { WRITE_BATCH } else { 0 };
+        for _ in 0..batch {
             if !outbox.window_open() {
                 break;
             }
@@ -1089,7 +1148,7 @@ impl Writer {
                 break;
             };
             let len = message.len();
-            self.sink.feed(message).await?;
+            self.feed(message).await?;
             self.unflushed.frames = true;
             outbox.mark_fed();
             if outbox.replay_enabled()
@@ -1097,12 +1156,12 @@ impl Writer {
             {
                 // Fed after the message: if this feed is cancelled, the next
                 // batch simply asks a little later.
-                self.sink.feed(Message::Ping(payload.clone())).await?;
+                self.feed(Message::Ping(payload.clone())).await?;
                 self.acks.record(payload, outbox.position(), true);
             }
         }
         if let Some(frame) = close {
-            self.sink.feed(Message::Close(Some(frame))).await?;
+            self.feed(Message::Close(Some(frame))).await?;
             self.unflushed.frames = true;
             self.unflushed.close = true;
             self.acks.idle = None;
@@ -1110,15 +1169,36 @@ impl Writer {
         self.flush(outbox).await
     }
 
+    /// Hands one frame to tungstenite (which writes the Pong it owes first),
+    /// tracing both.
+    async fn feed(&mut self, message: Message) -> tungstenite::Result<()> {
+        if !self.trace.on() {
+            return self.sink.feed(message).await;
+        }
+        self.trace_auto_pong();
+        self.sink.feed(message.clone()).await?;
+        self.trace.frame(Dir::Out, &message, false);
+        Ok(())
+    }
+
+    fn trace_auto_pong(&mut self) {
+        if let Some(payload) = self.auto_pong.take() {
+            self.trace.frame(Dir::Out, &Message::Pong(payload), true);
+        }
+    }
+
     async fn flush(&mut self, outbox: &mut Outbox) -> tungstenite::Result<Written> {
+        self.trace_auto_pong();
         self.sink.flush().await?;
         self.unflushed.frames = false;
-        let flushed = outbox.flushed();
+        let mut sent = std::mem::take(&mut self.sent);
+        let flushed = outbox.flushed(self.record_sent.then_some(&mut sent));
         Ok(Written {
             delivered: flushed.messages,
             first_time_bytes: flushed.first_time_bytes,
             ping: self.acks.take_ping_unflushed(),
             close: std::mem::take(&mut self.unflushed.close),
+            sent,
         })
     }
 }
@@ -1127,6 +1207,15 @@ fn to_message(payload: Payload) -> Message {
     match payload {
         Payload::Text(text) => Message::Text(text),
         Payload::Binary(data) => Message::Binary(data),
+    }
+}
+
+/// A data message's payload; `None` for control frames.
+fn to_payload(message: Message) -> Option<Payload> {
+    match message {
+        Message::Text(text) => Some(Payload::Text(text)),
+        Message::Binary(data) => Some(Payload::Binary(data)),
+        _ => None,
     }
 }
 

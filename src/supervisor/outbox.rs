@@ -101,8 +101,9 @@ impl Outbox {
         self.fed += 1;
     }
 
-    /// The flush completed: everything fed so far is with the kernel.
-    pub fn flushed(&mut self) -> Flushed {
+    /// The flush completed: everything fed so far is with the kernel. With
+    /// `sent`, each message flushed is added to it, with whether it is a replay.
+    pub fn flushed(&mut self, mut sent: Option<&mut Vec<(Message, bool)>>) -> Flushed {
         let n = self.fed;
         self.flushed_total += n as u64;
         let replays = self.replays_queued.min(n);
@@ -111,6 +112,9 @@ impl Outbox {
         for (i, message) in self.items.drain(..n).enumerate() {
             if i >= replays {
                 first_time_bytes += message.len();
+            }
+            if let Some(sent) = &mut sent {
+                sent.push((message.clone(), i < replays));
             }
             if self.replay_budget > 0 {
                 self.replay_bytes += message.len();
@@ -190,7 +194,7 @@ mod tests {
         }
         outbox.mark_fed();
         outbox.mark_fed();
-        assert_eq!(outbox.flushed().messages, 2);
+        assert_eq!(outbox.flushed(None).messages, 2);
         outbox.mark_fed();
         assert_eq!(outbox.rewind(), 2);
         assert_eq!(drain_texts(&mut outbox), ["0", "1", "2", "3"]);
@@ -205,7 +209,7 @@ mod tests {
         outbox.mark_fed();
         outbox.mark_fed();
         assert_eq!(
-            outbox.flushed(),
+            outbox.flushed(None),
             Flushed {
                 messages: 2,
                 first_time_bytes: 3
@@ -214,13 +218,13 @@ mod tests {
         // After a drop, "a" and "bb" go again: they were counted already.
         assert_eq!(outbox.rewind(), 2);
         outbox.mark_fed();
-        assert_eq!(outbox.flushed().first_time_bytes, 0);
+        assert_eq!(outbox.flushed(None).first_time_bytes, 0);
         assert_eq!(outbox.rewind(), 1, "a again, with bb still queued");
         for _ in 0..3 {
             outbox.mark_fed();
         }
         assert_eq!(
-            outbox.flushed(),
+            outbox.flushed(None),
             Flushed {
                 messages: 3,
                 first_time_bytes: 3
@@ -238,7 +242,7 @@ mod tests {
         for _ in 0..3 {
             assert!(outbox.ready());
             outbox.mark_fed();
-            outbox.flushed();
+            outbox.flushed(None);
         }
         assert_eq!(outbox.unconfirmed(), (3, 12));
         outbox.push(Message::text("dddd"));
@@ -258,11 +262,11 @@ mod tests {
         }
         outbox.mark_fed();
         outbox.mark_fed();
-        outbox.flushed();
+        outbox.flushed(None);
         // A ping written now would follow "a" and "b".
         let ping_at = outbox.position();
         outbox.mark_fed();
-        outbox.flushed();
+        outbox.flushed(None);
         outbox.confirm(ping_at);
         assert_eq!(outbox.unconfirmed(), (1, 1));
         outbox.confirm(ping_at);
@@ -277,7 +281,7 @@ mod tests {
             outbox.push(Message::text(i.to_string()));
         }
         outbox.mark_fed();
-        assert_eq!(outbox.flushed().messages, 1);
+        assert_eq!(outbox.flushed(None).messages, 1);
         outbox.mark_fed();
         outbox.mark_fed();
         assert_eq!(outbox.rewind(), 0);

@@ -185,7 +185,7 @@ impl Tether {
         run
     }
 
-    /// As [`Tether::run`] (with stdin closed), and also the highest `VmHWM` (peak
+    /// As [`Tether::run`], and also the highest `VmHWM` (peak
     /// resident memory, KiB) read from `/proc/PID/status` while the process ran. It is
     /// sampled every millisecond: memory that grows with what is read from the network
     /// grows over many samples, which is what the tests using this look for. (`ru_maxrss`
@@ -193,7 +193,12 @@ impl Tether {
     #[track_caller]
     pub fn run_peak_rss(self) -> (Run, u64) {
         let mut child = self.command().spawn().expect("starting tether");
-        drop(child.stdin.take());
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = self.stdin.clone();
+        let writer = std::thread::spawn(move || {
+            // A closed pipe is the binary's business (it may exit early).
+            let _ = stdin.write_all(&input);
+        });
         let (out, err) = read_output(&mut child, self.stdout_rate);
         let status_file = format!("/proc/{}/status", child.id());
         let started = std::time::Instant::now();
@@ -213,6 +218,7 @@ impl Tether {
         if status.is_none() {
             kill_and_reap(&mut child);
         }
+        let _ = writer.join();
         let run = Run {
             code: status.and_then(|s| s.code()),
             stdout: out.join().unwrap_or_default(),

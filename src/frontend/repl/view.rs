@@ -133,7 +133,7 @@ impl View {
             json::event(&mut out, JsonEvent::of(event)?);
             return Some(String::from_utf8_lossy(&out).into_owned());
         }
-        let line = status_line(event, self.config.verbosity)?;
+        let line = status_line(event, self.config.verbosity, self.config.ping_pong)?;
         Some(match event {
             Event::Warning(_) => self.warning(line.trim_start_matches("warning: ")),
             Event::Disconnected { .. } | Event::Reconnecting { .. } => {
@@ -284,6 +284,7 @@ mod tests {
             terminal: true,
             separator: b'\n',
             verbosity: Verbosity::Normal,
+            ping_pong: false,
         })
     }
 
