@@ -372,3 +372,36 @@ fn replies_still_printing_to_a_slow_reader_are_not_idleness_for_linger() {
     let lines: Vec<usize> = run.stdout.split(|b| *b == b'\n').map(<[u8]>::len).collect();
     assert_eq!(lines, [SIZE, SIZE, SIZE, SIZE, SIZE, 0], "{}", run.stderr);
 }
+
+#[test]
+fn heartbeat_events_printed_with_json_are_not_activity_for_linger() {
+    // A Pong every 100 ms is a `pong` event on stdout, far more often than
+    // the 600 ms --linger: output a ready reader takes at once must not keep
+    // the session from ending (it never ended).
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([
+            &server.url("/"),
+            "--json",
+            "--ping-interval",
+            "100ms",
+            "--linger",
+            "600ms",
+        ])
+        .stdin("hi\n")
+        .deadline(Duration::from_secs(20))
+        .run();
+    run.code(0);
+    let events: Vec<String> = run
+        .json_events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or("?").to_owned())
+        .filter(|e| e != "pong")
+        .collect();
+    assert_eq!(
+        events,
+        ["connecting", "connected", "message", "closed"],
+        "{}",
+        run.describe()
+    );
+}

@@ -256,14 +256,17 @@ impl<'a> Session<'a> {
                 () = sleep_until(self.leave_by.unwrap_or_else(Instant::now)), if self.leave_by.is_some() => {
                     break Over::Left;
                 }
-                stopped = async { self.out.as_mut().expect("guarded").work(no_event_waiting).await }, if self.out.as_ref().is_some_and(|o| !o.discarding) => {
-                    match stopped {
-                        Some(stopped) => self.stdout_stopped(stopped, reader_gone_ends),
-                        // Output moving is not idleness: replies still being
-                        // printed to a slow reader keep the linger from ending
-                        // the session (the next message waits behind them).
-                        None if self.linger_until.is_some() => self.start_linger(),
-                        None => {}
+                worked = async { self.out.as_mut().expect("guarded").work(no_event_waiting).await }, if self.out.as_ref().is_some_and(|o| !o.discarding) => {
+                    match worked {
+                        Err(stopped) => self.stdout_stopped(stopped, reader_gone_ends),
+                        // Output behind a slow reader is not idleness: replies
+                        // still being printed keep the linger from ending the
+                        // session (the next message waits behind them). Output
+                        // a ready reader takes at once is no reason to wait:
+                        // periodic events (heartbeat pongs with --json) would
+                        // otherwise keep the session open for ever.
+                        Ok(Moved::Behind) if self.linger_until.is_some() => self.start_linger(),
+                        Ok(_) => {}
                     }
                 }
                 event = self.events.next(), if take_events => {
@@ -679,6 +682,15 @@ pub(crate) fn ended_how(ending: &Ending) -> String {
     }
 }
 
+/// What a step of [`Output::work`] found.
+enum Moved {
+    /// The writer had written everything before: the reader keeps up.
+    Taken,
+    /// The writer was still busy (or a large message has just been written):
+    /// the reader is slow, and what is printing is not yet printed.
+    Behind,
+}
+
 /// stdout as the loop feeds it: rendered bytes gather in `buf`, and go to the
 /// writer through the loop's own branch, so the loop never waits for a slow
 /// reader and keeps seeing signals.
@@ -720,9 +732,9 @@ impl Output {
 
     /// Moves output one step towards the writer, when there is something
     /// for it: the buffer once no event is waiting (or it is full), and any
-    /// queued chunk. Resolves with why the writer stopped, if it did.
-    /// Cancel-safe.
-    async fn work(&mut self, no_event_waiting: bool) -> Option<Stopped> {
+    /// queued chunk. Resolves with whether the output is behind its reader,
+    /// or why the writer stopped. Cancel-safe.
+    async fn work(&mut self, no_event_waiting: bool) -> Result<Moved, Stopped> {
         self.refill();
         if self.queue.is_empty()
             && !self.buf.is_empty()
@@ -737,8 +749,14 @@ impl Output {
         let step = async {
             if !queue.is_empty() {
                 if let Some(slot) = stdout.reserve().await {
+                    // Still writing the chunk before this one: the reader is slow.
+                    let moved = if stdout.idle() {
+                        Moved::Taken
+                    } else {
+                        Moved::Behind
+                    };
                     slot.write(queue.pop_front().expect("not empty"));
-                    return;
+                    return moved;
                 }
                 // The writer stopped: `stopped` below says why.
                 std::future::pending::<()>().await;
@@ -746,14 +764,14 @@ impl Output {
             if *wait_drained {
                 stdout.drained().await;
                 *wait_drained = false;
-                return;
+                return Moved::Behind;
             }
             std::future::pending().await
         };
         tokio::select! {
             biased;
-            stopped = stdout.stopped() => Some(stopped),
-            () = step => None,
+            stopped = stdout.stopped() => Err(stopped),
+            moved = step => Ok(moved),
         }
     }
 

@@ -224,7 +224,7 @@ impl Stdout {
     }
 
     /// Whether the thread has written everything handed to it.
-    fn idle(&self) -> bool {
+    pub fn idle(&self) -> bool {
         *self.written.borrow() >= self.queued.load(Ordering::Relaxed)
     }
 
