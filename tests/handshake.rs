@@ -43,7 +43,7 @@ fn handshake_lines(stderr: &str, addr: &str) -> Vec<String> {
                     key = Some(value.to_owned());
                     format!("{name}: KEY")
                 }
-                "< Sec-WebSocket-Accept" => {
+                "< Sec-WebSocket-Accept" | "< sec-websocket-accept" => {
                     let key = key.as_deref().expect("a key before its answer");
                     assert_eq!(value, derive_accept_key(key.as_bytes()), "{l:?}");
                     format!("{name}: ACCEPT")
@@ -439,6 +439,75 @@ fn every_connection_has_its_handshake_event_reconnects_too() {
             "handshake 101",
             "connected"
         ],
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn with_minus_l_every_hop_shows_its_exchange() {
+    let server = PythonServer::start(ECHO);
+    let addr = format!("127.0.0.1:{}", server.port());
+    let location: &'static str = Box::leak(format!("Location: ws://{addr}/\r\n").into_boxed_str());
+    let redirector = Server::http("307 Temporary Redirect", location, "");
+    let run = Tether::new()
+        .args(["-L", "-v"])
+        .arg(redirector.url("/old"))
+        .stdin("hi\n")
+        .run();
+    run.code(0).stdout_is("hi\n");
+    let lines: Vec<String> = handshake_lines(&run.stderr, &addr)
+        .into_iter()
+        .map(|l| l.replace(&redirector.addr().to_string(), "REDIRECTOR"))
+        .collect();
+    assert_eq!(
+        lines,
+        concat(&[
+            &["> GET /old HTTP/1.1", "> Host: REDIRECTOR"],
+            &UPGRADE[2..],
+            &[
+                "< HTTP/1.1 307 Temporary Redirect",
+                "< Location: ws://ADDR/",
+                "< Content-Length: 0",
+                "< Connection: close",
+            ],
+            &UPGRADE,
+            &PYTHON_101,
+        ]),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn over_tls_the_handshake_shows_as_it_was_before_encryption() {
+    let pki = crate::support::tls::TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_to(dir.path());
+    let server = Server::start_tls(pki.server_acceptor(), |mut conn| async move {
+        conn.echo().await
+    });
+    let addr = server.addr().to_string();
+    let run = Tether::new()
+        .arg(format!("wss://{addr}/"))
+        .arg("--cacert")
+        .arg(&files.ca)
+        .arg("-v")
+        .stdin("hi\n")
+        .run();
+    run.code(0).stdout_is("hi\n");
+    // tokio-tungstenite's server writes its headers in lower case.
+    assert_eq!(
+        handshake_lines(&run.stderr, &addr),
+        concat(&[
+            &UPGRADE,
+            &[
+                "< HTTP/1.1 101 Switching Protocols",
+                "< connection: Upgrade",
+                "< upgrade: websocket",
+                "< sec-websocket-accept: ACCEPT",
+            ],
+        ]),
         "{}",
         run.describe()
     );
