@@ -110,7 +110,8 @@ fn handshake_events(run: &Run, addr: &str) -> Vec<Value> {
     for event in &mut events {
         event.as_object_mut().unwrap().remove("time");
         for side in ["request", "response"] {
-            let Some(headers) = event[side]["headers"].as_array_mut() else {
+            let headers = event.get_mut(side).and_then(|s| s.get_mut("headers"));
+            let Some(headers) = headers.and_then(Value::as_array_mut) else {
                 continue;
             };
             for pair in headers {
@@ -511,4 +512,32 @@ fn over_tls_the_handshake_shows_as_it_was_before_encryption() {
         "{}",
         run.describe()
     );
+}
+
+#[test]
+fn an_answer_that_is_not_http_leaves_the_response_null() {
+    let server = Server::raw(|mut stream| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 4096];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+        let _ = stream.shutdown().await;
+    });
+    let addr = server.addr().to_string();
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--json", "-v"])
+        .run();
+    run.code(5);
+    // The request was sent; nothing of the answer is shown as if it were HTTP.
+    assert_eq!(
+        handshake_lines(&run.stderr, &addr),
+        UPGRADE,
+        "{}",
+        run.describe()
+    );
+    let events = handshake_events(&run, &addr);
+    assert_eq!(events.len(), 1, "{}", run.describe());
+    assert_eq!(events[0]["request"]["method"], "GET");
+    assert_eq!(events[0]["response"], Value::Null, "{}", run.describe());
 }
