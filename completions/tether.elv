@@ -69,8 +69,8 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --show-ping-pong 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json'
             cand --pretty 'Pretty-print messages that are JSON'
             cand --strict 'Fail when a message does not match the expectation waiting for it, instead of skipping it'
-            cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand -v 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand -q 'Only errors on stderr'
             cand --quiet 'Only errors on stderr'
             cand -h 'Print help (see more with ''--help'')'
@@ -84,32 +84,32 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tether;serve'= {
-            cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand -v 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand -q 'Only errors on stderr'
             cand --quiet 'Only errors on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'tether;demo'= {
-            cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand -v 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand -q 'Only errors on stderr'
             cand --quiet 'Only errors on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'tether;completions'= {
-            cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand -v 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand -q 'Only errors on stderr'
             cand --quiet 'Only errors on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'tether;man'= {
-            cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand -v 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
+            cand --verbose 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand -q 'Only errors on stderr'
             cand --quiet 'Only errors on stderr'
             cand -h 'Print help'

@@ -341,8 +341,9 @@ pub struct SmokeArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Diagnostics")]
 pub struct VerbosityArgs {
-    /// More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received;
-    /// -vvv: the frames' payloads too); RUST_LOG works too
+    /// More diagnostics on stderr (-v: debug, with each handshake's request and response
+    /// headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the
+    /// frames' payloads too); RUST_LOG works too
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+pub use crate::net::handshake::{Exchange, Peer, Request, Response};
+
 /// A message's content. Both variants share their buffer when cloned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
@@ -67,6 +69,10 @@ pub enum Event {
         subprotocol: Option<String>,
         attempt: u32,
     },
+    /// One HTTP exchange of a dial: the proxy's `CONNECT`, the upgrade (or a
+    /// redirect), secrets redacted. Every dial's, before its `Connected` or
+    /// its failure.
+    Handshake(Box<Exchange>),
     Message(Payload),
     /// Queued messages were written and flushed.
     Delivered {

@@ -10,6 +10,7 @@ mod conformance;
 mod connect;
 mod fault_proxy;
 mod generated;
+mod handshake;
 mod hostile;
 mod interop;
 mod pipe;

@@ -183,15 +183,23 @@ fn json_events_describe_the_session() {
         .collect();
     assert_eq!(
         kinds,
-        ["connecting", "connected", "message", "message", "closed"]
+        [
+            "connecting",
+            "handshake",
+            "connected",
+            "message",
+            "message",
+            "closed"
+        ]
     );
-    assert_eq!(events[1]["url"], server.url("/feed"));
-    assert_eq!(events[2]["type"], "text");
-    assert_eq!(events[2]["data"], "text first");
-    assert_eq!(events[3]["type"], "binary");
-    assert_eq!(events[3]["data"], "AP9oaQo=");
-    assert_eq!(events[4]["code"], 1000);
-    assert_eq!(events[4]["by_server"], true);
+    assert_eq!(events[1]["response"]["status"], 101);
+    assert_eq!(events[2]["url"], server.url("/feed"));
+    assert_eq!(events[3]["type"], "text");
+    assert_eq!(events[3]["data"], "text first");
+    assert_eq!(events[4]["type"], "binary");
+    assert_eq!(events[4]["data"], "AP9oaQo=");
+    assert_eq!(events[5]["code"], 1000);
+    assert_eq!(events[5]["by_server"], true);
     for event in &events {
         let time = event["time"].as_str().unwrap();
         assert!(
@@ -454,7 +462,8 @@ fn a_repeated_sighup_does_not_force_the_exit() {
     let mut tether = Tether::new()
         .args([&server.url("/"), "--keep-open", "--json"])
         .spawn();
-    tether.line(); // connecting
+    assert!(tether.line().contains("\"event\":\"connecting\""));
+    assert!(tether.line().contains("\"event\":\"handshake\""));
     assert!(tether.line().contains("\"event\":\"connected\""));
     tether.signal("HUP");
     got_close_rx

@@ -400,7 +400,7 @@ fn heartbeat_events_printed_with_json_are_not_activity_for_linger() {
         .collect();
     assert_eq!(
         events,
-        ["connecting", "connected", "message", "closed"],
+        ["connecting", "handshake", "connected", "message", "closed"],
         "{}",
         run.describe()
     );

@@ -158,6 +158,8 @@ async fn backoff_grows_by_the_factor_holds_the_cap_and_resets_after_a_healthy_co
                 delays.push(delay);
                 last_attempt = Some(at);
             }
+            // The one that connects says what the server answered.
+            Event::Handshake(_) => {}
             Event::Connected { .. } => break,
             other => panic!("unexpected {other:?}"),
         }

@@ -248,6 +248,7 @@ fn show_ping_pong_adds_ping_and_pong_events_to_json() {
         events(&run),
         [
             "connecting",
+            "handshake",
             "connected",
             // "keep\x1balive" in base64.
             "ping a2VlcBthbGl2ZQ==",
@@ -259,7 +260,7 @@ fn show_ping_pong_adds_ping_and_pong_events_to_json() {
         "{}",
         run.describe()
     );
-    let pong = &run.json_events()[3];
+    let pong = &run.json_events()[4];
     assert_eq!(pong["rtt_ms"], Value::Null, "{pong}");
     assert_eq!(pong["heartbeat"], false, "{pong}");
 
@@ -274,6 +275,7 @@ fn show_ping_pong_adds_ping_and_pong_events_to_json() {
         events(&run),
         [
             "connecting",
+            "handshake",
             "connected",
             "message hi there",
             "message AAEC",
@@ -318,7 +320,7 @@ fn json_sent_records_on_connect_and_smoke_sends_before_their_replies() {
     assert!(at("sent hi") < at("message hi"), "{said:?}");
     assert!(at("sent hi") < at("sent hello"), "{said:?}");
     assert!(at("sent hello") < at("message hello"), "{said:?}");
-    let sent = &run.json_events()[2];
+    let sent = &run.json_events()[3];
     assert_eq!(sent["type"], "text", "{sent}");
     assert_eq!(sent["replay"], false, "{sent}");
 

@@ -17,11 +17,12 @@ use crate::config::DialConfig;
 use crate::error::{Error, Result};
 use crate::headers::is_secret_header;
 use crate::net::endpoint::Endpoint;
+use crate::net::handshake::{self, Exchange, Log, Peer, Recorded};
 use crate::net::meter::{Metered, WriteProgress};
 use crate::net::proxy::{self, Route};
 use crate::net::redirect;
 
-pub type Socket = WebSocketStream<MaybeTlsStream<Metered<TcpStream>>>;
+pub type Socket = WebSocketStream<Recorded<MaybeTlsStream<Metered<TcpStream>>>>;
 
 /// A fresh connection and what the handshake settled.
 pub struct Connection {
@@ -64,9 +65,17 @@ impl Dialer {
         self.config.endpoint.to_string()
     }
 
-    pub async fn dial(&self) -> Result<Connection> {
+    /// Dials, and says what each HTTP exchange on the way said (also when
+    /// it failed or timed out, up to where it got).
+    pub async fn dial(&self) -> (Result<Connection>, Log) {
+        let mut log = Log::new();
+        let result = self.dial_logged(&mut log).await;
+        (result, log)
+    }
+
+    async fn dial_logged(&self, log: &mut Log) -> Result<Connection> {
         let timeout = self.config.connect_timeout;
-        match tokio::time::timeout(timeout, self.dial_unbounded()).await {
+        match tokio::time::timeout(timeout, self.dial_unbounded(log)).await {
             Ok(result) => result,
             Err(_) => Err(Error::ConnectTimeout {
                 target: match self.config.proxy.route(&self.config.endpoint) {
@@ -78,13 +87,13 @@ impl Dialer {
         }
     }
 
-    async fn dial_unbounded(&self) -> Result<Connection> {
+    async fn dial_unbounded(&self, log: &mut Log) -> Result<Connection> {
         let offered = !self.config.subprotocols.is_empty();
-        match self.dial_once(offered).await {
+        match self.dial_once(offered, log).await {
             // tungstenite refuses a 101 that picks none of the offered
             // subprotocols; the spec wants a warning, so dial again without.
             Err(Error::HandshakeInvalid { detail, .. }) if detail == NO_SUBPROTOCOL => {
-                let mut conn = self.dial_once(false).await?;
+                let mut conn = self.dial_once(false, log).await?;
                 conn.warnings.push(format!(
                     "the server accepted none of the offered subprotocols ({}); connected without one",
                     self.config.subprotocols.join(", ")
@@ -96,12 +105,12 @@ impl Dialer {
     }
 
     /// One connection, following redirects when -L asks for it.
-    async fn dial_once(&self, offer_subprotocols: bool) -> Result<Connection> {
+    async fn dial_once(&self, offer_subprotocols: bool, log: &mut Log) -> Result<Connection> {
         let original = &self.config.endpoint;
         let mut endpoint = original.clone();
         let mut followed = 0;
         loop {
-            let (status, location) = match self.request(&endpoint, offer_subprotocols).await? {
+            let (status, location) = match self.request(&endpoint, offer_subprotocols, log).await? {
                 Step::Connected(socket, progress, subprotocol) => {
                     // Judged by where the chain ends: the user asked for TLS.
                     let warnings = if original.tls && !endpoint.tls {
@@ -143,12 +152,17 @@ impl Dialer {
     }
 
     /// Connects to `endpoint` and asks for the upgrade.
-    async fn request(&self, endpoint: &Endpoint, offer_subprotocols: bool) -> Result<Step> {
+    async fn request(
+        &self,
+        endpoint: &Endpoint,
+        offer_subprotocols: bool,
+        log: &mut Log,
+    ) -> Result<Step> {
         let route = self.config.proxy.route(endpoint);
         tracing::debug!("connecting to {endpoint} {route}");
         let tcp = match route {
             Route::Direct(_) => self.connect_tcp(endpoint).await?,
-            Route::Proxy(proxy) => proxy::open(proxy, endpoint).await?,
+            Route::Proxy(proxy) => proxy::open(proxy, endpoint, log).await?,
         };
         let tcp = Metered::new(tcp);
         let progress = tcp.progress();
@@ -198,11 +212,31 @@ impl Dialer {
             }
         }
 
+        if let Some(head) = request_head(&request) {
+            handshake::trace(&head.lines());
+            log.push(Exchange {
+                peer: Peer::Server,
+                url: endpoint.to_string(),
+                request: head,
+                response: None,
+            });
+        }
+        let (stream, answer) = Recorded::new(stream);
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size));
-        match tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config)).await {
-            Ok((socket, response)) => {
+        let result =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config)).await;
+        if let Some(exchange) = log.last_mut().filter(|e| e.peer == Peer::Server) {
+            let answer = answer.lock().map(|a| a.clone()).unwrap_or_default();
+            exchange.response = handshake::Response::parse(&answer);
+            if let Some(head) = &exchange.response {
+                handshake::trace(&head.lines());
+            }
+        }
+        match result {
+            Ok((mut socket, response)) => {
+                socket.get_mut().stop();
                 // RFC 6455 §4.1: an extension the client did not offer fails the
                 // connection. tether offers none (and refuses -H for the header).
                 if let Some(named) = unoffered_extensions(&response) {
@@ -261,6 +295,18 @@ impl Dialer {
             detail: last_err.unwrap_or_else(|| format!("{} resolved to no address", endpoint.host)),
         })
     }
+}
+
+/// The request as tungstenite will write it: its own serialisation, of a
+/// copy (a request is not `Clone`).
+fn request_head(request: &tungstenite::handshake::client::Request) -> Option<handshake::Request> {
+    let mut copy = tungstenite::handshake::client::Request::new(());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    let (bytes, _key) = tungstenite::handshake::client::generate_request(copy).ok()?;
+    handshake::Request::parse(&bytes)
 }
 
 /// `identity`: whether `--cert/--key` were given.

@@ -3,6 +3,7 @@
 
 pub mod dial;
 pub mod endpoint;
+pub mod handshake;
 pub mod meter;
 pub mod proxy;
 pub mod redirect;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Serialize, Serializer};
 
 use crate::error::Error;
-use crate::session::{Event, Payload, RttStats, Unsent};
+use crate::session::{Event, Exchange, Payload, Peer, RttStats, Unsent};
 
 /// Characters of the matched message in a `step` event; the full message is
 /// in its `message` event.
@@ -29,6 +29,7 @@ pub struct Line<'a> {
 pub enum JsonEvent<'a> {
     Connecting(Connecting),
     Connected(Connected<'a>),
+    Handshake(Handshake<'a>),
     Message(Message<'a>),
     Sent(Sent<'a>),
     Ping(Ping<'a>),
@@ -52,6 +53,64 @@ pub struct Connected<'a> {
     pub url: &'a str,
     pub subprotocol: Option<&'a str>,
     pub attempt: u32,
+}
+
+/// One HTTP exchange of a dial, secrets redacted: the proxy's `CONNECT`
+/// (`peer` `proxy`) or the upgrade (`server`).
+#[derive(Debug, Serialize)]
+pub struct Handshake<'a> {
+    pub peer: HandshakePeer,
+    /// The WebSocket URL dialled (as in `connected`).
+    pub url: &'a str,
+    pub request: HandshakeRequest<'a>,
+    /// `None` when no HTTP answer came.
+    pub response: Option<HandshakeResponse<'a>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandshakePeer {
+    Proxy,
+    Server,
+}
+
+/// Headers as `[name, value]` pairs, in order, duplicates kept.
+pub type Headers<'a> = &'a [(String, String)];
+
+#[derive(Debug, Serialize)]
+pub struct HandshakeRequest<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub headers: Headers<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HandshakeResponse<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub headers: Headers<'a>,
+}
+
+impl<'a> Handshake<'a> {
+    pub fn of(exchange: &'a Exchange) -> Handshake<'a> {
+        Handshake {
+            peer: match exchange.peer {
+                Peer::Proxy => HandshakePeer::Proxy,
+                Peer::Server => HandshakePeer::Server,
+            },
+            url: &exchange.url,
+            request: HandshakeRequest {
+                method: &exchange.request.method,
+                target: &exchange.request.target,
+                headers: &exchange.request.headers,
+            },
+            response: exchange.response.as_ref().map(|r| HandshakeResponse {
+                status: r.status,
+                reason: &r.reason,
+                headers: &r.headers,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -276,6 +335,7 @@ impl<'a> JsonEvent<'a> {
         Some(match event {
             Event::Message(payload) => JsonEvent::Message(Message::of(payload)),
             Event::Delivered { .. } | Event::Drained => return None,
+            Event::Handshake(exchange) => JsonEvent::Handshake(Handshake::of(exchange)),
             Event::Connecting { attempt } => {
                 JsonEvent::Connecting(Connecting { attempt: *attempt })
             }
@@ -556,6 +616,20 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
             subprotocol: None,
             attempt: 1,
         }),
+        JsonEvent::Handshake(Handshake {
+            peer: HandshakePeer::Server,
+            url: "ws://127.0.0.1:9101/x",
+            request: HandshakeRequest {
+                method: "GET",
+                target: "/x",
+                headers: &[],
+            },
+            response: Some(HandshakeResponse {
+                status: 101,
+                reason: "Switching Protocols",
+                headers: &[],
+            }),
+        }),
         JsonEvent::Message(Message {
             kind: MessageType::Text,
             data: Data::Text("a"),
@@ -626,6 +700,7 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
         match event {
             JsonEvent::Connecting(_)
             | JsonEvent::Connected(_)
+            | JsonEvent::Handshake(_)
             | JsonEvent::Message(_)
             | JsonEvent::Sent(_)
             | JsonEvent::Ping(_)

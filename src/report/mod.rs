@@ -167,7 +167,8 @@ pub fn status_line(event: &Event, verbosity: Verbosity, ping_pong: bool) -> Opti
         Event::Message(_) | Event::Delivered { .. } | Event::Drained | Event::Sent { .. } => {
             return None;
         }
-        Event::Connecting { .. } => return None,
+        // -v shows handshakes as they happen, on the trace (net/handshake.rs).
+        Event::Connecting { .. } | Event::Handshake(_) => return None,
         Event::Connected {
             url, subprotocol, ..
         } => match subprotocol {

@@ -451,7 +451,13 @@ impl Supervisor {
             tokio::select! {
                 biased;
                 () = shared.changed(seen) => {}
-                result = &mut dial => return Ok(result),
+                (result, log) = &mut dial => {
+                    // Before `connected` or the failure: what the server said.
+                    for exchange in log {
+                        self.emitter.emit(Event::Handshake(Box::new(exchange)));
+                    }
+                    return Ok(result);
+                }
                 () = self.emitter.room(), if self.emitter.has_backlog() => self.emitter.send_backlog(),
                 cmd = self.commands.recv(), if room => {
                     if let Offline::End = self.offline_command(cmd) {

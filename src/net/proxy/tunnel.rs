@@ -21,16 +21,21 @@ use tokio_socks::tcp::Socks5Stream;
 use super::{Proxy, ProxyKind};
 use crate::error::{Error, ProxyFailure, Result};
 use crate::net::endpoint::Endpoint;
+use crate::net::handshake::{self, Exchange, Log, Peer};
 
 /// A proxy's answer to `CONNECT` longer than this is not worth reading.
 const MAX_ANSWER: usize = 16 * 1024;
 
-/// A stream to `endpoint`'s host and port through `proxy`.
-pub async fn open(proxy: &Proxy, endpoint: &Endpoint) -> Result<TcpStream> {
+/// A stream to `endpoint`'s host and port through `proxy`; an HTTP proxy's
+/// `CONNECT` exchange goes into `log`.
+pub async fn open(proxy: &Proxy, endpoint: &Endpoint, log: &mut Log) -> Result<TcpStream> {
     let host = endpoint.bare_host();
     let port = endpoint.port;
     match proxy.kind {
-        ProxyKind::Http => http_connect(proxy, reach(proxy).await?, host, port).await,
+        ProxyKind::Http => {
+            let tcp = reach(proxy).await?;
+            http_connect(proxy, tcp, endpoint, log).await
+        }
         ProxyKind::Socks5h => socks5(proxy, reach(proxy).await?, (host, port)).await,
         ProxyKind::Socks5 => {
             // Resolved here; each address is tried in turn, as a direct
@@ -119,10 +124,10 @@ fn authority(host: &str, port: u16) -> String {
 async fn http_connect(
     proxy: &Proxy,
     mut tcp: TcpStream,
-    host: &str,
-    port: u16,
+    endpoint: &Endpoint,
+    log: &mut Log,
 ) -> Result<TcpStream> {
-    let authority = authority(host, port);
+    let authority = authority(endpoint.bare_host(), endpoint.port);
     let mut request = format!(
         "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tether/{}\r\n",
         env!("CARGO_PKG_VERSION")
@@ -132,6 +137,15 @@ async fn http_connect(
         request.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
     }
     request.push_str("\r\n");
+    if let Some(head) = handshake::Request::parse(request.as_bytes()) {
+        handshake::trace(&head.lines());
+        log.push(Exchange {
+            peer: Peer::Proxy,
+            url: endpoint.to_string(),
+            request: head,
+            response: None,
+        });
+    }
     let dropped = |err: std::io::Error| {
         failure(
             proxy,
@@ -173,6 +187,12 @@ async fn http_connect(
                 ));
             }
         };
+        if let Some(exchange) = log.last_mut().filter(|e| e.peer == Peer::Proxy) {
+            exchange.response = handshake::Response::parse(&answer);
+            if let Some(head) = &exchange.response {
+                handshake::trace(&head.lines());
+            }
+        }
         let code = response.code.unwrap_or_default();
         if (200..300).contains(&code) {
             // The server has not been sent anything yet, so it cannot have

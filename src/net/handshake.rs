@@ -1,0 +1,268 @@
+//! What the HTTP exchanges before the first frame said: the upgrade request
+//! and the server's answer, and the proxy's `CONNECT` before them. `-v` shows
+//! each line as `curl -v` does (`> ` sent, `< ` received: DEBUG events under
+//! the target `tether::handshake`), `--json` has each exchange as a
+//! `handshake` event.
+//!
+//! Heads are kept as they crossed the wire: the request as tungstenite writes
+//! it (its own `generate_request`), the answer as read from the socket
+//! ([`Recorded`]), headers in order with duplicates, names as spelled. Secrets
+//! never get in: the values of secret headers (`Authorization`, `Cookie`,
+//! `Proxy-Authorization`, `Set-Cookie`) and of credential query parameters are
+//! replaced by `<redacted>` as a head is parsed.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::headers::is_secret_header;
+use crate::net::endpoint::{REDACTED, redact_url};
+
+const TARGET: &str = "tether::handshake";
+/// Enough for any head tungstenite or the tunnel accepts (64 KiB and 16 KiB).
+const CAPTURE_MAX: usize = 80 * 1024;
+const MAX_HEADERS: usize = 128;
+
+/// Who answered an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// An HTTP proxy, asked for a tunnel with `CONNECT`.
+    Proxy,
+    /// The WebSocket server, asked for the upgrade.
+    Server,
+}
+
+/// One request and its answer (`None` when none came, or it was not HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub peer: Peer,
+    /// The WebSocket URL this exchange was for, as shown (redacted).
+    pub url: String,
+    pub request: Request,
+    pub response: Option<Response>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    pub version: &'static str,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub version: &'static str,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+}
+
+fn version(minor: Option<u8>) -> &'static str {
+    match minor {
+        Some(0) => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Headers as shown: names as sent, values as text with secrets redacted.
+fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            let value = if is_secret_header(h.name) {
+                REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(h.value).into_owned()
+            };
+            (h.name.to_owned(), value)
+        })
+        .collect()
+}
+
+impl Request {
+    /// The head of a request tether wrote (it is always complete HTTP).
+    pub fn parse(bytes: &[u8]) -> Option<Request> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(bytes) {
+            Ok(httparse::Status::Complete(_)) => Some(Request {
+                method: request.method?.to_owned(),
+                target: redact_url(request.path?).into_owned(),
+                version: version(request.version),
+                headers: shown_headers(request.headers),
+            }),
+            _ => None,
+        }
+    }
+
+    /// `> GET /path HTTP/1.1`, `> Host: …`, …
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "> {} {} {}",
+            self.method, self.target, self.version
+        )];
+        lines.extend(self.headers.iter().map(|(n, v)| format!("> {n}: {v}")));
+        lines
+    }
+}
+
+impl Response {
+    /// The head at the start of what the peer sent, if it is complete HTTP.
+    pub fn parse(bytes: &[u8]) -> Option<Response> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(bytes) {
+            Ok(httparse::Status::Complete(_)) => Some(Response {
+                version: version(response.version),
+                status: response.code?,
+                reason: response.reason.unwrap_or("").to_owned(),
+                headers: shown_headers(response.headers),
+            }),
+            _ => None,
+        }
+    }
+
+    /// `< HTTP/1.1 101 Switching Protocols`, `< Upgrade: websocket`, …
+    pub fn lines(&self) -> Vec<String> {
+        let status = format!("< {} {} {}", self.version, self.status, self.reason);
+        let mut lines = vec![status.trim_end().to_owned()];
+        lines.extend(self.headers.iter().map(|(n, v)| format!("< {n}: {v}")));
+        lines
+    }
+}
+
+/// Shows a head's lines on the trace (`-v`), escaped: a header value is the
+/// peer's text.
+pub fn trace(lines: &[String]) {
+    if tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+        for line in lines {
+            tracing::debug!(target: TARGET, "{}", crate::render::escape_controls(line));
+        }
+    }
+}
+
+/// Where the exchanges of one dial are kept, for the `handshake` events.
+pub type Log = Vec<Exchange>;
+
+/// A stream that keeps a copy of what it reads until [`Recorded::stop`]: how
+/// the server's answer to the upgrade is seen as it came. The copy is shared,
+/// so it outlives a stream that a failed handshake dropped.
+pub struct Recorded<S> {
+    inner: S,
+    capture: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+impl<S> Recorded<S> {
+    pub fn new(inner: S) -> (Recorded<S>, Arc<Mutex<Vec<u8>>>) {
+        let capture = Arc::new(Mutex::new(Vec::new()));
+        let stream = Recorded {
+            inner,
+            capture: Some(Arc::clone(&capture)),
+        };
+        (stream, capture)
+    }
+
+    /// Stops copying: the handshake is over.
+    pub fn stop(&mut self) {
+        self.capture = None;
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Recorded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(capture) = &self.capture {
+            if let Ok(mut capture) = capture.lock() {
+                let room = CAPTURE_MAX.saturating_sub(capture.len());
+                let read = &buf.filled()[before..];
+                capture.extend_from_slice(&read[..read.len().min(room)]);
+            }
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Recorded<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_keep_order_duplicates_and_spelling_and_lose_their_secrets() {
+        let request = Request::parse(
+            b"GET /feed?token=abc&room=1 HTTP/1.1\r\nHost: h:1\r\nAuthorization: Bearer s3cret\r\n\
+              cookie: a=1\r\nX-Team: blue\r\nX-Team: red\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            request.lines(),
+            [
+                "> GET /feed?token=<redacted>&room=1 HTTP/1.1",
+                "> Host: h:1",
+                "> Authorization: <redacted>",
+                "> cookie: <redacted>",
+                "> X-Team: blue",
+                "> X-Team: red",
+            ]
+        );
+        let response = Response::parse(
+            b"HTTP/1.1 401 Unauthorized\r\nSet-Cookie: s=1\r\nSet-Cookie: t=2\r\n\
+              Content-Length: 0\r\n\r\n\x81\x02hi",
+        )
+        .unwrap();
+        assert_eq!(
+            response.lines(),
+            [
+                "< HTTP/1.1 401 Unauthorized",
+                "< Set-Cookie: <redacted>",
+                "< Set-Cookie: <redacted>",
+                "< Content-Length: 0",
+            ]
+        );
+        assert_eq!(Response::parse(b"HTTP/1.1 101 Switching"), None);
+        assert_eq!(Response::parse(b"SSH-2.0-OpenSSH\r\n\r\n"), None);
+        // An empty reason leaves no trailing space.
+        assert_eq!(
+            Response::parse(b"HTTP/1.0 200 \r\n\r\n").unwrap().lines(),
+            ["< HTTP/1.0 200"]
+        );
+    }
+}
