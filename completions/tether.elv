@@ -67,7 +67,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --json-sent 'With --json, also record every message tether sends, as a ''sent'' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
             cand -P 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json'
             cand --show-ping-pong 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json'
-            cand --pretty 'Pretty-print messages that are JSON'
+            cand --pretty 'Indent messages that are JSON, changing only whitespace: keys in their order (duplicates too), numbers and escapes as sent; other text as received'
             cand --strict 'Fail when a message does not match the expectation waiting for it, instead of skipping it'
             cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'

@@ -68,7 +68,7 @@ complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix eve
 complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (see the README for the schema)'
 complete -c tether -n "__fish_tether_needs_command" -l json-sent -d 'With --json, also record every message tether sends, as a \'sent\' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
 complete -c tether -n "__fish_tether_needs_command" -s P -l show-ping-pong -d 'Show the server\'s Pings and the Pongs tether gets (its heartbeat\'s round trips; Pongs the server sends unasked, marked): \'*\' lines in the REPL, stderr lines in a pipe, and \'ping\' and \'pong\' events with --json'
-complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Pretty-print messages that are JSON'
+complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Indent messages that are JSON, changing only whitespace: keys in their order (duplicates too), numbers and escapes as sent; other text as received'
 complete -c tether -n "__fish_tether_needs_command" -l strict -d 'Fail when a message does not match the expectation waiting for it, instead of skipping it'
 complete -c tether -n "__fish_tether_needs_command" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_needs_command" -s q -l quiet -d 'Only errors on stderr'

@@ -302,7 +302,8 @@ pub struct OutputArgs {
     #[arg(short = 'P', long)]
     pub show_ping_pong: bool,
 
-    /// Pretty-print messages that are JSON
+    /// Indent messages that are JSON, changing only whitespace: keys in their order (duplicates
+    /// too), numbers and escapes as sent; other text as received
     #[arg(long)]
     pub pretty: bool,
 

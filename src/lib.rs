@@ -11,6 +11,7 @@ pub(crate) mod generate;
 pub(crate) mod headers;
 pub(crate) mod io;
 pub(crate) mod net;
+pub(crate) mod pretty;
 #[cfg(test)]
 mod readme_tests;
 pub(crate) mod render;

@@ -103,11 +103,11 @@ impl Renderer {
         self.text_plain(out, &self.pretty(text))
     }
 
-    /// The text pretty-printed when `--pretty` asks and it is JSON.
+    /// The text re-indented when `--pretty` asks and it is JSON; anything
+    /// else as received.
     pub fn pretty<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
         if self.config.pretty
-            && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
-            && let Ok(pretty) = serde_json::to_string_pretty(&value)
+            && let Some(pretty) = crate::pretty::reindent(text)
         {
             return std::borrow::Cow::Owned(pretty);
         }
