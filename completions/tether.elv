@@ -62,7 +62,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --null 'Input (and output) records end with NUL instead of newline'
             cand --keep-open 'Stay connected after stdin ends, until the server closes or Ctrl-C'
             cand --echo 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
-            cand --timestamps 'Prefix every line with the time it was received'
+            cand --timestamps 'Prefix each received message with the time it was received; a message''s further lines are indented by the time''s width, so only a message''s first line starts with a time'
             cand --json 'Print one JSON object per event on stdout (see the README for the schema)'
             cand --json-sent 'With --json, also record every message tether sends, as a ''sent'' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
             cand -P 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json'

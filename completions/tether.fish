@@ -64,7 +64,7 @@ complete -c tether -n "__fish_tether_needs_command" -l binary -d 'Send input lin
 complete -c tether -n "__fish_tether_needs_command" -s 0 -l null -d 'Input (and output) records end with NUL instead of newline'
 complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connected after stdin ends, until the server closes or Ctrl-C'
 complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
-complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix every line with the time it was received'
+complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix each received message with the time it was received; a message\'s further lines are indented by the time\'s width, so only a message\'s first line starts with a time'
 complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (see the README for the schema)'
 complete -c tether -n "__fish_tether_needs_command" -l json-sent -d 'With --json, also record every message tether sends, as a \'sent\' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
 complete -c tether -n "__fish_tether_needs_command" -s P -l show-ping-pong -d 'Show the server\'s Pings and the Pongs tether gets (its heartbeat\'s round trips; Pongs the server sends unasked, marked): \'*\' lines in the REPL, stderr lines in a pipe, and \'ping\' and \'pong\' events with --json'

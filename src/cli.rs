@@ -282,7 +282,8 @@ pub struct OutputArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub binary_format: Option<BinaryFormatArg>,
 
-    /// Prefix every line with the time it was received
+    /// Prefix each received message with the time it was received; a message's further lines
+    /// are indented by the time's width, so only a message's first line starts with a time
     #[arg(long)]
     pub timestamps: bool,
 

@@ -43,14 +43,44 @@ impl Renderer {
         // own size, not twice that.
         out.reserve(payload.len() + 1);
         if self.config.timestamps {
-            out.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
-            out.push(b' ');
+            return self.stamped(out, payload, SystemTime::now());
         }
+        self.body(out, payload);
+        out.push(self.config.separator);
+    }
+
+    fn body(&self, out: &mut Vec<u8>, payload: &Payload) {
         match payload {
             Payload::Text(text) => self.text(out, text),
             Payload::Binary(data) => self.binary(out, data),
         }
-        out.push(self.config.separator);
+    }
+
+    /// `--timestamps`: the time, a space, the message. When records end with
+    /// a newline, every line after a message's first is indented by the
+    /// stamp's width, so only a line that starts a message starts with a
+    /// time (a digit); with `-0` the NUL frames the record and the message
+    /// is left as it is.
+    fn stamped(&self, out: &mut Vec<u8>, payload: &Payload, time: SystemTime) {
+        let stamp = timestamp(time);
+        out.extend_from_slice(stamp.as_bytes());
+        out.push(b' ');
+        if self.config.separator != b'\n' {
+            self.body(out, payload);
+            out.push(self.config.separator);
+            return;
+        }
+        let mut body = Vec::with_capacity(payload.len());
+        self.body(&mut body, payload);
+        let indent = stamp.len() + 1;
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                out.push(b'\n');
+                out.resize(out.len() + indent, b' ');
+            }
+            out.extend_from_slice(line);
+        }
+        out.push(b'\n');
     }
 
     /// The message's own bytes when its output record is exactly those bytes
@@ -367,6 +397,46 @@ pub fn eprint_line(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pipe(separator: u8) -> Renderer {
+        Renderer::new(OutputConfig {
+            binary_format: BinaryFormat::Raw,
+            timestamps: true,
+            json: false,
+            pretty: false,
+            color: false,
+            terminal: false,
+            separator,
+            verbosity: Verbosity::Normal,
+            ping_pong: false,
+        })
+    }
+
+    #[test]
+    fn stamped_messages_indent_their_continuation_lines() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let stamped = |r: Renderer, payload: Payload| {
+            let mut out = Vec::new();
+            r.stamped(&mut out, &payload, time);
+            String::from_utf8(out).unwrap()
+        };
+        let pad = " ".repeat(25);
+        assert_eq!(
+            stamped(pipe(b'\n'), Payload::text("one\ntwo\n\nend\n")),
+            format!("2023-11-14T22:13:20.123Z one\n{pad}two\n{pad}\n{pad}end\n{pad}\n")
+        );
+        assert_eq!(
+            stamped(pipe(b'\n'), Payload::text("solo")),
+            "2023-11-14T22:13:20.123Z solo\n"
+        );
+        let binary = Payload::Binary(Bytes::from_static(b"a\nb"));
+        assert_eq!(
+            stamped(pipe(b'\n'), binary.clone()),
+            format!("2023-11-14T22:13:20.123Z a\n{pad}b\n")
+        );
+        // With -0 the NUL frames the record: the message is as received.
+        assert_eq!(stamped(pipe(0), binary), "2023-11-14T22:13:20.123Z a\nb\0");
+    }
 
     #[test]
     fn escape_sequences_are_made_visible() {

@@ -246,6 +246,25 @@ fn pretty_changes_only_whitespace() {
 }
 
 #[test]
+fn timestamps_indent_the_continuation_lines_of_a_message() {
+    let server = Server::start(|mut conn| async move {
+        conn.send_text("first line\nsecond line\n\nlast").await;
+        conn.send_text("solo").await;
+        conn.close(1000, "").await;
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "--timestamps", "--keep-open"])
+        .run();
+    run.code(0);
+    let stamp = regex::Regex::new(r"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ").unwrap();
+    let pad = " ".repeat(25);
+    assert_eq!(
+        stamp.replace_all(&run.stdout_str(), "TIME "),
+        format!("TIME first line\n{pad}second line\n{pad}\n{pad}last\nTIME solo\n")
+    );
+}
+
+#[test]
 fn invalid_utf8_on_stdin_names_the_line_and_sends_what_came_before() {
     let server = Server::echo();
     Tether::new()
