@@ -70,7 +70,8 @@ const VERSION: &str = concat!(
         With a terminal on both stdin and stdout, tether opens an interactive session \
         (/help there lists its commands; history is kept in $XDG_STATE_HOME/tether/history). \
         Otherwise each stdin line is sent as one message and each received message is \
-        printed as one stdout line; diagnostics go to stderr.",
+        printed as received, then a newline (a message with newlines spans several lines; \
+        --json or -0 frame messages exactly); diagnostics go to stderr.",
     after_help = "See 'tether --help' for exit codes and examples.",
     after_long_help = after_long_help(),
     args_conflicts_with_subcommands = true,
