@@ -48,7 +48,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Close after receiving this many messages')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Close after receiving this many messages')
             [CompletionResult]::new('--binary-format', '--binary-format', [CompletionResultType]::ParameterName, 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]')
-            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too')
             [CompletionResult]::new('--send', '--send', [CompletionResultType]::ParameterName, 'Send this message once connected, after any --on-connect messages (repeatable, in order)')
             [CompletionResult]::new('--expect', '--expect', [CompletionResultType]::ParameterName, 'Wait for a message matching this regex; each must be matched, in order (repeatable)')
             [CompletionResult]::new('--script', '--script', [CompletionResultType]::ParameterName, 'Run the steps in this scenario file (''-'' reads it from stdin); see the README')

@@ -45,7 +45,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand -n 'Close after receiving this many messages'
             cand --count 'Close after receiving this many messages'
             cand --binary-format 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]'
-            cand --color 'When to use colour'
+            cand --color 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too'
             cand --send 'Send this message once connected, after any --on-connect messages (repeatable, in order)'
             cand --expect 'Wait for a message matching this regex; each must be matched, in order (repeatable)'
             cand --script 'Run the steps in this scenario file (''-'' reads it from stdin); see the README'

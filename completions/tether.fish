@@ -48,7 +48,7 @@ complete -c tether -n "__fish_tether_needs_command" -s n -l count -d 'Close afte
 complete -c tether -n "__fish_tether_needs_command" -l binary-format -d 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]' -r -f -a "hex\t''
 base64\t''
 raw\t''"
-complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to use colour' -r -f -a "auto\t''
+complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect messages (repeatable, in order)' -r

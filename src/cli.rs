@@ -309,7 +309,8 @@ pub struct OutputArgs {
     #[arg(long)]
     pub pretty: bool,
 
-    /// When to use colour
+    /// When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a
+    /// terminal unless NO_COLOR is set and not empty; always colours pipes and files too
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
 }

@@ -12,7 +12,22 @@
 //! copied token by token with new whitespace: strings, numbers and literals
 //! byte for byte, keys in their order, duplicates kept. The layout is
 //! serde_json's pretty one (two spaces, `"key": value`, `[]` and `{}` when
-//! empty).
+//! empty). For a terminal each token is escaped as messages are
+//! ([`escape_controls`]), and with colour on, keys, strings, numbers and the
+//! literals get colours of their own (as `jq -C` does); punctuation never.
+
+use std::borrow::Cow;
+
+use crate::render::escape_controls;
+use crate::render::sgr::{BLUE_BOLD, CYAN, GREEN, RESET, YELLOW};
+
+/// How the tokens are shown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    /// Controls and bidi characters in strings as visible escapes.
+    pub escape: bool,
+    pub colour: bool,
+}
 
 /// Deeper than this is printed as received, as serde_json's own parser
 /// refuses it: every level indents every line inside it, so a hostile
@@ -20,10 +35,24 @@
 const MAX_DEPTH: usize = 128;
 
 /// `text` re-indented when it is one JSON value, else `None`.
-pub fn reindent(text: &str) -> Option<String> {
+pub fn reindent(text: &str, style: Style) -> Option<String> {
     serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len() + text.len() / 2);
+    let token = |out: &mut String, colour: &str, token: &str| {
+        let token = if style.escape {
+            escape_controls(token)
+        } else {
+            Cow::Borrowed(token)
+        };
+        if style.colour {
+            out.push_str(colour);
+            out.push_str(&token);
+            out.push_str(RESET);
+        } else {
+            out.push_str(&token);
+        }
+    };
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
@@ -31,7 +60,8 @@ pub fn reindent(text: &str) -> Option<String> {
             b' ' | b'\t' | b'\n' | b'\r' => i += 1,
             b'"' => {
                 let end = string_end(bytes, i);
-                out.push_str(&text[i..end]);
+                let key = bytes.get(skip_whitespace(bytes, end)) == Some(&b':');
+                token(&mut out, if key { BLUE_BOLD } else { GREEN }, &text[i..end]);
                 i = end;
             }
             open @ (b'{' | b'[') => {
@@ -71,7 +101,8 @@ pub fn reindent(text: &str) -> Option<String> {
                     .iter()
                     .position(|b| b" \t\n\r,:]}".contains(b))
                     .map_or(bytes.len(), |n| i + n);
-                out.push_str(&text[i..end]);
+                let literal = matches!(bytes[i], b't' | b'f' | b'n');
+                token(&mut out, if literal { YELLOW } else { CYAN }, &text[i..end]);
                 i = end;
             }
         }
@@ -114,7 +145,7 @@ mod tests {
     fn only_whitespace_changes() {
         let text = r#"{"z":1.10,"a":[123456789012345678901234,-0.0e+00,true,null],"z":"caf\u00e9 \"q\" \\ \/","k":{}}"#;
         assert_eq!(
-            reindent(text).unwrap(),
+            reindent(text, Style::default()).unwrap(),
             "{\n  \"z\": 1.10,\n  \"a\": [\n    123456789012345678901234,\n    -0.0e+00,\n    \
              true,\n    null\n  ],\n  \"z\": \"caf\\u00e9 \\\"q\\\" \\\\ \\/\",\n  \"k\": {}\n}"
         );
@@ -134,11 +165,38 @@ mod tests {
         ] {
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(
-                reindent(text).unwrap(),
+                reindent(text, Style::default()).unwrap(),
                 serde_json::to_string_pretty(&value).unwrap(),
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn a_terminal_gets_escapes_and_colours_per_token() {
+        let text = "{\"k\u{202e}\":[\"v\u{7f}\",1.5,null]}";
+        let escaped = Style {
+            escape: true,
+            colour: false,
+        };
+        assert_eq!(
+            reindent(text, escaped).unwrap(),
+            "{\n  \"k\\u{202e}\": [\n    \"v\\x7f\",\n    1.5,\n    null\n  ]\n}"
+        );
+        let coloured = Style {
+            escape: true,
+            colour: true,
+        };
+        assert_eq!(
+            reindent(text, coloured).unwrap(),
+            "{\n  \x1b[1;34m\"k\\u{202e}\"\x1b[0m: [\n    \x1b[32m\"v\\x7f\"\x1b[0m,\n    \
+             \x1b[36m1.5\x1b[0m,\n    \x1b[33mnull\x1b[0m\n  ]\n}"
+        );
+        // Without escaping (a pipe), the characters pass as sent.
+        assert_eq!(
+            reindent("\"v\u{7f}\"", Style::default()).unwrap(),
+            "\"v\u{7f}\""
+        );
     }
 
     #[test]
@@ -155,15 +213,15 @@ mod tests {
             "{'a':1}",
             "[1,]",
         ] {
-            assert_eq!(reindent(text), None, "{text:?}");
+            assert_eq!(reindent(text, Style::default()), None, "{text:?}");
         }
     }
 
     #[test]
     fn deep_nesting_is_left_alone() {
         let nested = |depth| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-        assert!(reindent(&nested(MAX_DEPTH)).is_some());
-        assert_eq!(reindent(&nested(MAX_DEPTH + 1)), None);
+        assert!(reindent(&nested(MAX_DEPTH), Style::default()).is_some());
+        assert_eq!(reindent(&nested(MAX_DEPTH + 1), Style::default()), None);
         // serde_json checks no depth when it only validates.
         assert!(serde_json::from_str::<serde::de::IgnoredAny>(&nested(10_000)).is_ok());
     }

@@ -14,6 +14,18 @@ use bytes::Bytes;
 use crate::config::{BinaryFormat, OutputConfig, Verbosity};
 use crate::session::Payload;
 
+/// SGR colours, written only when `--color` says so for the stream.
+pub mod sgr {
+    pub const GREEN: &str = "\x1b[32m";
+    pub const YELLOW: &str = "\x1b[33m";
+    pub const RED: &str = "\x1b[31m";
+    pub const CYAN: &str = "\x1b[36m";
+    pub const BLUE_BOLD: &str = "\x1b[1;34m";
+    pub const DIM: &str = "\x1b[2m";
+    pub const BOLD: &str = "\x1b[1m";
+    pub const RESET: &str = "\x1b[0m";
+}
+
 /// Bytes of binary shown in a terminal hex dump before the rest is elided.
 pub const HEXDUMP_LIMIT: usize = 4096;
 
@@ -62,9 +74,7 @@ impl Renderer {
     /// time (a digit); with `-0` the NUL frames the record and the message
     /// is left as it is.
     fn stamped(&self, out: &mut Vec<u8>, payload: &Payload, time: SystemTime) {
-        let stamp = timestamp(time);
-        out.extend_from_slice(stamp.as_bytes());
-        out.push(b' ');
+        let indent = self.push_stamp(out, time);
         if self.config.separator != b'\n' {
             self.body(out, payload);
             out.push(self.config.separator);
@@ -72,7 +82,6 @@ impl Renderer {
         }
         let mut body = Vec::with_capacity(payload.len());
         self.body(&mut body, payload);
-        let indent = stamp.len() + 1;
         for (i, line) in body.split(|&b| b == b'\n').enumerate() {
             if i > 0 {
                 out.push(b'\n');
@@ -116,8 +125,7 @@ impl Renderer {
         }
         let mut head = Vec::new();
         if self.config.timestamps {
-            head.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
-            head.push(b' ');
+            self.push_stamp(&mut head, SystemTime::now());
         }
         let base64 = format == BinaryFormat::Base64;
         Some(Pieces::new(
@@ -130,18 +138,39 @@ impl Renderer {
     }
 
     fn text(&self, out: &mut Vec<u8>, text: &str) {
-        self.text_plain(out, &self.pretty(text))
+        match self.pretty(text, self.config.terminal) {
+            Some(pretty) => out.extend_from_slice(pretty.as_bytes()),
+            None => self.text_plain(out, text),
+        }
     }
 
-    /// The text re-indented when `--pretty` asks and it is JSON; anything
-    /// else as received.
-    pub fn pretty<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
-        if self.config.pretty
-            && let Some(pretty) = crate::pretty::reindent(text)
-        {
-            return std::borrow::Cow::Owned(pretty);
+    /// The text re-indented when `--pretty` asks and it is JSON, its tokens
+    /// escaped when `escape` says (for a terminal) and coloured when colour
+    /// is on; `None` for anything else, which is shown as received.
+    pub fn pretty(&self, text: &str, escape: bool) -> Option<String> {
+        let style = crate::pretty::Style {
+            escape,
+            colour: self.config.color,
+        };
+        self.config
+            .pretty
+            .then(|| crate::pretty::reindent(text, style))
+            .flatten()
+    }
+
+    /// The time a message was received and a space, dim when colour is on;
+    /// returns how wide it shows.
+    fn push_stamp(&self, out: &mut Vec<u8>, time: SystemTime) -> usize {
+        let stamp = timestamp(time);
+        if self.config.color {
+            out.extend_from_slice(sgr::DIM.as_bytes());
+            out.extend_from_slice(stamp.as_bytes());
+            out.extend_from_slice(sgr::RESET.as_bytes());
+        } else {
+            out.extend_from_slice(stamp.as_bytes());
         }
-        std::borrow::Cow::Borrowed(text)
+        out.push(b' ');
+        stamp.len() + 1
     }
 
     fn text_plain(&self, out: &mut Vec<u8>, text: &str) {
@@ -433,6 +462,15 @@ mod tests {
         assert_eq!(
             stamped(pipe(b'\n'), binary.clone()),
             format!("2023-11-14T22:13:20.123Z a\n{pad}b\n")
+        );
+        // Colour dims the time; the indent is still its width on screen.
+        let coloured = Renderer::new(OutputConfig {
+            color: true,
+            ..pipe(b'\n').config
+        });
+        assert_eq!(
+            stamped(coloured, Payload::text("a\nb")),
+            format!("\x1b[2m2023-11-14T22:13:20.123Z\x1b[0m a\n{pad}b\n")
         );
         // With -0 the NUL frames the record: the message is as received.
         assert_eq!(stamped(pipe(0), binary), "2023-11-14T22:13:20.123Z a\nb\0");

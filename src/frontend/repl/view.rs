@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{BinaryFormat, OutputConfig};
+use crate::render::sgr::{BOLD, CYAN, DIM, GREEN, RED, RESET, YELLOW};
 use crate::render::{
     HEXDUMP_LIMIT, Renderer, base64_into, escape_controls, format_rtt, hex, hexdump, timestamp,
 };
@@ -28,15 +29,6 @@ pub enum Link {
 /// the line editor measures the prompt once per line, so a prompt that
 /// changes while a line is being typed must keep its width.
 pub const PROMPT_LABEL_WIDTH: usize = 10;
-
-/// SGR colours, used only when colour is on.
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const RED: &str = "\x1b[31m";
-const CYAN: &str = "\x1b[36m";
-const DIM: &str = "\x1b[2m";
-const BOLD: &str = "\x1b[1m";
-const RESET: &str = "\x1b[0m";
 
 /// The interactive session's output: every line it prints above the prompt,
 /// and the prompt itself. Each piece ends with a newline; what came from the
@@ -118,7 +110,10 @@ impl View {
             return String::from_utf8_lossy(&out).into_owned();
         }
         let body = match payload {
-            Payload::Text(text) => escape_controls(&self.renderer.pretty(text)).into_owned(),
+            Payload::Text(text) => self
+                .renderer
+                .pretty(text, true)
+                .unwrap_or_else(|| escape_controls(text).into_owned()),
             Payload::Binary(data) => match self.config.binary_format {
                 BinaryFormat::Hex => format!("[binary] {}", hex(data)),
                 BinaryFormat::Base64 => {
