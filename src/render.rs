@@ -80,14 +80,18 @@ impl Renderer {
             out.push(self.config.separator);
             return;
         }
-        let mut body = Vec::with_capacity(payload.len());
-        self.body(&mut body, payload);
-        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
-                out.push(b'\n');
-                out.resize(out.len() + indent, b' ');
+        // Rendered in place; only a message with a newline is copied again.
+        let start = out.len();
+        self.body(out, payload);
+        if memchr::memchr(b'\n', &out[start..]).is_some() {
+            let body = out.split_off(start);
+            for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+                if i > 0 {
+                    out.push(b'\n');
+                    out.resize(out.len() + indent, b' ');
+                }
+                out.extend_from_slice(line);
             }
-            out.extend_from_slice(line);
         }
         out.push(b'\n');
     }
