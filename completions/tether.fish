@@ -48,7 +48,7 @@ complete -c tether -n "__fish_tether_needs_command" -s n -l count -d 'Close afte
 complete -c tether -n "__fish_tether_needs_command" -l binary-format -d 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]' -r -f -a "hex\t''
 base64\t''
 raw\t''"
-complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to use colour' -r -f -a "auto\t''
+complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect messages (repeatable, in order)' -r
@@ -64,11 +64,11 @@ complete -c tether -n "__fish_tether_needs_command" -l binary -d 'Send input lin
 complete -c tether -n "__fish_tether_needs_command" -s 0 -l null -d 'Input (and output) records end with NUL instead of newline'
 complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connected after stdin ends, until the server closes or Ctrl-C'
 complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
-complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix every line with the time it was received'
+complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix each received message with the time it was received; a message\'s further lines are indented by the time\'s width, so only a message\'s first line starts with a time'
 complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (see the README for the schema)'
 complete -c tether -n "__fish_tether_needs_command" -l json-sent -d 'With --json, also record every message tether sends, as a \'sent\' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
 complete -c tether -n "__fish_tether_needs_command" -s P -l show-ping-pong -d 'Show the server\'s Pings and the Pongs tether gets (its heartbeat\'s round trips; Pongs the server sends unasked, marked): \'*\' lines in the REPL, stderr lines in a pipe, and \'ping\' and \'pong\' events with --json'
-complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Pretty-print messages that are JSON'
+complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Indent messages that are JSON, changing only whitespace: keys in their order (duplicates too), numbers and escapes as sent; other text as received'
 complete -c tether -n "__fish_tether_needs_command" -l strict -d 'Fail when a message does not match the expectation waiting for it, instead of skipping it'
 complete -c tether -n "__fish_tether_needs_command" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, with each handshake\'s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_needs_command" -s q -l quiet -d 'Only errors on stderr'

@@ -70,7 +70,8 @@ const VERSION: &str = concat!(
         With a terminal on both stdin and stdout, tether opens an interactive session \
         (/help there lists its commands; history is kept in $XDG_STATE_HOME/tether/history). \
         Otherwise each stdin line is sent as one message and each received message is \
-        printed as one stdout line; diagnostics go to stderr.",
+        printed as received, then a newline (a message with newlines spans several lines; \
+        --json or -0 frame messages exactly); diagnostics go to stderr.",
     after_help = "See 'tether --help' for exit codes and examples.",
     after_long_help = after_long_help(),
     args_conflicts_with_subcommands = true,
@@ -282,7 +283,8 @@ pub struct OutputArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub binary_format: Option<BinaryFormatArg>,
 
-    /// Prefix every line with the time it was received
+    /// Prefix each received message with the time it was received; a message's further lines
+    /// are indented by the time's width, so only a message's first line starts with a time
     #[arg(long)]
     pub timestamps: bool,
 
@@ -302,11 +304,13 @@ pub struct OutputArgs {
     #[arg(short = 'P', long)]
     pub show_ping_pong: bool,
 
-    /// Pretty-print messages that are JSON
+    /// Indent messages that are JSON, changing only whitespace: keys in their order (duplicates
+    /// too), numbers and escapes as sent; other text as received
     #[arg(long)]
     pub pretty: bool,
 
-    /// When to use colour
+    /// When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a
+    /// terminal unless NO_COLOR is set and not empty; always colours pipes and files too
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
 }

@@ -30,6 +30,17 @@ use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_dur
 /// `NO_COLOR`), by name: `std::env::var_os` for the process, a table in tests.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
+/// Whether a stream gets colour: the one rule for stdout and stderr alike.
+/// `always` colours even a pipe or a file, `never` nothing; `auto` only a
+/// terminal, and only while `NO_COLOR` is unset or empty (no-color.org).
+pub fn colour(when: ColorArg, terminal: bool, env: Env) -> bool {
+    match when {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => terminal && env("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
 /// What the invocation asks for.
 #[derive(Debug)]
 pub enum Task {
@@ -540,11 +551,7 @@ impl OutputConfig {
         smoke_test: bool,
         env: Env,
     ) -> OutputConfig {
-        let color = match out.color {
-            ColorArg::Always => true,
-            ColorArg::Never => false,
-            ColorArg::Auto => terminals.stdout && env("NO_COLOR").is_none_or(|v| v.is_empty()),
-        };
+        let color = colour(out.color, terminals.stdout, env);
         let binary_format = match (out.binary_format, terminals.stdout) {
             (Some(BinaryFormatArg::Hex), true) => BinaryFormat::HexDump,
             (Some(BinaryFormatArg::Hex), false) => BinaryFormat::Hex,
@@ -1169,6 +1176,32 @@ mod tests {
                 .output
                 .color
         );
+    }
+
+    #[test]
+    fn colour_is_one_rule_for_every_stream() {
+        let cases = [
+            // (--color, a terminal, NO_COLOR, colour)
+            (ColorArg::Auto, true, None, true),
+            (ColorArg::Auto, true, Some(""), true),
+            (ColorArg::Auto, true, Some("1"), false),
+            (ColorArg::Auto, false, None, false),
+            (ColorArg::Always, false, Some("1"), true),
+            (ColorArg::Always, true, None, true),
+            (ColorArg::Never, true, None, false),
+            (ColorArg::Never, false, None, false),
+        ];
+        for (when, terminal, no_color, expected) in cases {
+            let env = |name: &str| {
+                assert_eq!(name, "NO_COLOR");
+                no_color.map(OsString::from)
+            };
+            assert_eq!(
+                colour(when, terminal, &env),
+                expected,
+                "{when:?} terminal {terminal} NO_COLOR {no_color:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub(crate) mod generate;
 pub(crate) mod headers;
 pub(crate) mod io;
 pub(crate) mod net;
+pub(crate) mod pretty;
 #[cfg(test)]
 mod readme_tests;
 pub(crate) mod render;
@@ -30,7 +31,12 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
     // `--timeout` counts from here: the whole run, connecting included.
     let started = std::time::Instant::now();
     let verbosity = Verbosity::from_cli(&cli.verbosity);
-    init_tracing(verbosity);
+    let env = |name: &str| std::env::var_os(name);
+    let stderr_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_tracing(
+        verbosity,
+        config::colour(cli.output.color, stderr_terminal, &env),
+    );
     let task = Task::from_cli(cli, Terminals::detect())?;
     let mut stdout = std::io::stdout().lock();
     match task {
@@ -98,7 +104,10 @@ pub fn report(err: &Error) {
     }
 }
 
-fn init_tracing(verbosity: Verbosity) {
+/// The diagnostics `-v` and `RUST_LOG` ask for, on stderr; `ansi` is
+/// `--color`'s decision for stderr (the subscriber's own default would colour
+/// a file and ignore `--color never`).
+fn init_tracing(verbosity: Verbosity, ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbosity {
         Verbosity::Quiet => "error",
@@ -114,5 +123,6 @@ fn init_tracing(verbosity: Verbosity) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(ansi)
         .try_init();
 }

@@ -14,6 +14,18 @@ use bytes::Bytes;
 use crate::config::{BinaryFormat, OutputConfig, Verbosity};
 use crate::session::Payload;
 
+/// SGR colours, written only when `--color` says so for the stream.
+pub mod sgr {
+    pub const GREEN: &str = "\x1b[32m";
+    pub const YELLOW: &str = "\x1b[33m";
+    pub const RED: &str = "\x1b[31m";
+    pub const CYAN: &str = "\x1b[36m";
+    pub const BLUE_BOLD: &str = "\x1b[1;34m";
+    pub const DIM: &str = "\x1b[2m";
+    pub const BOLD: &str = "\x1b[1m";
+    pub const RESET: &str = "\x1b[0m";
+}
+
 /// Bytes of binary shown in a terminal hex dump before the rest is elided.
 pub const HEXDUMP_LIMIT: usize = 4096;
 
@@ -43,14 +55,45 @@ impl Renderer {
         // own size, not twice that.
         out.reserve(payload.len() + 1);
         if self.config.timestamps {
-            out.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
-            out.push(b' ');
+            return self.stamped(out, payload, SystemTime::now());
         }
+        self.body(out, payload);
+        out.push(self.config.separator);
+    }
+
+    fn body(&self, out: &mut Vec<u8>, payload: &Payload) {
         match payload {
             Payload::Text(text) => self.text(out, text),
             Payload::Binary(data) => self.binary(out, data),
         }
-        out.push(self.config.separator);
+    }
+
+    /// `--timestamps`: the time, a space, the message. When records end with
+    /// a newline, every line after a message's first is indented by the
+    /// stamp's width, so only a line that starts a message starts with a
+    /// time (a digit); with `-0` the NUL frames the record and the message
+    /// is left as it is.
+    fn stamped(&self, out: &mut Vec<u8>, payload: &Payload, time: SystemTime) {
+        let indent = self.push_stamp(out, time);
+        if self.config.separator != b'\n' {
+            self.body(out, payload);
+            out.push(self.config.separator);
+            return;
+        }
+        // Rendered in place; only a message with a newline is copied again.
+        let start = out.len();
+        self.body(out, payload);
+        if memchr::memchr(b'\n', &out[start..]).is_some() {
+            let body = out.split_off(start);
+            for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+                if i > 0 {
+                    out.push(b'\n');
+                    out.resize(out.len() + indent, b' ');
+                }
+                out.extend_from_slice(line);
+            }
+        }
+        out.push(b'\n');
     }
 
     /// The message's own bytes when its output record is exactly those bytes
@@ -86,8 +129,7 @@ impl Renderer {
         }
         let mut head = Vec::new();
         if self.config.timestamps {
-            head.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
-            head.push(b' ');
+            self.push_stamp(&mut head, SystemTime::now());
         }
         let base64 = format == BinaryFormat::Base64;
         Some(Pieces::new(
@@ -100,18 +142,39 @@ impl Renderer {
     }
 
     fn text(&self, out: &mut Vec<u8>, text: &str) {
-        self.text_plain(out, &self.pretty(text))
+        match self.pretty(text, self.config.terminal) {
+            Some(pretty) => out.extend_from_slice(pretty.as_bytes()),
+            None => self.text_plain(out, text),
+        }
     }
 
-    /// The text pretty-printed when `--pretty` asks and it is JSON.
-    pub fn pretty<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
-        if self.config.pretty
-            && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
-            && let Ok(pretty) = serde_json::to_string_pretty(&value)
-        {
-            return std::borrow::Cow::Owned(pretty);
+    /// The text re-indented when `--pretty` asks and it is JSON, its tokens
+    /// escaped when `escape` says (for a terminal) and coloured when colour
+    /// is on; `None` for anything else, which is shown as received.
+    pub fn pretty(&self, text: &str, escape: bool) -> Option<String> {
+        let style = crate::pretty::Style {
+            escape,
+            colour: self.config.color,
+        };
+        self.config
+            .pretty
+            .then(|| crate::pretty::reindent(text, style))
+            .flatten()
+    }
+
+    /// The time a message was received and a space, dim when colour is on;
+    /// returns how wide it shows.
+    fn push_stamp(&self, out: &mut Vec<u8>, time: SystemTime) -> usize {
+        let stamp = timestamp(time);
+        if self.config.color {
+            out.extend_from_slice(sgr::DIM.as_bytes());
+            out.extend_from_slice(stamp.as_bytes());
+            out.extend_from_slice(sgr::RESET.as_bytes());
+        } else {
+            out.extend_from_slice(stamp.as_bytes());
         }
-        std::borrow::Cow::Borrowed(text)
+        out.push(b' ');
+        stamp.len() + 1
     }
 
     fn text_plain(&self, out: &mut Vec<u8>, text: &str) {
@@ -367,6 +430,55 @@ pub fn eprint_line(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pipe(separator: u8) -> Renderer {
+        Renderer::new(OutputConfig {
+            binary_format: BinaryFormat::Raw,
+            timestamps: true,
+            json: false,
+            pretty: false,
+            color: false,
+            terminal: false,
+            separator,
+            verbosity: Verbosity::Normal,
+            ping_pong: false,
+        })
+    }
+
+    #[test]
+    fn stamped_messages_indent_their_continuation_lines() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let stamped = |r: Renderer, payload: Payload| {
+            let mut out = Vec::new();
+            r.stamped(&mut out, &payload, time);
+            String::from_utf8(out).unwrap()
+        };
+        let pad = " ".repeat(25);
+        assert_eq!(
+            stamped(pipe(b'\n'), Payload::text("one\ntwo\n\nend\n")),
+            format!("2023-11-14T22:13:20.123Z one\n{pad}two\n{pad}\n{pad}end\n{pad}\n")
+        );
+        assert_eq!(
+            stamped(pipe(b'\n'), Payload::text("solo")),
+            "2023-11-14T22:13:20.123Z solo\n"
+        );
+        let binary = Payload::Binary(Bytes::from_static(b"a\nb"));
+        assert_eq!(
+            stamped(pipe(b'\n'), binary.clone()),
+            format!("2023-11-14T22:13:20.123Z a\n{pad}b\n")
+        );
+        // Colour dims the time; the indent is still its width on screen.
+        let coloured = Renderer::new(OutputConfig {
+            color: true,
+            ..pipe(b'\n').config
+        });
+        assert_eq!(
+            stamped(coloured, Payload::text("a\nb")),
+            format!("\x1b[2m2023-11-14T22:13:20.123Z\x1b[0m a\n{pad}b\n")
+        );
+        // With -0 the NUL frames the record: the message is as received.
+        assert_eq!(stamped(pipe(0), binary), "2023-11-14T22:13:20.123Z a\nb\0");
+    }
 
     #[test]
     fn escape_sequences_are_made_visible() {

@@ -6,6 +6,7 @@
 mod support;
 
 mod bench_script;
+mod colour;
 mod conformance;
 mod connect;
 mod fault_proxy;

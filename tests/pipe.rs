@@ -229,6 +229,50 @@ fn timestamps_prefix_each_line() {
 }
 
 #[test]
+fn pretty_changes_only_whitespace() {
+    let server = Server::start(|mut conn| async move {
+        conn.send_text(r#"{"z":1.10,"big":123456789012345678901234,"a":"caf\u00e9","z":[]}"#)
+            .await;
+        conn.send_text("not JSON: {\"a\":1").await;
+        conn.send_text(" [ 1 ,2 ] ").await;
+        conn.close(1000, "").await;
+    });
+    Tether::new()
+        .args([&server.url("/"), "--pretty", "--keep-open"])
+        .run()
+        .code(0)
+        .stdout_is(concat!(
+            "{\n",
+            "  \"z\": 1.10,\n",
+            "  \"big\": 123456789012345678901234,\n",
+            "  \"a\": \"caf\\u00e9\",\n",
+            "  \"z\": []\n",
+            "}\n",
+            "not JSON: {\"a\":1\n",
+            "[\n  1,\n  2\n]\n",
+        ));
+}
+
+#[test]
+fn timestamps_indent_the_continuation_lines_of_a_message() {
+    let server = Server::start(|mut conn| async move {
+        conn.send_text("first line\nsecond line\n\nlast").await;
+        conn.send_text("solo").await;
+        conn.close(1000, "").await;
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "--timestamps", "--keep-open"])
+        .run();
+    run.code(0);
+    let stamp = regex::Regex::new(r"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ").unwrap();
+    let pad = " ".repeat(25);
+    assert_eq!(
+        stamp.replace_all(&run.stdout_str(), "TIME "),
+        format!("TIME first line\n{pad}second line\n{pad}\n{pad}last\nTIME solo\n")
+    );
+}
+
+#[test]
 fn invalid_utf8_on_stdin_names_the_line_and_sends_what_came_before() {
     let server = Server::echo();
     Tether::new()

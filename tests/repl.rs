@@ -584,3 +584,17 @@ fn ctrl_c_while_waiting_to_deliver_queued_lines_leaves_at_once_and_says_what_was
         pty.all_output()
     );
 }
+
+#[test]
+fn timestamps_indent_a_multi_line_message_under_its_text() {
+    let (server, push) = Server::echo_with_push();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &["--timestamps"]);
+    push.text("first\nsecond");
+    // The time, the marker, then the further line under the text: 27 columns in.
+    let time = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z";
+    pty.expect_regex(&format!(r"{time} < first\r\n {{27}}second\r\n"));
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+}

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{BinaryFormat, OutputConfig};
+use crate::render::sgr::{BOLD, CYAN, DIM, GREEN, RED, RESET, YELLOW};
 use crate::render::{
     HEXDUMP_LIMIT, Renderer, base64_into, escape_controls, format_rtt, hex, hexdump, timestamp,
 };
@@ -28,15 +29,6 @@ pub enum Link {
 /// the line editor measures the prompt once per line, so a prompt that
 /// changes while a line is being typed must keep its width.
 pub const PROMPT_LABEL_WIDTH: usize = 10;
-
-/// SGR colours, used only when colour is on.
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const RED: &str = "\x1b[31m";
-const CYAN: &str = "\x1b[36m";
-const DIM: &str = "\x1b[2m";
-const BOLD: &str = "\x1b[1m";
-const RESET: &str = "\x1b[0m";
 
 /// The interactive session's output: every line it prints above the prompt,
 /// and the prompt itself. Each piece ends with a newline; what came from the
@@ -71,14 +63,32 @@ impl View {
     /// `marker text`, continuation lines indented under the text, with the
     /// time first when `--timestamps` asks for it.
     fn marked(&self, marker: &str, colour: &str, body: &str) -> String {
+        let time = self.config.timestamps.then(SystemTime::now);
+        self.marked_at(time, marker, colour, body)
+    }
+
+    /// [`View::marked`] at a given time. Continuation lines are indented
+    /// under the text, past the time too: only a line that starts something
+    /// new starts with a time or a marker.
+    fn marked_at(
+        &self,
+        time: Option<SystemTime>,
+        marker: &str,
+        colour: &str,
+        body: &str,
+    ) -> String {
         let mut out = String::new();
-        if self.config.timestamps {
-            out.push_str(&self.paint(DIM, &timestamp(SystemTime::now())));
+        let mut width = 0;
+        if let Some(time) = time {
+            let stamp = timestamp(time);
+            width += stamp.chars().count() + 1;
+            out.push_str(&self.paint(DIM, &stamp));
             out.push(' ');
         }
         out.push_str(&self.paint(colour, marker));
         out.push(' ');
-        let indent = " ".repeat(marker.chars().count() + 1);
+        width += marker.chars().count() + 1;
+        let indent = " ".repeat(width);
         for (i, line) in body.split('\n').enumerate() {
             if i > 0 {
                 out.push('\n');
@@ -100,7 +110,10 @@ impl View {
             return String::from_utf8_lossy(&out).into_owned();
         }
         let body = match payload {
-            Payload::Text(text) => escape_controls(&self.renderer.pretty(text)).into_owned(),
+            Payload::Text(text) => self
+                .renderer
+                .pretty(text, true)
+                .unwrap_or_else(|| escape_controls(text).into_owned()),
             Payload::Binary(data) => match self.config.binary_format {
                 BinaryFormat::Hex => format!("[binary] {}", hex(data)),
                 BinaryFormat::Base64 => {
@@ -300,6 +313,22 @@ mod tests {
         assert_eq!(
             binary,
             "< [binary, 2 bytes]\n  00000000  00 ff                                             |..|\n"
+        );
+    }
+
+    #[test]
+    fn with_timestamps_continuation_lines_are_indented_under_the_text() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let pad = " ".repeat(27);
+        for color in [false, true] {
+            let view = terminal(color);
+            let shown = view.marked_at(Some(time), "<", GREEN, "one\ntwo");
+            let expected = format!("2023-11-14T22:13:20.123Z < one\n{pad}two\n");
+            assert_eq!(strip_sgr(&shown), expected, "colour {color}");
+        }
+        assert_eq!(
+            terminal(true).marked_at(Some(time), "<", GREEN, "x"),
+            "\x1b[2m2023-11-14T22:13:20.123Z\x1b[0m \x1b[32m<\x1b[0m x\n"
         );
     }
 
