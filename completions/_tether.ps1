@@ -63,6 +63,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--binary', '--binary', [CompletionResultType]::ParameterName, 'Send input lines as binary messages instead of text')
             [CompletionResult]::new('-0', '-0', [CompletionResultType]::ParameterName, 'Input (and output) records end with NUL instead of newline')
             [CompletionResult]::new('--null', '--null', [CompletionResultType]::ParameterName, 'Input (and output) records end with NUL instead of newline')
+            [CompletionResult]::new('--verbatim', '--verbatim', [CompletionResultType]::ParameterName, 'Send stdin lines exactly as read: keep the \r of a CRLF line ending, and send an empty line as an empty message (both are dropped by default; --binary and -0 are always exact)')
             [CompletionResult]::new('--keep-open', '--keep-open', [CompletionResultType]::ParameterName, 'Stay connected after stdin ends, until the server closes or Ctrl-C')
             [CompletionResult]::new('--echo', '--echo', [CompletionResultType]::ParameterName, 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)')
             [CompletionResult]::new('--timestamps', '--timestamps', [CompletionResultType]::ParameterName, 'Prefix every line with the time it was received')

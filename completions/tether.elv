@@ -60,6 +60,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --binary 'Send input lines as binary messages instead of text'
             cand -0 'Input (and output) records end with NUL instead of newline'
             cand --null 'Input (and output) records end with NUL instead of newline'
+            cand --verbatim 'Send stdin lines exactly as read: keep the \r of a CRLF line ending, and send an empty line as an empty message (both are dropped by default; --binary and -0 are always exact)'
             cand --keep-open 'Stay connected after stdin ends, until the server closes or Ctrl-C'
             cand --echo 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
             cand --timestamps 'Prefix every line with the time it was received'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null verbatim linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -62,6 +62,7 @@ complete -c tether -n "__fish_tether_needs_command" -l no-reconnect -d 'Never re
 complete -c tether -n "__fish_tether_needs_command" -l reconnect-always -d 'Reconnect even after the server closes normally (code 1000)'
 complete -c tether -n "__fish_tether_needs_command" -l binary -d 'Send input lines as binary messages instead of text'
 complete -c tether -n "__fish_tether_needs_command" -s 0 -l null -d 'Input (and output) records end with NUL instead of newline'
+complete -c tether -n "__fish_tether_needs_command" -l verbatim -d 'Send stdin lines exactly as read: keep the \\r of a CRLF line ending, and send an empty line as an empty message (both are dropped by default; --binary and -0 are always exact)'
 complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connected after stdin ends, until the server closes or Ctrl-C'
 complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
 complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix every line with the time it was received'

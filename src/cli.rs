@@ -256,6 +256,11 @@ pub struct InputArgs {
     #[arg(short = '0', long = "null")]
     pub null: bool,
 
+    /// Send stdin lines exactly as read: keep the \r of a CRLF line ending, and send an empty
+    /// line as an empty message (both are dropped by default; --binary and -0 are always exact)
+    #[arg(long)]
+    pub verbatim: bool,
+
     /// After stdin ends, wait this long with no incoming message before closing
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     pub linger: String,
@@ -270,7 +275,7 @@ pub struct InputArgs {
 
     /// Send every received message back unchanged, instead of reading stdin (each echo
     /// goes out once: no replay after a drop)
-    #[arg(long, conflicts_with_all = ["binary", "null", "send", "expect", "script", "timeout"])]
+    #[arg(long, conflicts_with_all = ["binary", "null", "verbatim", "send", "expect", "script", "timeout"])]
     pub echo: bool,
 }
 

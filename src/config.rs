@@ -187,6 +187,10 @@ impl ReconnectPolicy {
 pub struct InputConfig {
     pub binary: bool,
     pub separator: u8,
+    /// Text lines as people write them: a line's trailing `\r` (a CRLF
+    /// ending) is dropped, and a line empty after that is not sent. Off with
+    /// `--verbatim`, `--binary` and `-0`, which send records exactly.
+    pub clean_lines: bool,
 }
 
 /// When a pipe session ends.
@@ -509,6 +513,7 @@ impl InputConfig {
         InputConfig {
             binary: args.binary,
             separator: if args.null { b'\0' } else { b'\n' },
+            clean_lines: !args.verbatim && !args.binary && !args.null,
         }
     }
 }
@@ -855,7 +860,7 @@ mod tests {
         assert_eq!(s.queue_capacity, 4096);
         assert_eq!(s.replay_window, 4 << 20);
         assert!(s.on_connect.is_empty());
-        assert!(!c.input.binary);
+        assert!(!c.input.binary && c.input.clean_lines);
         assert_eq!(c.input.separator, b'\n');
         assert_eq!(c.end.linger, Some(secs(1)));
         assert_eq!(c.end.count, None);
@@ -901,9 +906,12 @@ mod tests {
             }),
             (&["-n", "3"], |c| assert_eq!(c.end.count, Some(3))),
             (&["-0", "--binary"], |c| {
-                assert!(c.input.binary);
+                assert!(c.input.binary && !c.input.clean_lines);
                 assert_eq!((c.input.separator, c.output.separator), (0, 0));
             }),
+            (&["--verbatim"], |c| assert!(!c.input.clean_lines)),
+            (&["--binary"], |c| assert!(!c.input.clean_lines)),
+            (&["-0"], |c| assert!(!c.input.clean_lines)),
             (&["--echo"], |c| {
                 assert!(matches!(c.frontend, Frontend::Echo));
                 assert_eq!(c.session.replay_window, 0);

@@ -127,7 +127,10 @@ fn large_and_small_records_keep_their_order_and_bytes_both_ways() {
         input.extend_from_slice(&big(i as u8 + 1, len));
         input.push(b'\n');
     }
-    for flags in [&["--binary", "--binary-format", "raw"][..], &[][..]] {
+    for flags in [
+        &["--binary", "--binary-format", "raw"][..],
+        &["--verbatim"][..],
+    ] {
         let run = Tether::new()
             .arg(server.url("/"))
             .args(flags)
@@ -142,7 +145,7 @@ fn large_and_small_records_keep_their_order_and_bytes_both_ways() {
     let path = dir.path().join("out");
     std::fs::write(&path, "").expect("creating the stdout file");
     Tether::new()
-        .arg(server.url("/"))
+        .args([&server.url("/"), "--verbatim"])
         .stdout_to(&path)
         .stdin(&input)
         .run()
@@ -167,6 +170,44 @@ fn binary_input_sends_binary_messages_and_null_separates_records() {
         conns[0].messages,
         [binary(b"one\ntwo"), binary(b"\xff\xfe")]
     );
+}
+
+#[test]
+fn crlf_lines_are_sent_without_their_cr_and_empty_lines_are_skipped() {
+    // A file written on Windows, with blank lines (one of them "\r\n" alone).
+    let input = b"first\r\n\r\nsecond line\r\n\n  \r\nlast\r\n";
+    let server = Server::echo();
+    Tether::new()
+        .arg(server.url("/"))
+        .stdin(input)
+        .run()
+        .code(0)
+        .stdout_is("first\nsecond line\n  \nlast\n");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].texts(), ["first", "second line", "  ", "last"]);
+}
+
+#[test]
+fn verbatim_and_nul_records_keep_their_cr_and_empty_records() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--verbatim"])
+        .stdin(b"first\r\n\r\n\nlast\r\n")
+        .run();
+    run.code(0);
+    assert_eq!(run.stdout, b"first\r\n\r\n\nlast\r\n");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].texts(), ["first\r", "\r", "", "last\r"]);
+
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "-0"])
+        .stdin(b"one\r\n\x00\r\x00\x00")
+        .run();
+    run.code(0);
+    assert_eq!(run.stdout, b"one\r\n\x00\r\x00\x00");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].texts(), ["one\r\n", "\r", ""]);
 }
 
 #[test]
