@@ -58,6 +58,8 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --no-reconnect 'Never reconnect: the first failure ends the session'
             cand --reconnect-always 'Reconnect even after the server closes normally (code 1000)'
             cand --binary 'Send input lines as binary messages instead of text'
+            cand -b 'Byte stream, as websocat''s -b: stdin''s bytes are sent as binary messages as they arrive (what each read returns, up to 64 KiB a message), and every received message is written to stdout as its bytes alone, text too, with no separator'
+            cand --byte-stream 'Byte stream, as websocat''s -b: stdin''s bytes are sent as binary messages as they arrive (what each read returns, up to 64 KiB a message), and every received message is written to stdout as its bytes alone, text too, with no separator'
             cand -0 'Input (and output) records end with NUL instead of newline'
             cand --null 'Input (and output) records end with NUL instead of newline'
             cand --verbatim 'Send stdin lines exactly as read: keep the \r of a CRLF line ending, and send an empty line as an empty message (both are dropped by default; --binary and -0 are always exact)'

@@ -252,6 +252,19 @@ pub struct InputArgs {
     #[arg(long)]
     pub binary: bool,
 
+    /// Byte stream, as websocat's -b: stdin's bytes are sent as binary messages as they arrive
+    /// (what each read returns, up to 64 KiB a message), and every received message is written
+    /// to stdout as its bytes alone, text too, with no separator
+    #[arg(
+        short = 'b',
+        long,
+        conflicts_with_all = [
+            "null", "verbatim", "binary_format", "timestamps", "pretty",
+            "send", "expect", "script", "timeout",
+        ]
+    )]
+    pub byte_stream: bool,
+
     /// Input (and output) records end with NUL instead of newline
     #[arg(short = '0', long = "null")]
     pub null: bool,
@@ -275,7 +288,7 @@ pub struct InputArgs {
 
     /// Send every received message back unchanged, instead of reading stdin (each echo
     /// goes out once: no replay after a drop)
-    #[arg(long, conflicts_with_all = ["binary", "null", "verbatim", "send", "expect", "script", "timeout"])]
+    #[arg(long, conflicts_with_all = ["binary", "null", "verbatim", "byte_stream", "send", "expect", "script", "timeout"])]
     pub echo: bool,
 }
 

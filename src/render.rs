@@ -37,7 +37,8 @@ impl Renderer {
         self.config.ping_pong
     }
 
-    /// Appends a received message as one output record (with separator).
+    /// Appends a received message as one output record (with separator,
+    /// if there is one).
     pub fn message(&self, out: &mut Vec<u8>, payload: &Payload) {
         // Exact for an empty buffer: a large message then gets a chunk of its
         // own size, not twice that.
@@ -50,7 +51,7 @@ impl Renderer {
             Payload::Text(text) => self.text(out, text),
             Payload::Binary(data) => self.binary(out, data),
         }
-        out.push(self.config.separator);
+        out.extend(self.config.separator);
     }
 
     /// The message's own bytes when its output record is exactly those bytes
@@ -68,7 +69,7 @@ impl Renderer {
         }
     }
 
-    pub fn separator(&self) -> u8 {
+    pub fn separator(&self) -> Option<u8> {
         self.config.separator
     }
 
@@ -95,7 +96,7 @@ impl Renderer {
             data.clone(),
             piece,
             base64,
-            vec![self.config.separator],
+            self.config.separator.into_iter().collect(),
         ))
     }
 

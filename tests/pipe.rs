@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use crate::support::cmd::BIN;
 use crate::support::server::binary;
-use crate::support::{Server, Tether};
+use crate::support::{Server, Tether, first_difference, random_bytes};
 use tokio_tungstenite::tungstenite::Message;
 
 #[test]
@@ -208,6 +208,92 @@ fn verbatim_and_nul_records_keep_their_cr_and_empty_records() {
     assert_eq!(run.stdout, b"one\r\n\x00\r\x00\x00");
     let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
     assert_eq!(conns[0].texts(), ["one\r\n", "\r", ""]);
+}
+
+/// Echoes every data message, recording nothing: a large upload costs the
+/// test process no copy of it.
+fn unrecorded_echo() -> Server {
+    Server::start(|mut conn| async move {
+        while let Some(Ok(message)) = conn.ws.next().await {
+            if message.is_text() || message.is_binary() {
+                let _ = conn.ws.send(message).await;
+            }
+        }
+    })
+}
+
+#[test]
+fn a_100_mb_file_comes_back_byte_for_byte_through_an_echo_server_with_memory_flat() {
+    // Random bytes, newlines, NULs and \r included, sent as a byte stream to a reader of
+    // stdout slower than the network: what comes back is the file, and tether holds a
+    // bounded part of it (the send credit, the replay window, the event credit).
+    const SIZE: usize = 100_000_000;
+    let input = random_bytes(SIZE, 14);
+    let server = unrecorded_echo();
+    let (run, peak_kib) = Tether::new()
+        .args([&server.url("/"), "-b", "-q"])
+        .stdin(&input)
+        .slow_stdout(128 << 10)
+        .deadline(Duration::from_secs(60))
+        .run_peak_rss();
+    run.code(0);
+    assert!(
+        run.stdout == input,
+        "{} bytes came back of {SIZE}; first difference at {:?}\n{}",
+        run.stdout.len(),
+        first_difference(&run.stdout, &input),
+        run.stderr
+    );
+    // What the binary takes (15 to 20 MiB, debug build), and a few MiB in flight.
+    let bound_kib = 32 * 1024;
+    assert!(
+        peak_kib < bound_kib,
+        "peak RSS {peak_kib} KiB, over {bound_kib} KiB"
+    );
+}
+
+#[test]
+fn a_byte_stream_sends_what_it_reads_as_binary_and_writes_messages_back_to_back() {
+    let server = Server::start(|mut conn| async move {
+        conn.send_text("text\n").await;
+        conn.send(binary(b"\x00\xffhi\n")).await;
+        conn.send(binary(b"")).await;
+        conn.send_text("\x1b[2J\r").await;
+        conn.send(binary(b"end")).await;
+        // What tether sent, back as one message.
+        let mut got = Vec::new();
+        while let Some(message) = conn.recv().await {
+            got.extend_from_slice(&message.into_data());
+            if got.len() >= 8 {
+                break;
+            }
+        }
+        conn.send(binary(&got)).await;
+        conn.close(1000, "").await;
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "--byte-stream", "--keep-open"])
+        .stdin(b"a\r\n\n\x00b\xff\n")
+        .run();
+    run.code(0);
+    // Every message's bytes, text too, with nothing in between or after: no newline,
+    // no escaping.
+    assert_eq!(
+        run.stdout,
+        b"text\n\x00\xffhi\n\x1b[2J\renda\r\n\n\x00b\xff\n"
+    );
+    let conns = server.connections();
+    assert!(
+        conns[0].messages.iter().all(Message::is_binary),
+        "{:?}",
+        conns[0].messages
+    );
+    let sent: Vec<u8> = conns[0]
+        .messages
+        .iter()
+        .flat_map(|m| m.clone().into_data())
+        .collect();
+    assert_eq!(sent, b"a\r\n\n\x00b\xff\n");
 }
 
 #[test]

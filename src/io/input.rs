@@ -124,6 +124,9 @@ fn pump(
     sender: &BlockingSender,
     not_queued: &NotQueued,
 ) -> InputEnd {
+    if config.byte_stream {
+        return pump_stream(reader, sender, not_queued);
+    }
     let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
     // `buf[..searched]` holds no separator.
     let mut searched = 0;
@@ -211,6 +214,36 @@ fn pump(
             // as not queued too.
             not_queued.add(unsent_records(config, &buf, eof));
             return Ok(records);
+        }
+    }
+}
+
+/// `-b`: what each read returns is one binary message, sent at once, so
+/// bytes go out as they arrive and a message is at most [`READ_SIZE`].
+/// Reads share a buffer as records do, and wait for the send credit as
+/// lines do. Returns the number of messages.
+fn pump_stream(mut reader: impl Read, sender: &BlockingSender, not_queued: &NotQueued) -> InputEnd {
+    let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
+    let mut read_size = MIN_READ_SIZE;
+    let mut messages = 0u64;
+    loop {
+        sender.wait_for_room();
+        let n = fill(&mut reader, &mut buf, read_size)?;
+        if n == 0 {
+            return Ok(messages);
+        }
+        // A slow producer's small reads cost small zeroed room.
+        read_size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
+        messages += 1;
+        let mut batch = Batch {
+            records: Vec::with_capacity(1),
+            bytes: 0,
+            sender,
+            not_queued,
+        };
+        batch.push(Payload::Binary(buf.split().freeze()));
+        if !batch.send() {
+            return Ok(messages);
         }
     }
 }
@@ -351,6 +384,7 @@ mod tests {
         binary: false,
         separator: b'\n',
         clean_lines: true,
+        byte_stream: false,
     };
     const VERBATIM: InputConfig = InputConfig {
         clean_lines: false,
@@ -540,6 +574,40 @@ mod tests {
             assert!(got[3].as_ref() == &long[..70_000], "step {step}");
             assert!(got[4].len() == 2 * long.len(), "step {step}");
             assert_eq!(got[5].as_ref(), b"last");
+        }
+    }
+
+    #[test]
+    fn a_byte_stream_sends_each_read_as_it_comes_and_at_most_64_kib() {
+        let all: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for step in [1, 5000, 200_000] {
+            // Nothing takes the messages until the end: they must fit the channel.
+            let input = if step == 1 { &all[..1000] } else { &all[..] };
+            let (tx, mut rx, _) = BlockingSender::for_tests(1000, usize::MAX);
+            let config = InputConfig {
+                byte_stream: true,
+                ..BINARY
+            };
+            let reader = Trickle(input.iter().copied().collect(), step);
+            let messages = pump(config, reader, &tx, &NotQueued::default()).unwrap();
+            let mut got = Vec::new();
+            let mut sizes = Vec::new();
+            while let Ok(command) = rx.try_recv() {
+                for payload in records(command) {
+                    let Payload::Binary(b) = payload else {
+                        panic!("expected binary")
+                    };
+                    sizes.push(b.len());
+                    got.extend_from_slice(&b);
+                }
+            }
+            assert!(got == input, "step {step}: the bytes differ");
+            assert_eq!(sizes.len() as u64, messages);
+            // Newlines, NULs and \r are bytes like any other.
+            assert!(sizes.iter().all(|&n| n > 0 && n <= READ_SIZE && n <= step));
+            if step == 1 {
+                assert_eq!(messages, 1000, "one message a read");
+            }
         }
     }
 
