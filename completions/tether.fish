@@ -61,7 +61,7 @@ complete -c tether -n "__fish_tether_needs_command" -s k -l insecure -d 'Do not 
 complete -c tether -n "__fish_tether_needs_command" -l no-reconnect -d 'Never reconnect: the first failure ends the session'
 complete -c tether -n "__fish_tether_needs_command" -l reconnect-always -d 'Reconnect even after the server closes normally (code 1000)'
 complete -c tether -n "__fish_tether_needs_command" -l binary -d 'Send input lines as binary messages instead of text'
-complete -c tether -n "__fish_tether_needs_command" -s b -l byte-stream -d 'Byte stream, as websocat\'s -b: stdin\'s bytes are sent as binary messages as they arrive (what each read returns, up to 64 KiB a message), and every received message is written to stdout as its bytes alone, text too, with no separator'
+complete -c tether -n "__fish_tether_needs_command" -s b -l byte-stream -d 'Byte stream, as websocat\'s -b: stdin\'s bytes are sent as binary messages as they arrive (what each read returns, up to 64 KiB a message), and every received message is written to stdout as its bytes alone, text too, with no separator (escaped on a terminal)'
 complete -c tether -n "__fish_tether_needs_command" -s 0 -l null -d 'Input (and output) records end with NUL instead of newline'
 complete -c tether -n "__fish_tether_needs_command" -l verbatim -d 'Send stdin lines exactly as read: keep the \\r of a CRLF line ending, and send an empty line as an empty message (both are dropped by default; --binary and -0 are always exact)'
 complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connected after stdin ends, until the server closes or Ctrl-C'

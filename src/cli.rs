@@ -254,7 +254,7 @@ pub struct InputArgs {
 
     /// Byte stream, as websocat's -b: stdin's bytes are sent as binary messages as they arrive
     /// (what each read returns, up to 64 KiB a message), and every received message is written
-    /// to stdout as its bytes alone, text too, with no separator
+    /// to stdout as its bytes alone, text too, with no separator (escaped on a terminal)
     #[arg(
         short = 'b',
         long,

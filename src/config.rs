@@ -220,8 +220,8 @@ pub struct OutputConfig {
     pub json: bool,
     pub pretty: bool,
     pub color: bool,
-    /// Output is a terminal: escape control characters, truncate hex dumps.
-    /// Never with `-b`, whose output is the messages' bytes wherever it goes.
+    /// Output is a terminal: escape control characters (raw binary and `-b`
+    /// output too), truncate hex dumps.
     pub terminal: bool,
     /// What ends each message's output record; `None` with `-b`, where the
     /// messages' bytes follow each other with nothing in between.
@@ -575,7 +575,7 @@ impl OutputConfig {
             json: out.json,
             pretty: out.pretty,
             color,
-            terminal: terminals.stdout && !input.byte_stream,
+            terminal: terminals.stdout,
             separator: (!input.byte_stream).then_some(input.separator),
             verbosity: Verbosity::from_cli(verbosity),
             ping_pong: out.show_ping_pong,
@@ -1172,10 +1172,10 @@ mod tests {
             client_in(&["ws://h/"], stdin_only, &[]).frontend,
             Frontend::Pipe
         ));
-        // A byte stream is a pipe's, and its bytes go out raw, wherever.
+        // A byte stream is a pipe's; on a terminal its bytes are shown escaped.
         let stream = client_in(&["ws://h/", "-b"], TERMINAL, &[]);
         assert!(matches!(stream.frontend, Frontend::Pipe));
-        assert!(!stream.output.terminal);
+        assert!(stream.output.terminal);
         assert_eq!(stream.output.binary_format, BinaryFormat::Raw);
         // A smoke test never opens the REPL, and reads no stdin that is a terminal.
         let smoke_test = client_in(&["ws://h/", "--expect", "x"], TERMINAL, &[]);

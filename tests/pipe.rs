@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 
 use crate::support::cmd::BIN;
+use crate::support::pty::Pty;
 use crate::support::server::binary;
 use crate::support::{Server, Tether, first_difference, random_bytes};
 use tokio_tungstenite::tungstenite::Message;
@@ -294,6 +295,42 @@ fn a_byte_stream_sends_what_it_reads_as_binary_and_writes_messages_back_to_back(
         .flat_map(|m| m.clone().into_data())
         .collect();
     assert_eq!(sent, b"a\r\n\n\x00b\xff\n");
+}
+
+#[test]
+fn a_byte_stream_on_a_terminal_reads_it_and_shows_what_arrives_escaped() {
+    // -b runs pipe mode even on a terminal: a typed line goes out as its bytes, and what
+    // the server sends is shown with the escapes a terminal would obey made visible.
+    let server = Server::start(|mut conn| async move {
+        let typed = conn.recv().await.expect("the typed line");
+        conn.send_text("\x1b[2Jhi\n").await;
+        conn.send(binary(b"\x07\xff")).await;
+        conn.send(typed).await;
+        conn.close(1000, "").await;
+    });
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut pty = Pty::tether(
+        [
+            server.url("/").as_str(),
+            "-b",
+            "--keep-open",
+            "--color",
+            "never",
+        ],
+        state.path(),
+    );
+    pty.expect("connected");
+    pty.line("typed");
+    pty.expect("\\e[2Jhi\r\n");
+    pty.expect("\\x07\\xff");
+    pty.expect("typed\r\n");
+    assert_eq!(pty.exit_code(), 0, "{:?}", pty.all_output());
+    let shown = pty.all_output();
+    assert!(
+        !shown.contains("\x1b[2J") && !shown.contains('\x07'),
+        "{shown:?}"
+    );
+    assert_eq!(server.connections()[0].messages, [binary(b"typed\n")]);
 }
 
 #[test]
