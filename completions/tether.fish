@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary 0/null linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -61,7 +61,9 @@ complete -c tether -n "__fish_tether_needs_command" -s k -l insecure -d 'Do not 
 complete -c tether -n "__fish_tether_needs_command" -l no-reconnect -d 'Never reconnect: the first failure ends the session'
 complete -c tether -n "__fish_tether_needs_command" -l reconnect-always -d 'Reconnect even after the server closes normally (code 1000)'
 complete -c tether -n "__fish_tether_needs_command" -l binary -d 'Send input lines as binary messages instead of text'
+complete -c tether -n "__fish_tether_needs_command" -s b -l byte-stream -d 'Byte stream, as websocat\'s -b: stdin\'s bytes are sent as binary messages as they arrive (what each read returns, up to 64 KiB a message), and every received message is written to stdout as its bytes alone, text too, with no separator (escaped on a terminal)'
 complete -c tether -n "__fish_tether_needs_command" -s 0 -l null -d 'Input (and output) records end with NUL instead of newline'
+complete -c tether -n "__fish_tether_needs_command" -l verbatim -d 'Send stdin lines exactly as read: keep the \\r of a CRLF line ending, and send an empty line as an empty message (both are dropped by default; --binary and -0 are always exact)'
 complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connected after stdin ends, until the server closes or Ctrl-C'
 complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
 complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix each received message with the time it was received; a message\'s further lines are indented by the time\'s width, so only a message\'s first line starts with a time'

@@ -71,7 +71,7 @@ const VERSION: &str = concat!(
         (/help there lists its commands; history is kept in $XDG_STATE_HOME/tether/history). \
         Otherwise each stdin line is sent as one message and each received message is \
         printed as received, then a newline (a message with newlines spans several lines; \
-        --json or -0 frame messages exactly); diagnostics go to stderr.",
+        --json or -0 frame messages exactly; -b passes bytes through both ways); diagnostics go to stderr.",
     after_help = "See 'tether --help' for exit codes and examples.",
     after_long_help = after_long_help(),
     args_conflicts_with_subcommands = true,
@@ -253,9 +253,27 @@ pub struct InputArgs {
     #[arg(long)]
     pub binary: bool,
 
+    /// Byte stream, as websocat's -b: stdin's bytes are sent as binary messages as they arrive
+    /// (what each read returns, up to 64 KiB a message), and every received message is written
+    /// to stdout as its bytes alone, text too, with no separator (escaped on a terminal)
+    #[arg(
+        short = 'b',
+        long,
+        conflicts_with_all = [
+            "null", "verbatim", "binary_format", "timestamps", "pretty",
+            "send", "expect", "script", "timeout",
+        ]
+    )]
+    pub byte_stream: bool,
+
     /// Input (and output) records end with NUL instead of newline
     #[arg(short = '0', long = "null")]
     pub null: bool,
+
+    /// Send stdin lines exactly as read: keep the \r of a CRLF line ending, and send an empty
+    /// line as an empty message (both are dropped by default; --binary and -0 are always exact)
+    #[arg(long)]
+    pub verbatim: bool,
 
     /// After stdin ends, wait this long with no incoming message before closing
     #[arg(long, value_name = "DURATION", default_value = "1s")]
@@ -271,7 +289,7 @@ pub struct InputArgs {
 
     /// Send every received message back unchanged, instead of reading stdin (each echo
     /// goes out once: no replay after a drop)
-    #[arg(long, conflicts_with_all = ["binary", "null", "send", "expect", "script", "timeout"])]
+    #[arg(long, conflicts_with_all = ["binary", "null", "verbatim", "byte_stream", "send", "expect", "script", "timeout"])]
     pub echo: bool,
 }
 

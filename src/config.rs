@@ -198,6 +198,13 @@ impl ReconnectPolicy {
 pub struct InputConfig {
     pub binary: bool,
     pub separator: u8,
+    /// Text lines as people write them: a line's trailing `\r` (a CRLF
+    /// ending) is dropped, and a line empty after that is not sent. Off with
+    /// `--verbatim`, `--binary` and `-0`, which send records exactly.
+    pub clean_lines: bool,
+    /// `-b`: no records, stdin's bytes as they come, in binary messages of
+    /// what each read returns.
+    pub byte_stream: bool,
 }
 
 /// When a pipe session ends.
@@ -224,9 +231,12 @@ pub struct OutputConfig {
     pub json: bool,
     pub pretty: bool,
     pub color: bool,
-    /// Output is a terminal: escape control characters, truncate hex dumps.
+    /// Output is a terminal: escape control characters (raw binary and `-b`
+    /// output too), truncate hex dumps.
     pub terminal: bool,
-    pub separator: u8,
+    /// What ends each message's output record; `None` with `-b`, where the
+    /// messages' bytes follow each other with nothing in between.
+    pub separator: Option<u8>,
     pub verbosity: Verbosity,
     /// `-P`: heartbeat Pongs are shown at every verbosity, with the server's
     /// Pings and unsolicited Pongs.
@@ -312,7 +322,7 @@ impl ClientConfig {
         let output = OutputConfig::from_args(
             &cli.output,
             &cli.verbosity,
-            input.separator,
+            input,
             terminals,
             smoke_test,
             env,
@@ -517,9 +527,12 @@ impl ReconnectPolicy {
 
 impl InputConfig {
     fn from_args(args: &cli::InputArgs) -> InputConfig {
+        let records = !args.byte_stream;
         InputConfig {
-            binary: args.binary,
+            binary: args.binary || args.byte_stream,
             separator: if args.null { b'\0' } else { b'\n' },
+            clean_lines: records && !args.verbatim && !args.binary && !args.null,
+            byte_stream: args.byte_stream,
         }
     }
 }
@@ -541,18 +554,19 @@ impl EndPolicy {
 }
 
 impl OutputConfig {
-    /// The Output and Diagnostics sections; records end with `separator`,
-    /// as input records do.
+    /// The Output and Diagnostics sections; records end with the input's
+    /// separator, and a byte stream's output is one too.
     fn from_args(
         out: &cli::OutputArgs,
         verbosity: &cli::VerbosityArgs,
-        separator: u8,
+        input: InputConfig,
         terminals: Terminals,
         smoke_test: bool,
         env: Env,
     ) -> OutputConfig {
         let color = colour(out.color, terminals.stdout, env);
         let binary_format = match (out.binary_format, terminals.stdout) {
+            _ if input.byte_stream => BinaryFormat::Raw,
             (Some(BinaryFormatArg::Hex), true) => BinaryFormat::HexDump,
             (Some(BinaryFormatArg::Hex), false) => BinaryFormat::Hex,
             (Some(BinaryFormatArg::Base64), _) => BinaryFormat::Base64,
@@ -569,7 +583,7 @@ impl OutputConfig {
             pretty: out.pretty,
             color,
             terminal: terminals.stdout,
-            separator,
+            separator: (!input.byte_stream).then_some(input.separator),
             verbosity: Verbosity::from_cli(verbosity),
             ping_pong: out.show_ping_pong,
         }
@@ -590,7 +604,7 @@ impl Frontend {
         }
         Ok(if cli.input.echo {
             Frontend::Echo
-        } else if terminals.stdin && terminals.stdout {
+        } else if terminals.stdin && terminals.stdout && !cli.input.byte_stream {
             Frontend::Repl
         } else {
             Frontend::Pipe
@@ -862,14 +876,14 @@ mod tests {
         assert_eq!(s.queue_capacity, 4096);
         assert_eq!(s.replay_window, 4 << 20);
         assert!(s.on_connect.is_empty());
-        assert!(!c.input.binary);
+        assert!(!c.input.binary && c.input.clean_lines);
         assert_eq!(c.input.separator, b'\n');
         assert_eq!(c.end.linger, Some(secs(1)));
         assert_eq!(c.end.count, None);
         let o = c.output;
         assert_eq!(o.binary_format, BinaryFormat::Base64);
         assert!(!o.json && !o.pretty && !o.timestamps && !o.color && !o.terminal);
-        assert_eq!(o.separator, b'\n');
+        assert_eq!(o.separator, Some(b'\n'));
         assert_eq!(o.verbosity, Verbosity::Normal);
         assert!(c.notes.is_empty());
     }
@@ -908,9 +922,22 @@ mod tests {
             }),
             (&["-n", "3"], |c| assert_eq!(c.end.count, Some(3))),
             (&["-0", "--binary"], |c| {
-                assert!(c.input.binary);
-                assert_eq!((c.input.separator, c.output.separator), (0, 0));
+                assert!(c.input.binary && !c.input.clean_lines);
+                assert_eq!((c.input.separator, c.output.separator), (0, Some(0)));
             }),
+            (&["--verbatim"], |c| assert!(!c.input.clean_lines)),
+            (&["-b"], |c| {
+                let i = c.input;
+                assert!(i.byte_stream && i.binary && !i.clean_lines);
+                assert_eq!(c.output.separator, None);
+                assert_eq!(c.output.binary_format, BinaryFormat::Raw);
+                assert!(matches!(c.frontend, Frontend::Pipe));
+            }),
+            (&["--byte-stream", "--binary", "--json"], |c| {
+                assert!(c.input.byte_stream && c.output.json);
+            }),
+            (&["--binary"], |c| assert!(!c.input.clean_lines)),
+            (&["-0"], |c| assert!(!c.input.clean_lines)),
             (&["--echo"], |c| {
                 assert!(matches!(c.frontend, Frontend::Echo));
                 assert_eq!(c.session.replay_window, 0);
@@ -1092,6 +1119,15 @@ mod tests {
                 "--subprotocol \"a b\" is not a valid token",
             ),
             (&["ws://h/", "-H", "nocolon"], "has no colon"),
+            (
+                &["ws://h/", "-b", "--binary-format", "hex"],
+                "'--byte-stream' cannot be used with '--binary-format <FORMAT>'",
+            ),
+            (
+                &["ws://h/", "-b", "-0"],
+                "'--byte-stream' cannot be used with '--null'",
+            ),
+            (&["ws://h/", "-b", "--echo"], "cannot be used with"),
             (&["ws://h/", "--origin", "a\nb"], "--origin"),
             (&["ws://h/", "-x", "ftp://p"], ""),
             (
@@ -1143,6 +1179,11 @@ mod tests {
             client_in(&["ws://h/"], stdin_only, &[]).frontend,
             Frontend::Pipe
         ));
+        // A byte stream is a pipe's; on a terminal its bytes are shown escaped.
+        let stream = client_in(&["ws://h/", "-b"], TERMINAL, &[]);
+        assert!(matches!(stream.frontend, Frontend::Pipe));
+        assert!(stream.output.terminal);
+        assert_eq!(stream.output.binary_format, BinaryFormat::Raw);
         // A smoke test never opens the REPL, and reads no stdin that is a terminal.
         let smoke_test = client_in(&["ws://h/", "--expect", "x"], TERMINAL, &[]);
         assert!(!smoke(&smoke_test).read_stdin);

@@ -49,7 +49,8 @@ impl Renderer {
         self.config.ping_pong
     }
 
-    /// Appends a received message as one output record (with separator).
+    /// Appends a received message as one output record (with separator,
+    /// if there is one).
     pub fn message(&self, out: &mut Vec<u8>, payload: &Payload) {
         // Exact for an empty buffer: a large message then gets a chunk of its
         // own size, not twice that.
@@ -58,7 +59,7 @@ impl Renderer {
             return self.stamped(out, payload, SystemTime::now());
         }
         self.body(out, payload);
-        out.push(self.config.separator);
+        out.extend(self.config.separator);
     }
 
     fn body(&self, out: &mut Vec<u8>, payload: &Payload) {
@@ -75,9 +76,9 @@ impl Renderer {
     /// is left as it is.
     fn stamped(&self, out: &mut Vec<u8>, payload: &Payload, time: SystemTime) {
         let indent = self.push_stamp(out, time);
-        if self.config.separator != b'\n' {
+        if self.config.separator != Some(b'\n') {
             self.body(out, payload);
-            out.push(self.config.separator);
+            out.extend(self.config.separator);
             return;
         }
         // Rendered in place; only a message with a newline is copied again.
@@ -105,13 +106,15 @@ impl Renderer {
             return None;
         }
         match payload {
-            Payload::Binary(data) if c.binary_format == BinaryFormat::Raw => Some(data.clone()),
+            Payload::Binary(data) if c.binary_format == BinaryFormat::Raw && !c.terminal => {
+                Some(data.clone())
+            }
             Payload::Text(text) if !c.terminal && !c.pretty => Some(Bytes::from(text.clone())),
             _ => None,
         }
     }
 
-    pub fn separator(&self) -> u8 {
+    pub fn separator(&self) -> Option<u8> {
         self.config.separator
     }
 
@@ -137,7 +140,7 @@ impl Renderer {
             data.clone(),
             piece,
             base64,
-            vec![self.config.separator],
+            self.config.separator.into_iter().collect(),
         ))
     }
 
@@ -190,6 +193,8 @@ impl Renderer {
             BinaryFormat::HexDump => out.extend_from_slice(hexdump(data, HEXDUMP_LIMIT).as_bytes()),
             BinaryFormat::Hex => out.extend_from_slice(hex(data).as_bytes()),
             BinaryFormat::Base64 => base64_into(out, data),
+            // Bytes a terminal would obey are shown as escapes, as text's are.
+            BinaryFormat::Raw if self.config.terminal => escape_bytes(out, data),
             BinaryFormat::Raw => out.extend_from_slice(data),
         }
     }
@@ -351,6 +356,17 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Bytes for a terminal: UTF-8 as [`escape_controls`] shows it, and each byte
+/// that is not UTF-8 as `\xNN`.
+fn escape_bytes(out: &mut Vec<u8>, data: &[u8]) {
+    for chunk in data.utf8_chunks() {
+        out.extend_from_slice(escape_controls(chunk.valid()).as_bytes());
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+}
+
 /// Characters that reorder text on screen (Trojan Source style).
 pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -439,7 +455,7 @@ mod tests {
             pretty: false,
             color: false,
             terminal: false,
-            separator,
+            separator: Some(separator),
             verbosity: Verbosity::Normal,
             ping_pong: false,
         })
@@ -486,6 +502,49 @@ mod tests {
         assert_eq!(escape_controls("\x1b[2Jgone\r\x07"), "\\e[2Jgone\\r\\x07");
         assert_eq!(escape_controls("a\u{9b}31m"), "a\\x9b31m");
         assert_eq!(escape_controls("x\u{202e}y"), "x\\u{202e}y");
+    }
+
+    fn output(terminal: bool, separator: Option<u8>) -> OutputConfig {
+        OutputConfig {
+            binary_format: BinaryFormat::Raw,
+            timestamps: false,
+            json: false,
+            pretty: false,
+            color: false,
+            terminal,
+            separator,
+            verbosity: Verbosity::Normal,
+            ping_pong: false,
+        }
+    }
+
+    #[test]
+    fn raw_bytes_are_escaped_on_a_terminal_and_a_byte_stream_has_no_separator() {
+        let data = Payload::Binary(Bytes::from_static(b"\x1b[2Jh\xc3\xa9\xff\n"));
+        let text = Payload::text("\x07hi\r");
+        let render = |config, payload: &Payload| {
+            let mut out = Vec::new();
+            Renderer::new(config).message(&mut out, payload);
+            out
+        };
+        assert_eq!(
+            render(output(false, None), &data),
+            b"\x1b[2Jh\xc3\xa9\xff\n"
+        );
+        assert_eq!(render(output(false, None), &text), b"\x07hi\r");
+        assert_eq!(
+            render(output(false, Some(b'\n')), &data),
+            b"\x1b[2Jh\xc3\xa9\xff\n\n"
+        );
+        assert_eq!(
+            render(output(true, None), &data),
+            "\\e[2Jhé\\xff\n".as_bytes()
+        );
+        assert_eq!(render(output(true, None), &text), b"\\x07hi\\r");
+        // Large ones skip the copy only where their bytes are the output.
+        let renderer = Renderer::new(output(false, None));
+        assert!(renderer.verbatim(&data).is_some() && renderer.separator().is_none());
+        assert!(Renderer::new(output(true, None)).verbatim(&data).is_none());
     }
 
     #[test]

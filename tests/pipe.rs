@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 
 use crate::support::cmd::BIN;
+use crate::support::pty::Pty;
 use crate::support::server::binary;
-use crate::support::{Server, Tether};
+use crate::support::{Server, Tether, first_difference, random_bytes};
 use tokio_tungstenite::tungstenite::Message;
 
 #[test]
@@ -127,7 +128,10 @@ fn large_and_small_records_keep_their_order_and_bytes_both_ways() {
         input.extend_from_slice(&big(i as u8 + 1, len));
         input.push(b'\n');
     }
-    for flags in [&["--binary", "--binary-format", "raw"][..], &[][..]] {
+    for flags in [
+        &["--binary", "--binary-format", "raw"][..],
+        &["--verbatim"][..],
+    ] {
         let run = Tether::new()
             .arg(server.url("/"))
             .args(flags)
@@ -142,7 +146,7 @@ fn large_and_small_records_keep_their_order_and_bytes_both_ways() {
     let path = dir.path().join("out");
     std::fs::write(&path, "").expect("creating the stdout file");
     Tether::new()
-        .arg(server.url("/"))
+        .args([&server.url("/"), "--verbatim"])
         .stdout_to(&path)
         .stdin(&input)
         .run()
@@ -167,6 +171,166 @@ fn binary_input_sends_binary_messages_and_null_separates_records() {
         conns[0].messages,
         [binary(b"one\ntwo"), binary(b"\xff\xfe")]
     );
+}
+
+#[test]
+fn crlf_lines_are_sent_without_their_cr_and_empty_lines_are_skipped() {
+    // A file written on Windows, with blank lines (one of them "\r\n" alone).
+    let input = b"first\r\n\r\nsecond line\r\n\n  \r\nlast\r\n";
+    let server = Server::echo();
+    Tether::new()
+        .arg(server.url("/"))
+        .stdin(input)
+        .run()
+        .code(0)
+        .stdout_is("first\nsecond line\n  \nlast\n");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].texts(), ["first", "second line", "  ", "last"]);
+}
+
+#[test]
+fn verbatim_and_nul_records_keep_their_cr_and_empty_records() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "--verbatim"])
+        .stdin(b"first\r\n\r\n\nlast\r\n")
+        .run();
+    run.code(0);
+    assert_eq!(run.stdout, b"first\r\n\r\n\nlast\r\n");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].texts(), ["first\r", "\r", "", "last\r"]);
+
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([&server.url("/"), "-0"])
+        .stdin(b"one\r\n\x00\r\x00\x00")
+        .run();
+    run.code(0);
+    assert_eq!(run.stdout, b"one\r\n\x00\r\x00\x00");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    assert_eq!(conns[0].texts(), ["one\r\n", "\r", ""]);
+}
+
+/// Echoes every data message, recording nothing: a large upload costs the
+/// test process no copy of it.
+fn unrecorded_echo() -> Server {
+    Server::start(|mut conn| async move {
+        while let Some(Ok(message)) = conn.ws.next().await {
+            if message.is_text() || message.is_binary() {
+                let _ = conn.ws.send(message).await;
+            }
+        }
+    })
+}
+
+#[test]
+fn a_100_mb_file_comes_back_byte_for_byte_through_an_echo_server_with_memory_flat() {
+    // Random bytes, newlines, NULs and \r included, sent as a byte stream to a reader of
+    // stdout slower than the network: what comes back is the file, and tether holds a
+    // bounded part of it (the send credit, the replay window, the event credit).
+    const SIZE: usize = 100_000_000;
+    let input = random_bytes(SIZE, 14);
+    let server = unrecorded_echo();
+    let (run, peak_kib) = Tether::new()
+        .args([&server.url("/"), "-b", "-q"])
+        .stdin(&input)
+        .slow_stdout(128 << 10)
+        .deadline(Duration::from_secs(60))
+        .run_peak_rss();
+    run.code(0);
+    assert!(
+        run.stdout == input,
+        "{} bytes came back of {SIZE}; first difference at {:?}\n{}",
+        run.stdout.len(),
+        first_difference(&run.stdout, &input),
+        run.stderr
+    );
+    // What the binary takes (15 to 20 MiB, debug build), and a few MiB in flight.
+    let bound_kib = 32 * 1024;
+    assert!(
+        peak_kib < bound_kib,
+        "peak RSS {peak_kib} KiB, over {bound_kib} KiB"
+    );
+}
+
+#[test]
+fn a_byte_stream_sends_what_it_reads_as_binary_and_writes_messages_back_to_back() {
+    let server = Server::start(|mut conn| async move {
+        conn.send_text("text\n").await;
+        conn.send(binary(b"\x00\xffhi\n")).await;
+        conn.send(binary(b"")).await;
+        conn.send_text("\x1b[2J\r").await;
+        conn.send(binary(b"end")).await;
+        // What tether sent, back as one message.
+        let mut got = Vec::new();
+        while let Some(message) = conn.recv().await {
+            got.extend_from_slice(&message.into_data());
+            if got.len() >= 8 {
+                break;
+            }
+        }
+        conn.send(binary(&got)).await;
+        conn.close(1000, "").await;
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "--byte-stream", "--keep-open"])
+        .stdin(b"a\r\n\n\x00b\xff\n")
+        .run();
+    run.code(0);
+    // Every message's bytes, text too, with nothing in between or after: no newline,
+    // no escaping.
+    assert_eq!(
+        run.stdout,
+        b"text\n\x00\xffhi\n\x1b[2J\renda\r\n\n\x00b\xff\n"
+    );
+    let conns = server.connections();
+    assert!(
+        conns[0].messages.iter().all(Message::is_binary),
+        "{:?}",
+        conns[0].messages
+    );
+    let sent: Vec<u8> = conns[0]
+        .messages
+        .iter()
+        .flat_map(|m| m.clone().into_data())
+        .collect();
+    assert_eq!(sent, b"a\r\n\n\x00b\xff\n");
+}
+
+#[test]
+fn a_byte_stream_on_a_terminal_reads_it_and_shows_what_arrives_escaped() {
+    // -b runs pipe mode even on a terminal: a typed line goes out as its bytes, and what
+    // the server sends is shown with the escapes a terminal would obey made visible.
+    let server = Server::start(|mut conn| async move {
+        let typed = conn.recv().await.expect("the typed line");
+        conn.send_text("\x1b[2Jhi\n").await;
+        conn.send(binary(b"\x07\xff")).await;
+        conn.send(typed).await;
+        conn.close(1000, "").await;
+    });
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut pty = Pty::tether(
+        [
+            server.url("/").as_str(),
+            "-b",
+            "--keep-open",
+            "--color",
+            "never",
+        ],
+        state.path(),
+    );
+    pty.expect("connected");
+    pty.line("typed");
+    pty.expect("\\e[2Jhi\r\n");
+    pty.expect("\\x07\\xff");
+    pty.expect("typed\r\n");
+    assert_eq!(pty.exit_code(), 0, "{:?}", pty.all_output());
+    let shown = pty.all_output();
+    assert!(
+        !shown.contains("\x1b[2J") && !shown.contains('\x07'),
+        "{shown:?}"
+    );
+    assert_eq!(server.connections()[0].messages, [binary(b"typed\n")]);
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::fault_proxy::FaultProxy;
 use crate::support::server::never_reads;
-use crate::support::{FAST_BACKOFF, Server, Tether, free_port, numbered};
+use crate::support::{
+    FAST_BACKOFF, Server, Tether, first_difference, free_port, numbered, random_bytes,
+};
 
 #[test]
 fn drops_every_few_thousand_messages_lose_no_line_and_keep_order() {
@@ -343,6 +345,45 @@ fn messages_a_stalled_server_never_confirmed_are_replayed_before_the_close() {
     let conns = server.wait_until(Duration::from_secs(5), |c| c.len() == 2 && c[1].ended);
     let expected: Vec<String> = (0..500).map(|i| i.to_string()).collect();
     assert_eq!(conns[1].texts(), expected, "{}", run.describe());
+    assert_eq!(conns[1].close, Some((1000, String::new())));
+}
+
+#[test]
+fn a_byte_stream_a_stalled_server_never_confirmed_is_replayed_whole_and_in_order() {
+    // As above, with -b: the bytes the first connection never read reach the second, in
+    // their messages, in order, and nothing twice.
+    let input = random_bytes(256 << 10, 7);
+    let server = Server::start(|mut conn| async move {
+        if conn.index == 0 {
+            never_reads(conn).await;
+        } else {
+            while conn.recv().await.is_some() {}
+        }
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "-b"])
+        .args(FAST_BACKOFF)
+        .args(["--ping-timeout", "1s"])
+        .stdin(&input)
+        .run();
+    run.code(0).stderr_has("re-sending ");
+    let conns = server.wait_until(Duration::from_secs(5), |c| c.len() == 2 && c[1].ended);
+    let received: Vec<u8> = conns[1]
+        .messages
+        .iter()
+        .flat_map(|m| {
+            assert!(m.is_binary(), "{m:?}");
+            m.clone().into_data()
+        })
+        .collect();
+    assert!(
+        received == input,
+        "{} bytes reached the second connection of {}; first difference at {:?}\n{}",
+        received.len(),
+        input.len(),
+        first_difference(&received, &input),
+        run.describe()
+    );
     assert_eq!(conns[1].close, Some((1000, String::new())));
 }
 

@@ -788,7 +788,7 @@ impl Output {
         self.push_buf();
         if let Some(bytes) = reporter.verbatim(payload) {
             self.queue.push_back(bytes);
-            self.buf.push(reporter.separator());
+            self.buf.extend(reporter.separator());
         } else if let Some(pieces) = reporter.message_pieces(payload, CHUNK) {
             self.pieces = Some(pieces);
         } else {

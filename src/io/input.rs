@@ -124,6 +124,9 @@ fn pump(
     sender: &BlockingSender,
     not_queued: &NotQueued,
 ) -> InputEnd {
+    if config.byte_stream {
+        return pump_stream(reader, sender, not_queued);
+    }
     let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
     // `buf[..searched]` holds no separator.
     let mut searched = 0;
@@ -179,6 +182,14 @@ fn pump(
             }
         };
         records += 1;
+        let record = if config.clean_lines {
+            match clean_line(record) {
+                Some(line) => line,
+                None => continue,
+            }
+        } else {
+            record
+        };
         let payload = if config.binary {
             Payload::Binary(record)
         } else {
@@ -201,12 +212,68 @@ fn pump(
         if batch.records.len() >= BATCH && !batch.send() {
             // The session is over; the records read along with these count
             // as not queued too.
-            let complete = memchr::memchr_iter(config.separator, &buf).count();
-            let last = eof && buf.last().is_some_and(|&b| b != config.separator);
-            not_queued.add(complete + usize::from(last));
+            not_queued.add(unsent_records(config, &buf, eof));
             return Ok(records);
         }
     }
+}
+
+/// `-b`: what each read returns is one binary message, sent at once, so
+/// bytes go out as they arrive and a message is at most [`READ_SIZE`].
+/// Reads share a buffer as records do, and wait for the send credit as
+/// lines do. Returns the number of messages.
+fn pump_stream(mut reader: impl Read, sender: &BlockingSender, not_queued: &NotQueued) -> InputEnd {
+    let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
+    let mut read_size = MIN_READ_SIZE;
+    let mut messages = 0u64;
+    loop {
+        sender.wait_for_room();
+        let n = fill(&mut reader, &mut buf, read_size)?;
+        if n == 0 {
+            return Ok(messages);
+        }
+        // A slow producer's small reads cost small zeroed room.
+        read_size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
+        messages += 1;
+        let mut batch = Batch {
+            records: Vec::with_capacity(1),
+            bytes: 0,
+            sender,
+            not_queued,
+        };
+        batch.push(Payload::Binary(buf.split().freeze()));
+        if !batch.send() {
+            return Ok(messages);
+        }
+    }
+}
+
+/// A text line without the `\r` of a CRLF ending; `None` when nothing is
+/// left to send. (A lone `\r` at the very end of input counts as one too.)
+fn clean_line(mut line: Bytes) -> Option<Bytes> {
+    if line.last() == Some(&b'\r') {
+        line.truncate(line.len() - 1);
+    }
+    (!line.is_empty()).then_some(line)
+}
+
+/// The messages the records left in `buf` would have been: the complete
+/// ones, and at `eof` an unterminated last one, empty lines not counted
+/// where they are not sent.
+fn unsent_records(config: InputConfig, buf: &[u8], eof: bool) -> usize {
+    let mut parts = buf.split(|&b| b == config.separator).peekable();
+    let mut n = 0;
+    while let Some(part) = parts.next() {
+        let complete = parts.peek().is_some();
+        if !complete && (!eof || part.is_empty()) {
+            break;
+        }
+        let empty = part.is_empty() || part == b"\r";
+        if !(config.clean_lines && empty) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The record as a `Bytes`: a slice of the shared buffer, or a copy when
@@ -311,12 +378,26 @@ mod tests {
         }
     }
 
-    fn read_all(input: &'static [u8], binary: bool) -> (Vec<Payload>, InputEnd) {
+    /// Lines as pipe mode reads them by default, with `--verbatim`, and
+    /// with `--binary`.
+    const TEXT: InputConfig = InputConfig {
+        binary: false,
+        separator: b'\n',
+        clean_lines: true,
+        byte_stream: false,
+    };
+    const VERBATIM: InputConfig = InputConfig {
+        clean_lines: false,
+        ..TEXT
+    };
+    const BINARY: InputConfig = InputConfig {
+        binary: true,
+        clean_lines: false,
+        ..TEXT
+    };
+
+    fn read_all(input: &'static [u8], config: InputConfig) -> (Vec<Payload>, InputEnd) {
         let (tx, mut rx, _) = BlockingSender::for_tests(100, 1 << 20);
-        let config = InputConfig {
-            binary,
-            separator: b'\n',
-        };
         let end = pump(config, input, &tx, &NotQueued::default());
         drop(tx);
         let mut payloads = Vec::new();
@@ -338,9 +419,52 @@ mod tests {
 
     #[test]
     fn each_line_is_one_message_and_a_last_unterminated_line_counts() {
-        let (commands, end) = read_all(b"one\n\ntwo\r\nthree", false);
+        let (commands, end) = read_all(b"one\n\ntwo\r\nthree", VERBATIM);
         assert_eq!(texts(&commands), ["one", "", "two\r", "three"]);
         assert_eq!(end.unwrap(), 4);
+    }
+
+    #[test]
+    fn text_lines_lose_the_cr_of_crlf_and_empty_lines_are_not_sent() {
+        let (commands, end) = read_all(b"one\r\n\r\n\ntwo\r\r\n \r\nthree\r", TEXT);
+        assert_eq!(texts(&commands), ["one", "two\r", " ", "three"]);
+        // Line numbers (in diagnostics) count the lines not sent.
+        assert_eq!(end.unwrap(), 6);
+        let (commands, _) = read_all(b"ok\r\n\r\nbad \xff\r\n", TEXT);
+        assert_eq!(texts(&commands), ["ok"]);
+        let (_, end) = read_all(b"ok\r\n\r\nbad \xff\r\n", TEXT);
+        assert!(end.unwrap_err().to_string().contains("line 3"));
+    }
+
+    #[test]
+    fn binary_and_nul_records_are_sent_exactly() {
+        let (payloads, _) = read_all(b"a\r\n\n\r\n", BINARY);
+        let bytes: Vec<&[u8]> = payloads
+            .iter()
+            .map(|p| match p {
+                Payload::Binary(b) => b.as_ref(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(bytes, [&b"a\r"[..], b"", b"\r"]);
+        let nul = InputConfig {
+            separator: 0,
+            clean_lines: false,
+            ..TEXT
+        };
+        let (payloads, _) = read_all(b"a\r\0\0\r\n\0", nul);
+        assert_eq!(texts(&payloads), ["a\r", "", "\r\n"]);
+    }
+
+    #[test]
+    fn records_left_unsent_are_counted_as_they_would_have_been_sent() {
+        let buf = b"a\r\n\r\n\nb\nc";
+        assert_eq!(unsent_records(TEXT, buf, false), 2);
+        assert_eq!(unsent_records(TEXT, buf, true), 3);
+        assert_eq!(unsent_records(VERBATIM, buf, false), 4);
+        assert_eq!(unsent_records(VERBATIM, buf, true), 5);
+        assert_eq!(unsent_records(VERBATIM, b"a\n", true), 1);
+        assert_eq!(unsent_records(VERBATIM, b"", true), 0);
     }
 
     #[test]
@@ -348,10 +472,7 @@ mod tests {
         let input: String = (0..200).map(|i| format!("{i}\n")).collect();
         let input: &'static [u8] = Box::leak(input.into_bytes().into_boxed_slice());
         let (tx, mut rx, _) = BlockingSender::for_tests(1000, 1 << 20);
-        let config = InputConfig {
-            binary: false,
-            separator: b'\n',
-        };
+        let config = TEXT;
         assert_eq!(
             pump(config, input, &tx, &NotQueued::default()).unwrap(),
             200
@@ -370,7 +491,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_names_the_line_and_stops() {
-        let (commands, end) = read_all(b"fine\nbad \xff here\nnever\n", false);
+        let (commands, end) = read_all(b"fine\nbad \xff here\nnever\n", TEXT);
         assert_eq!(texts(&commands), ["fine"]);
         let msg = end.unwrap_err().to_string();
         assert!(
@@ -382,10 +503,7 @@ mod tests {
     #[test]
     fn reading_waits_while_the_send_credit_is_spent() {
         let (tx, mut rx, credit) = BlockingSender::for_tests(100, 10);
-        let config = InputConfig {
-            binary: true,
-            separator: b'\n',
-        };
+        let config = BINARY;
         let pump = std::thread::spawn(move || {
             pump(
                 config,
@@ -436,10 +554,7 @@ mod tests {
         input.extend_from_slice(b"\nlast");
         for step in [7, 1000, 100_000] {
             let (tx, mut rx, _) = BlockingSender::for_tests(100, usize::MAX);
-            let config = InputConfig {
-                binary: true,
-                separator: b'\n',
-            };
+            let config = BINARY;
             let reader = Trickle(input.iter().copied().collect(), step);
             let end = pump(config, reader, &tx, &NotQueued::default());
             assert_eq!(end.unwrap(), 6);
@@ -463,8 +578,42 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_stream_sends_each_read_as_it_comes_and_at_most_64_kib() {
+        let all: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for step in [1, 5000, 200_000] {
+            // Nothing takes the messages until the end: they must fit the channel.
+            let input = if step == 1 { &all[..1000] } else { &all[..] };
+            let (tx, mut rx, _) = BlockingSender::for_tests(1000, usize::MAX);
+            let config = InputConfig {
+                byte_stream: true,
+                ..BINARY
+            };
+            let reader = Trickle(input.iter().copied().collect(), step);
+            let messages = pump(config, reader, &tx, &NotQueued::default()).unwrap();
+            let mut got = Vec::new();
+            let mut sizes = Vec::new();
+            while let Ok(command) = rx.try_recv() {
+                for payload in records(command) {
+                    let Payload::Binary(b) = payload else {
+                        panic!("expected binary")
+                    };
+                    sizes.push(b.len());
+                    got.extend_from_slice(&b);
+                }
+            }
+            assert!(got == input, "step {step}: the bytes differ");
+            assert_eq!(sizes.len() as u64, messages);
+            // Newlines, NULs and \r are bytes like any other.
+            assert!(sizes.iter().all(|&n| n > 0 && n <= READ_SIZE && n <= step));
+            if step == 1 {
+                assert_eq!(messages, 1000, "one message a read");
+            }
+        }
+    }
+
+    #[test]
     fn binary_mode_keeps_bytes_as_they_are() {
-        let (payloads, _) = read_all(b"\xff\x00\n", true);
+        let (payloads, _) = read_all(b"\xff\x00\n", BINARY);
         assert!(matches!(&payloads[0], Payload::Binary(b) if b.as_ref() == b"\xff\x00"));
     }
 }

@@ -54,10 +54,11 @@ impl Reporter {
         }
     }
 
-    pub fn separator(&self) -> u8 {
+    /// What ends each output record: none in a byte stream (`-b`).
+    pub fn separator(&self) -> Option<u8> {
         match self {
             Reporter::Human(renderer) => renderer.separator(),
-            Reporter::Json => b'\n',
+            Reporter::Json => Some(b'\n'),
         }
     }
 
@@ -274,7 +275,7 @@ mod tests {
             pretty: false,
             color: false,
             terminal: false,
-            separator: b'\n',
+            separator: Some(b'\n'),
             verbosity: Verbosity::Normal,
             ping_pong: false,
         }

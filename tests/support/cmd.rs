@@ -50,6 +50,26 @@ pub fn numbered(n: usize) -> String {
     (0..n).map(|i| format!("{i}\n")).collect()
 }
 
+/// `len` bytes that look random (xorshift64*, from `seed`): the same on every run.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Where two byte strings first differ, for a failure message that does not print them.
+pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    let common = a.iter().zip(b).position(|(x, y)| x != y);
+    common.or((a.len() != b.len()).then(|| a.len().min(b.len())))
+}
+
 /// Generous: only a hang should ever reach it.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 

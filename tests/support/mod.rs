@@ -11,7 +11,7 @@ pub mod python;
 pub mod server;
 pub mod tls;
 
-pub use cmd::{FAST_BACKOFF, Tether, numbered};
+pub use cmd::{FAST_BACKOFF, Tether, first_difference, numbered, random_bytes};
 pub use server::Server;
 
 use std::io::Read;

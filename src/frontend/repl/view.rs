@@ -295,7 +295,7 @@ mod tests {
             pretty: false,
             color,
             terminal: true,
-            separator: b'\n',
+            separator: Some(b'\n'),
             verbosity: Verbosity::Normal,
             ping_pong: false,
         })
