@@ -71,8 +71,8 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --strict 'Fail when a message does not match the expectation waiting for it, instead of skipping it'
             cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand -q 'Only errors on stderr'
-            cand --quiet 'Only errors on stderr'
+            cand -q 'Only errors and warnings on stderr'
+            cand --quiet 'Only errors and warnings on stderr'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -86,32 +86,32 @@ set edit:completion:arg-completer[tether] = {|@words|
         &'tether;serve'= {
             cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand -q 'Only errors on stderr'
-            cand --quiet 'Only errors on stderr'
+            cand -q 'Only errors and warnings on stderr'
+            cand --quiet 'Only errors and warnings on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'tether;demo'= {
             cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand -q 'Only errors on stderr'
-            cand --quiet 'Only errors on stderr'
+            cand -q 'Only errors and warnings on stderr'
+            cand --quiet 'Only errors and warnings on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'tether;completions'= {
             cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand -q 'Only errors on stderr'
-            cand --quiet 'Only errors on stderr'
+            cand -q 'Only errors and warnings on stderr'
+            cand --quiet 'Only errors and warnings on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'tether;man'= {
             cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
-            cand -q 'Only errors on stderr'
-            cand --quiet 'Only errors on stderr'
+            cand -q 'Only errors and warnings on stderr'
+            cand --quiet 'Only errors and warnings on stderr'
             cand -h 'Print help'
             cand --help 'Print help'
         }

@@ -346,7 +346,7 @@ pub struct VerbosityArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Only errors on stderr
+    /// Only errors and warnings on stderr
     #[arg(short, long, conflicts_with = "verbose", global = true)]
     pub quiet: bool,
 }

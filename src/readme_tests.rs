@@ -404,3 +404,21 @@ fn the_json_examples_print_as_documented() {
         assert_eq!(to_string(&Line { time, event }), example);
     }
 }
+
+#[test]
+fn quiet_says_what_it_leaves_on_stderr_as_the_readme_does() {
+    // -q keeps warnings (a reconnect, an insecure option): they are what a
+    // quiet run must still show. Its help once said "only errors".
+    let readme = readme();
+    let row = first_table(&section(&readme, "## Options"))
+        .into_iter()
+        .find(|row| row[0].contains("--quiet"))
+        .expect("README ## Options has a --quiet row");
+    let command = Cli::command();
+    let quiet = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some("quiet"))
+        .expect("clap knows --quiet");
+    let help = quiet.get_help().expect("--quiet has help").to_string();
+    assert_eq!(help.to_lowercase(), gist(&row[2]).to_lowercase());
+}
