@@ -130,7 +130,7 @@ pub enum Error {
     #[error("could not connect to {target}: {detail}")]
     Connect { target: String, detail: String },
 
-    #[error("could not connect to {target}: no connection within {timeout:?} (--connect-timeout)")]
+    #[error("could not connect to {target}: no connection within {} (--connect-timeout)", crate::values::format_duration(*timeout))]
     ConnectTimeout { target: String, timeout: Duration },
 
     #[error("TLS failure with {target}: {detail}")]

@@ -131,6 +131,23 @@ fn a_server_that_never_answers_fails_with_6_at_the_deadline() {
 }
 
 #[test]
+fn the_deadline_is_named_as_it_was_written() {
+    // humantime printed 1.5s as "1s 500ms".
+    let server = Server::start(|mut conn| async move { while conn.recv().await.is_some() {} });
+    let run = Tether::new()
+        .args([&server.url("/"), "--expect", "pong"])
+        .args(["--timeout", "1.5s"])
+        .run();
+    run.code(6).stdout_is("");
+    assert!(
+        run.error_line()
+            .starts_with("tether: error: deadline reached: --timeout 1.5s ran out after waiting "),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
 fn the_deadline_covers_connecting() {
     // Accepts TCP but never answers the upgrade: only --timeout can end it.
     let server = Server::raw(|stream| async move {

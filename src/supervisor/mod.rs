@@ -824,8 +824,8 @@ impl Connection {
                         Tick::Dead if sv.emitter.reader_paused() => self.heartbeat.alive(now),
                         Tick::Dead => {
                             return ConnectionEnd::Lost(Error::ConnectionLost(format!(
-                                "heartbeat timeout: no pong within {:?}",
-                                sv.config.heartbeat.timeout
+                                "heartbeat timeout: no pong within {}",
+                                crate::values::format_duration(sv.config.heartbeat.timeout)
                             )));
                         }
                         Tick::Nothing => {}
@@ -847,9 +847,9 @@ impl Connection {
                     if Instant::now() >= self.confirm_deadline() {
                         let (n, _) = sv.outbox.unconfirmed();
                         return ConnectionEnd::Lost(Error::ConnectionLost(format!(
-                            "the server confirmed none of the last {n} message{} within {:?} (--ping-timeout) before the close",
+                            "the server confirmed none of the last {n} message{} within {} (--ping-timeout) before the close",
                             if n == 1 { "" } else { "s" },
-                            self.heartbeat.timeout()
+                            crate::values::format_duration(self.heartbeat.timeout())
                         )));
                     }
                 }

@@ -17,7 +17,7 @@ use crate::session::Ending;
 impl Runner<'_> {
     /// How diagnostics name the deadline.
     pub(super) fn timeout_flag(&self) -> String {
-        let timeout = humantime::format_duration(self.timeout);
+        let timeout = crate::values::format_duration(self.timeout);
         if self.smoke.timeout.is_some() {
             format!("--timeout {timeout}")
         } else {
