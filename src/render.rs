@@ -187,10 +187,17 @@ impl Iterator for Pieces {
 /// One line of text for a diagnostic: controls escaped, newlines and tabs
 /// too, cut after `max` characters with a note of the full length.
 pub fn excerpt(text: &str, max: usize) -> String {
+    excerpt_of(text, max, text.len())
+}
+
+/// [`excerpt`] of a message shown in another form (a binary message's hex or
+/// base64): the note of the full length gives the message's `bytes`, not the
+/// form's.
+pub fn excerpt_of(text: &str, max: usize, bytes: usize) -> String {
     let mut out = String::new();
     for (chars, c) in text.chars().enumerate() {
         if chars == max {
-            let _ = write!(out, "... ({} bytes in all)", text.len());
+            let _ = write!(out, "... ({bytes} bytes in all)");
             return out;
         }
         match c {

@@ -311,6 +311,27 @@ fn strict_fails_on_a_message_that_matches_nothing() {
 }
 
 #[test]
+fn a_long_binary_message_in_a_diagnostic_is_counted_in_bytes() {
+    // Cut in its hex form, but 100 bytes, not the 200 hex characters.
+    let server = Server::start(|mut conn| async move {
+        conn.send(binary(&[0xab; 100])).await;
+        conn.close(1000, "").await;
+    });
+    let cut = format!("{}... (100 bytes in all)", "ab".repeat(60));
+    let run = Tether::new()
+        .args([&server.url("/"), "--expect", "nope", "--timeout", "10s"])
+        .run();
+    run.code(7)
+        .stderr_has(&format!("1 message was received:\n    #1: [binary] {cut}"));
+    Tether::new()
+        .args([&server.url("/"), "--expect", "nope", "--strict"])
+        .args(["--timeout", "10s"])
+        .run()
+        .code(7)
+        .stderr_has(&format!("message #1 did not match it (--strict): {cut}"));
+}
+
+#[test]
 fn binary_messages_are_matched_and_printed_as_hex() {
     let server = Server::start(|mut conn| async move {
         conn.send(binary(b"\x00\xffhi")).await;

@@ -44,6 +44,15 @@ pub(super) struct Seen {
     pub(super) number: u64,
     pub(super) binary: bool,
     pub(super) form: String,
+    /// The payload's size: a binary message's form (hex, base64) is longer.
+    pub(super) bytes: usize,
+}
+
+impl Seen {
+    /// The message in a diagnostic: its form, cut short, with its real size.
+    pub(super) fn excerpt(&self, max: usize) -> String {
+        render::excerpt_of(&self.form, max, self.bytes)
+    }
 }
 
 /// What a passed step reports besides its duration.
@@ -167,7 +176,7 @@ impl<'a> Runner<'a> {
                             let cause = format!(
                                 "message #{} did not match it (--strict): {}",
                                 seen.number,
-                                render::excerpt(&seen.form, 120)
+                                seen.excerpt(120)
                             );
                             self.fail_expectation(s, &cause);
                         }
@@ -289,6 +298,7 @@ impl<'a> Runner<'a> {
             number: self.received,
             binary: matches!(payload, Payload::Binary(_)),
             form: match_form(payload, self.smoke.binary_match).into_owned(),
+            bytes: payload.len(),
         };
         if self.recent.len() == RECENT {
             self.recent.pop_front();
@@ -298,6 +308,7 @@ impl<'a> Runner<'a> {
                 number: seen.number,
                 binary: seen.binary,
                 form: seen.form.clone(),
+                bytes: seen.bytes,
             });
         }
         self.recent.push_back(seen);
