@@ -68,6 +68,61 @@ impl Drop for BuiltInServer {
 }
 
 #[test]
+fn the_built_in_echo_server_closes_its_clients_with_1001_on_sigterm() {
+    // It used to die with the connections, which clients see as 1006.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let mut serve = Tether::new()
+        .args(["serve", "127.0.0.1:0"])
+        .deadline(HARNESS_DEADLINE)
+        .spawn();
+    let listening = serve.stderr_line("listening on");
+    assert_eq!(
+        listening,
+        format!(
+            "tether: echo server listening on {}",
+            listening.rsplit(' ').next().unwrap()
+        )
+    );
+    let url = listening.rsplit(' ').next().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut clients = runtime.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            // Echoed: the connection is up and served.
+            ws.send(Message::text("hi")).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
+            clients.push(ws);
+        }
+        clients
+    });
+    serve.signal("TERM");
+    runtime.block_on(async {
+        for ws in &mut clients {
+            let close = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("no Close from the server")
+                .unwrap()
+                .unwrap();
+            let Message::Close(Some(frame)) = close else {
+                panic!("expected a Close frame, got {close:?}");
+            };
+            assert_eq!(frame.code, CloseCode::Away);
+            assert_eq!(frame.reason.as_str(), "going away");
+            // tungstenite answers the Close; then the server ends the TCP.
+            assert!(ws.next().await.is_none());
+        }
+    });
+    serve.stderr_line("tether: error: interrupted");
+    let (code, stdout) = serve.wait();
+    assert_eq!(code, Some(130), "the exit code of an interrupted run");
+    assert!(stdout.is_empty(), "{stdout:?}");
+}
+
+#[test]
 fn the_built_in_echo_server_passes_flags_and_a_script() {
     let server = BuiltInServer::start();
     Tether::new()
