@@ -320,6 +320,7 @@ impl<'a> JsonEvent<'a> {
                 attempt,
                 delay,
                 reason,
+                ..
             } => JsonEvent::Reconnecting(Reconnecting {
                 attempt: *attempt,
                 delay_ms: delay.as_millis(),

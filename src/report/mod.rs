@@ -186,11 +186,13 @@ pub fn status_line(event: &Event, verbosity: Verbosity, ping_pong: bool) -> Opti
             format!("unsolicited pong from the server{}", payload_note(payload))
         }
         Event::Disconnected { reason, .. } => format!("disconnected: {reason}"),
+        // The `disconnected` line just said why.
         Event::Reconnecting {
             attempt,
             delay,
             reason,
-        } if reason.is_empty() => format!(
+            after_disconnect,
+        } if *after_disconnect || reason.is_empty() => format!(
             "reconnecting in {} (attempt {attempt})",
             format_delay(*delay)
         ),
@@ -198,6 +200,7 @@ pub fn status_line(event: &Event, verbosity: Verbosity, ping_pong: bool) -> Opti
             attempt,
             delay,
             reason,
+            ..
         } => format!(
             "{reason}; reconnecting in {} (attempt {attempt})",
             format_delay(*delay)

@@ -354,7 +354,11 @@ impl Supervisor {
                 self.emitter.emit(Event::Warning(NOT_RECONNECTING.into()));
                 will_retry = false;
             }
-            if let Error::ConnectionLost(_) | Error::ServerClosed { .. } = failure {
+            let disconnected = matches!(
+                failure,
+                Error::ConnectionLost(_) | Error::ServerClosed { .. }
+            );
+            if disconnected {
                 self.emitter.emit(Event::Disconnected {
                     reason: failure.to_string(),
                     code: match failure {
@@ -383,6 +387,7 @@ impl Supervisor {
                 attempt: streak + 1,
                 delay,
                 reason: failure.to_string(),
+                after_disconnect: disconnected,
             });
             self.last_failure = Some(failure);
             if let Some(end) = self.wait(delay).await {
