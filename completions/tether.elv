@@ -48,7 +48,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --color 'When to use colour'
             cand --send 'Send this message once connected, after any --on-connect messages (repeatable, in order)'
             cand --expect 'Wait for a message matching this regex; each must be matched, in order (repeatable)'
-            cand --script 'Run the steps in this scenario file (''-'' reads it from stdin); see the README'
+            cand --script 'Run the steps in this scenario file (''-'' reads it from stdin); the steps: SCENARIO FILES in man tether'
             cand --timeout 'Fail with exit code 6 if the whole run, connecting included, takes longer than this'
             cand --no-proxy 'Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY'
             cand -L 'Follow redirects (301, 302, 303, 307, 308) answered to the handshake'
@@ -63,7 +63,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --keep-open 'Stay connected after stdin ends, until the server closes or Ctrl-C'
             cand --echo 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
             cand --timestamps 'Prefix every line with the time it was received'
-            cand --json 'Print one JSON object per event on stdout (see the README for the schema)'
+            cand --json 'Print one JSON object per event on stdout (the schema: JSON EVENTS in man tether)'
             cand --json-sent 'With --json, also record every message tether sends, as a ''sent'' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
             cand -P 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json'
             cand --show-ping-pong 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json'
@@ -88,8 +88,8 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --verbose 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand -q 'Only errors and warnings on stderr'
             cand --quiet 'Only errors and warnings on stderr'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'tether;demo'= {
             cand -v 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'

@@ -53,7 +53,7 @@ always\t''
 never\t''"
 complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect messages (repeatable, in order)' -r
 complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each must be matched, in order (repeatable)' -r
-complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); see the README' -r -F
+complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); the steps: SCENARIO FILES in man tether' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r
 complete -c tether -n "__fish_tether_needs_command" -l no-proxy -d 'Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY'
 complete -c tether -n "__fish_tether_needs_command" -s L -l location -d 'Follow redirects (301, 302, 303, 307, 308) answered to the handshake'
@@ -65,7 +65,7 @@ complete -c tether -n "__fish_tether_needs_command" -s 0 -l null -d 'Input (and 
 complete -c tether -n "__fish_tether_needs_command" -l keep-open -d 'Stay connected after stdin ends, until the server closes or Ctrl-C'
 complete -c tether -n "__fish_tether_needs_command" -l echo -d 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)'
 complete -c tether -n "__fish_tether_needs_command" -l timestamps -d 'Prefix every line with the time it was received'
-complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (see the README for the schema)'
+complete -c tether -n "__fish_tether_needs_command" -l json -d 'Print one JSON object per event on stdout (the schema: JSON EVENTS in man tether)'
 complete -c tether -n "__fish_tether_needs_command" -l json-sent -d 'With --json, also record every message tether sends, as a \'sent\' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)'
 complete -c tether -n "__fish_tether_needs_command" -s P -l show-ping-pong -d 'Show the server\'s Pings and the Pongs tether gets (its heartbeat\'s round trips; Pongs the server sends unasked, marked): \'*\' lines in the REPL, stderr lines in a pipe, and \'ping\' and \'pong\' events with --json'
 complete -c tether -n "__fish_tether_needs_command" -l pretty -d 'Pretty-print messages that are JSON'
@@ -81,7 +81,7 @@ complete -c tether -n "__fish_tether_needs_command" -a "man" -d 'Print the man p
 complete -c tether -n "__fish_tether_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tether -n "__fish_tether_using_subcommand serve" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_using_subcommand serve" -s q -l quiet -d 'Only errors and warnings on stderr'
-complete -c tether -n "__fish_tether_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c tether -n "__fish_tether_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tether -n "__fish_tether_using_subcommand demo" -s v -l verbose -d 'More diagnostics on stderr (-v: debug; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_using_subcommand demo" -s q -l quiet -d 'Only errors and warnings on stderr'
 complete -c tether -n "__fish_tether_using_subcommand demo" -s h -l help -d 'Print help'

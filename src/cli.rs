@@ -110,6 +110,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a WebSocket echo server (127.0.0.1 unless told otherwise)
+    ///
+    /// It echoes text and binary messages as they came and answers pings. Ctrl-C, SIGTERM or SIGHUP stops it: it closes
+    /// every client with 1001 "going away", waits up to 2 s for their answers and exits 130.
     Serve {
         /// Address to listen on: PORT, HOST:PORT or [IPV6]:PORT. Port 0 picks a free port
         #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
@@ -286,7 +289,7 @@ pub struct OutputArgs {
     #[arg(long)]
     pub timestamps: bool,
 
-    /// Print one JSON object per event on stdout (see the README for the schema)
+    /// Print one JSON object per event on stdout (the schema: JSON EVENTS in man tether)
     #[arg(long)]
     pub json: bool,
 
@@ -329,7 +332,8 @@ pub struct SmokeArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Run the steps in this scenario file ('-' reads it from stdin); see the README
+    /// Run the steps in this scenario file ('-' reads it from stdin); the steps: SCENARIO
+    /// FILES in man tether
     #[arg(long, value_name = "FILE", conflicts_with_all = ["send", "expect"])]
     pub script: Option<PathBuf>,
 
