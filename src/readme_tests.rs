@@ -378,6 +378,7 @@ fn the_json_examples_print_as_documented() {
             status: StepStatus::Passed,
             duration_ms: ms(3197),
             matched: Some("{\"op\": \"pong\", \"id\": 7}"),
+            matched_bytes: 23,
             rtt_ms: None,
             code: None,
             reason: None,

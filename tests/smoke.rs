@@ -384,6 +384,22 @@ fn a_long_binary_message_in_a_diagnostic_is_counted_in_bytes() {
         .run()
         .code(7)
         .stderr_has(&format!("message #1 did not match it (--strict): {cut}"));
+    // And so is the match -v reports.
+    Tether::new()
+        .args([
+            &server.url("/"),
+            "--expect",
+            "^abab",
+            "-v",
+            "--timeout",
+            "10s",
+        ])
+        .run()
+        .code(0)
+        .stderr_has(&format!(
+            ": --expect ^abab; matched {}... (100 bytes in all)\n",
+            "ab".repeat(40)
+        ));
 }
 
 #[test]

@@ -258,7 +258,11 @@ pub fn step_line(step: &Step<'_>) -> String {
         let _ = write!(line, "; rtt {}", format_rtt(rtt.0));
     }
     if let Some(matched) = step.matched {
-        let _ = write!(line, "; matched {}", excerpt(matched, 80));
+        let _ = write!(
+            line,
+            "; matched {}",
+            excerpt(matched, 80, step.matched_bytes)
+        );
     }
     line
 }

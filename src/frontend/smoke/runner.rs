@@ -51,14 +51,14 @@ pub(super) struct Seen {
 impl Seen {
     /// The message in a diagnostic: its form, cut short, with its real size.
     pub(super) fn excerpt(&self, max: usize) -> String {
-        render::excerpt_of(&self.form, max, self.bytes)
+        render::excerpt(&self.form, max, self.bytes)
     }
 }
 
 /// What a passed step reports besides its duration.
 #[derive(Default)]
 pub(super) struct Detail {
-    pub(super) matched: Option<String>,
+    pub(super) matched: Option<Seen>,
     pub(super) rtt: Option<Duration>,
     pub(super) code: Option<u16>,
 }
@@ -168,7 +168,7 @@ impl<'a> Runner<'a> {
                         Some(Ok(seen)) => self.pass(
                             s,
                             Detail {
-                                matched: Some(seen.form),
+                                matched: Some(seen),
                                 ..Detail::default()
                             },
                         ),
