@@ -120,11 +120,15 @@ impl std::fmt::Display for Endpoint {
 /// Whether the text after `scheme:` starts with `//` and an authority that
 /// names a host (not empty, not only userinfo or a port).
 /// `HOST:PORT`, maybe with a path: a URL written without its scheme (a
-/// scheme is never followed by digits alone, as a port is).
+/// scheme is never followed by digits alone, as a port is). `ws:9001` is a
+/// URL without its host, not a host named "ws".
 fn is_host_and_port(input: &str) -> bool {
     let Some((host, rest)) = input.split_once(':') else {
         return false;
     };
+    if ["ws", "wss", "http", "https"].contains(&host.to_ascii_lowercase().as_str()) {
+        return false;
+    }
     let port_len = rest.bytes().take_while(u8::is_ascii_digit).count();
     !host.is_empty()
         && host
@@ -262,6 +266,12 @@ mod tests {
         assert!(msg("ftp://x").contains("unsupported scheme \"ftp\""));
         assert!(msg("localhost:8080").contains("ws://"));
         assert!(msg("example.com").contains("no scheme"));
+        assert!(msg("localhost:9001").contains("try ws://localhost:9001 or"));
+        assert!(
+            msg("ws:9001").contains("it has no host"),
+            "{}",
+            msg("ws:9001")
+        );
         assert!(msg("ws://").contains("invalid URL"));
     }
 
