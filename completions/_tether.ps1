@@ -51,7 +51,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too')
             [CompletionResult]::new('--send', '--send', [CompletionResultType]::ParameterName, 'Send this message once connected, after any --on-connect messages (repeatable, in order)')
             [CompletionResult]::new('--expect', '--expect', [CompletionResultType]::ParameterName, 'Wait for a message matching this regex; each must be matched, in order (repeatable)')
-            [CompletionResult]::new('--script', '--script', [CompletionResultType]::ParameterName, 'Run the steps in this scenario file (''-'' reads it from stdin); see the README')
+            [CompletionResult]::new('--script', '--script', [CompletionResultType]::ParameterName, 'Run the steps in this scenario file (''-'' reads it from stdin); the steps: SCENARIO FILES in man tether')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Fail with exit code 6 if the whole run, connecting included, takes longer than this')
             [CompletionResult]::new('--no-proxy', '--no-proxy', [CompletionResultType]::ParameterName, 'Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY')
             [CompletionResult]::new('-L', '-L ', [CompletionResultType]::ParameterName, 'Follow redirects (301, 302, 303, 307, 308) answered to the handshake')
@@ -69,7 +69,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--keep-open', '--keep-open', [CompletionResultType]::ParameterName, 'Stay connected after stdin ends, until the server closes or Ctrl-C')
             [CompletionResult]::new('--echo', '--echo', [CompletionResultType]::ParameterName, 'Send every received message back unchanged, instead of reading stdin (each echo goes out once: no replay after a drop)')
             [CompletionResult]::new('--timestamps', '--timestamps', [CompletionResultType]::ParameterName, 'Prefix each received message with the time it was received; a message''s further lines are indented by the time''s width, so only a message''s first line starts with a time')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per event on stdout (see the README for the schema)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per event on stdout (the schema: JSON EVENTS in man tether)')
             [CompletionResult]::new('--json-sent', '--json-sent', [CompletionResultType]::ParameterName, 'With --json, also record every message tether sends, as a ''sent'' event once it is written to the socket (in order with the messages received; a replay after a reconnect is marked)')
             [CompletionResult]::new('-P', '-P ', [CompletionResultType]::ParameterName, 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json')
             [CompletionResult]::new('--show-ping-pong', '--show-ping-pong', [CompletionResultType]::ParameterName, 'Show the server''s Pings and the Pongs tether gets (its heartbeat''s round trips; Pongs the server sends unasked, marked): ''*'' lines in the REPL, stderr lines in a pipe, and ''ping'' and ''pong'' events with --json')
@@ -77,8 +77,8 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--strict', '--strict', [CompletionResultType]::ParameterName, 'Fail when a message does not match the expectation waiting for it, instead of skipping it')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -93,17 +93,17 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
         'tether;serve' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'tether;demo' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -111,8 +111,8 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
         'tether;completions' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -120,8 +120,8 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
         'tether;man' {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors on stderr')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

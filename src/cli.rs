@@ -111,6 +111,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a WebSocket echo server (127.0.0.1 unless told otherwise)
+    ///
+    /// It echoes text and binary messages as they came and answers pings. Ctrl-C, SIGTERM or SIGHUP stops it: it closes
+    /// every client with 1001 "going away", waits up to 2 s for their answers and exits 130.
     Serve {
         /// Address to listen on: PORT, HOST:PORT or [IPV6]:PORT. Port 0 picks a free port
         #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
@@ -306,7 +309,7 @@ pub struct OutputArgs {
     #[arg(long)]
     pub timestamps: bool,
 
-    /// Print one JSON object per event on stdout (see the README for the schema)
+    /// Print one JSON object per event on stdout (the schema: JSON EVENTS in man tether)
     #[arg(long)]
     pub json: bool,
 
@@ -351,7 +354,8 @@ pub struct SmokeArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Run the steps in this scenario file ('-' reads it from stdin); see the README
+    /// Run the steps in this scenario file ('-' reads it from stdin); the steps: SCENARIO
+    /// FILES in man tether
     #[arg(long, value_name = "FILE", conflicts_with_all = ["send", "expect"])]
     pub script: Option<PathBuf>,
 
@@ -369,7 +373,7 @@ pub struct VerbosityArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Only errors on stderr
+    /// Only errors and warnings on stderr
     #[arg(short, long, conflicts_with = "verbose", global = true)]
     pub quiet: bool,
 }

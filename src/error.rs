@@ -127,10 +127,14 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A usage error with something specific to try.
+    #[error("{message}")]
+    UsageHint { message: String, hint: &'static str },
+
     #[error("could not connect to {target}: {detail}")]
     Connect { target: String, detail: String },
 
-    #[error("could not connect to {target}: no connection within {timeout:?} (--connect-timeout)")]
+    #[error("could not connect to {target}: no connection within {} (--connect-timeout)", crate::values::format_duration(*timeout))]
     ConnectTimeout { target: String, timeout: Duration },
 
     #[error("TLS failure with {target}: {detail}")]
@@ -230,7 +234,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) => ExitCode::Usage,
+            Error::Usage(_) | Error::UsageHint { .. } => ExitCode::Usage,
             Error::Connect { .. } | Error::ConnectTimeout { .. } => ExitCode::Connect,
             Error::Tls { .. } | Error::ClientCertificate { .. } => ExitCode::Tls,
             Error::Proxy { failure, .. } if failure.transient() => ExitCode::Connect,
@@ -277,7 +281,7 @@ impl Error {
     /// A short machine-readable name, used in `--json` events.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Usage(_) => "usage",
+            Error::Usage(_) | Error::UsageHint { .. } => "usage",
             Error::Connect { .. } => "connect",
             Error::ConnectTimeout { .. } => "connect_timeout",
             Error::Tls { .. } | Error::ClientCertificate { .. } => "tls",
@@ -304,6 +308,7 @@ impl Error {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             Error::GaveUp { source, .. } => source.hint(),
+            Error::UsageHint { hint, .. } => Some(hint),
             Error::Connect { .. } | Error::ConnectTimeout { .. } => {
                 Some("check the host and port, and that the server is running")
             }

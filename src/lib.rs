@@ -57,8 +57,14 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 if verbosity > Verbosity::Quiet {
                     render::eprint_line(&format!("echo server listening on ws://{addr}/"));
                 }
-                serve::serve(listener).await?;
-                Ok(ExitCode::Success)
+                // The first Ctrl-C, SIGTERM or SIGHUP closes the clients with
+                // 1001; a second one ends the process at once.
+                let mut signals = io::signals::Signals::new()?;
+                serve::serve(listener, async move {
+                    signals.recv().await;
+                })
+                .await;
+                Err(Error::Interrupted)
             }
             Task::Completions(_) | Task::Man => unreachable!("handled before the runtime"),
             Task::Demo(mut config) => {
@@ -70,7 +76,7 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 render::eprint_line(&format!(
                     "demo: an echo server is running at {url}; what you send comes back"
                 ));
-                tokio::spawn(serve::serve(listener));
+                tokio::spawn(serve::serve(listener, std::future::pending()));
                 connect(&config, started).await
             }
         }

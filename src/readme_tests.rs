@@ -378,6 +378,7 @@ fn the_json_examples_print_as_documented() {
             status: StepStatus::Passed,
             duration_ms: ms(3197),
             matched: Some("{\"op\": \"pong\", \"id\": 7}"),
+            matched_bytes: 23,
             rtt_ms: None,
             code: None,
             reason: None,
@@ -403,4 +404,22 @@ fn the_json_examples_print_as_documented() {
         let time = Time(humantime::parse_rfc3339(value["time"].as_str().unwrap()).unwrap());
         assert_eq!(to_string(&Line { time, event }), example);
     }
+}
+
+#[test]
+fn quiet_says_what_it_leaves_on_stderr_as_the_readme_does() {
+    // -q keeps warnings (a reconnect, an insecure option): they are what a
+    // quiet run must still show. Its help once said "only errors".
+    let readme = readme();
+    let row = first_table(&section(&readme, "## Options"))
+        .into_iter()
+        .find(|row| row[0].contains("--quiet"))
+        .expect("README ## Options has a --quiet row");
+    let command = Cli::command();
+    let quiet = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some("quiet"))
+        .expect("clap knows --quiet");
+    let help = quiet.get_help().expect("--quiet has help").to_string();
+    assert_eq!(help.to_lowercase(), gist(&row[2]).to_lowercase());
 }

@@ -253,12 +253,14 @@ impl Iterator for Pieces {
 }
 
 /// One line of text for a diagnostic: controls escaped, newlines and tabs
-/// too, cut after `max` characters with a note of the full length.
-pub fn excerpt(text: &str, max: usize) -> String {
+/// too, cut after `max` characters with a note of the full length: `bytes`,
+/// the message's size, which for a binary one shown in hex or base64 is not
+/// the text's.
+pub fn excerpt(text: &str, max: usize, bytes: usize) -> String {
     let mut out = String::new();
     for (chars, c) in text.chars().enumerate() {
         if chars == max {
-            let _ = write!(out, "... ({} bytes in all)", text.len());
+            let _ = write!(out, "... ({bytes} bytes in all)");
             return out;
         }
         match c {
@@ -569,10 +571,11 @@ mod tests {
 
     #[test]
     fn excerpts_are_one_escaped_line_cut_short() {
-        assert_eq!(excerpt("a\nb\tc\x1b[0m", 100), "a\\nb\\tc\\e[0m");
+        assert_eq!(excerpt("a\nb\tc\x1b[0m", 100, 9), "a\\nb\\tc\\e[0m");
         let long = "é".repeat(10);
-        assert_eq!(excerpt(&long, 3), "ééé... (20 bytes in all)");
-        assert_eq!(excerpt("abc", 3), "abc");
+        assert_eq!(excerpt(&long, 3, long.len()), "ééé... (20 bytes in all)");
+        assert_eq!(excerpt("abc", 3, 3), "abc");
+        assert_eq!(excerpt("00ff00ff", 2, 4), "00... (4 bytes in all)");
         assert_eq!(prefix("héllo", 2), "hé");
         assert_eq!(prefix("hé", 5), "hé");
     }

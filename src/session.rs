@@ -106,6 +106,9 @@ pub enum Event {
         attempt: u32,
         delay: Duration,
         reason: String,
+        /// A `Disconnected` with this reason came just before: a line for
+        /// people need not say it again.
+        after_disconnect: bool,
     },
     /// The session ended with a close handshake (or the server's normal close).
     Closed {

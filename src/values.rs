@@ -41,6 +41,28 @@ pub fn duration_value(raw: &str) -> Option<Duration> {
     }
 }
 
+/// A duration as a flag takes it (`250ms`, `1.5s`, `90s`, `2m`, `1h`), so a
+/// message echoes `--timeout 1.5s` as it was written, not as humantime's
+/// `1s 500ms`. Whatever [`duration_value`] reads back as the same duration.
+pub fn format_duration(duration: Duration) -> String {
+    const MS: u128 = 1_000_000;
+    const S: u128 = 1_000 * MS;
+    let nanos = duration.as_nanos();
+    match nanos {
+        0 => "0s".into(),
+        // Finer than a flag is written: Rust's own form, e.g. `1.5µs`.
+        _ if nanos % MS != 0 => format!("{duration:?}"),
+        _ if nanos < S => format!("{}ms", nanos / MS),
+        _ if nanos % (3_600 * S) == 0 => format!("{}h", nanos / (3_600 * S)),
+        _ if nanos % (60 * S) == 0 => format!("{}m", nanos / (60 * S)),
+        _ if nanos % S == 0 => format!("{}s", nanos / S),
+        _ => {
+            let fraction = format!("{:03}", nanos % S / MS);
+            format!("{}.{}s", nanos / S, fraction.trim_end_matches('0'))
+        }
+    }
+}
+
 /// Sizes: a number of bytes, with an optional K/KiB/M/MiB/G/GiB suffix; never 0.
 pub fn parse_size(flag: &str, raw: &str) -> Result<usize> {
     size_value(raw).ok_or_else(|| {
@@ -109,6 +131,29 @@ pub fn hex_value(raw: &str) -> std::result::Result<Vec<u8>, HexError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_flags_take_them() {
+        for (raw, shown) in [
+            ("1.5s", "1.5s"),
+            ("1.5", "1.5s"),
+            ("2.3", "2.3s"),
+            ("0.25", "250ms"),
+            ("250ms", "250ms"),
+            ("30s", "30s"),
+            ("90s", "90s"),
+            ("1m30s", "90s"),
+            ("120s", "2m"),
+            ("2h", "2h"),
+            ("1s 5ms", "1.005s"),
+            ("0", "0s"),
+        ] {
+            let duration = duration_value(raw).unwrap();
+            assert_eq!(format_duration(duration), shown, "{raw}");
+            assert_eq!(duration_value(shown), Some(duration), "{shown} reads back");
+        }
+        assert_eq!(format_duration(Duration::from_nanos(1_500)), "1.5µs");
+    }
 
     #[test]
     fn durations_accept_units_and_plain_seconds() {

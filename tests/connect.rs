@@ -230,11 +230,32 @@ fn a_refused_port_fails_fast_with_the_connect_code() {
 fn bad_urls_and_schemes_are_usage_errors_that_name_the_problem() {
     for (url, problem) in [
         ("ftp://example.com/", "unsupported scheme \"ftp\""),
-        ("localhost:8080", "ws://"),
         ("ws://", "invalid URL"),
         ("ws://exa mple.com/", "invalid URL"),
     ] {
         Tether::new().arg(url).run().code(2).stderr_has(problem);
+    }
+}
+
+#[test]
+fn a_host_and_port_without_a_scheme_gets_the_ws_url_to_try() {
+    // `localhost:9001` once read as the unsupported scheme "localhost".
+    for url in [
+        "localhost:9001",
+        "127.0.0.1:9001",
+        "example.com:80/chat?x=1",
+        "example.com",
+    ] {
+        let run = Tether::new().arg(url).run();
+        run.code(2).stdout_is("");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "tether: error: invalid URL \"{url}\": it has no scheme; try ws://{url} or wss://{url}\n"
+            ),
+            "{}",
+            run.describe()
+        );
     }
 }
 

@@ -112,8 +112,8 @@ fn zsh_loads_the_completion_function() {
     assert!(out.contains("--ping-interval") && out.contains("--ping-timeout"));
 }
 
-#[test]
-fn man_renders_without_warnings() {
+/// `man -l doc/tether.1` as text, and what man said on stderr.
+fn man_page() -> (String, String) {
     let out = Command::new("man")
         .args(["--warnings", "-l", "doc/tether.1"])
         .current_dir(ROOT)
@@ -131,6 +131,12 @@ fn man_renders_without_warnings() {
         }
     }
     assert!(out.status.success(), "{stderr}");
+    (page, stderr.into_owned())
+}
+
+#[test]
+fn man_renders_without_warnings() {
+    let (page, stderr) = man_page();
     assert!(stderr.trim().is_empty(), "man warned: {stderr}");
     for section in [
         "SYNOPSIS",
@@ -142,4 +148,100 @@ fn man_renders_without_warnings() {
     ] {
         assert!(page.contains(section), "no {section} section");
     }
+}
+
+#[test]
+fn the_man_page_names_only_real_pages_and_has_a_short_footer() {
+    let (page, _) = man_page();
+    // clap_mangen named tether-serve(1), tether-demo(1), ...: pages that
+    // do not exist. The subcommands are shown as they are typed.
+    let references: Vec<&str> = page
+        .split_whitespace()
+        .filter(|w| w.contains("(1)") && *w != "tether(1)")
+        .collect();
+    assert!(references.is_empty(), "{references:?}");
+    for command in [
+        "tether serve [ADDR]",
+        "tether demo",
+        "tether completions SHELL",
+        "tether man",
+    ] {
+        assert!(
+            page.lines().any(|l| l.trim() == command),
+            "no {command:?} line"
+        );
+    }
+    // The footer held the long version, cut into by the date:
+    // "tether 0.1.0 (TLS: native-tls, sys2026-11-21L)".
+    let footer: Vec<&str> = page.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(
+        footer,
+        [
+            "tether",
+            env!("CARGO_PKG_VERSION"),
+            "2026-11-21",
+            "tether(1)"
+        ]
+    );
+}
+
+#[test]
+fn the_man_page_carries_the_json_schema_and_the_scenario_syntax() {
+    // `cargo install` installs no README, so the man page has to say what
+    // the README's reference sections say: every event and step is there.
+    let (page, _) = man_page();
+    let lines: Vec<&str> = page.lines().map(str::trim).collect();
+    let section = |title: &str| {
+        let start = lines
+            .iter()
+            .position(|l| *l == title)
+            .unwrap_or_else(|| panic!("no {title} section"));
+        lines[start + 1..]
+            .iter()
+            .take_while(|l| l.is_empty() || !l.chars().all(|c| c.is_ascii_uppercase() || c == ' '))
+            .copied()
+            .collect::<Vec<&str>>()
+            .join("\n")
+    };
+    let json = section("JSON EVENTS");
+    for event in [
+        "connecting",
+        "connected",
+        "message",
+        "sent",
+        "ping",
+        "pong",
+        "disconnected",
+        "reconnecting",
+        "closed",
+        "warning",
+        "error",
+    ] {
+        assert!(
+            json.lines()
+                .any(|l| l == event || l.starts_with(&format!("{event} "))),
+            "JSON EVENTS has no {event} entry:\n{json}"
+        );
+    }
+    for field in ["duration_ms", "steps_passed", "failed_step", "connect_ms"] {
+        assert!(json.contains(field), "JSON EVENTS lacks {field}");
+    }
+    let scenario = section("SCENARIO FILES");
+    for step in [
+        "send TEXT",
+        "send-binary HEX",
+        "expect REGEX",
+        "expect-binary REGEX",
+        "wait DURATION",
+        "ping [PAYLOAD]",
+        "close [CODE [REASON]]",
+        "expect-close [CODE]",
+    ] {
+        assert!(
+            scenario.lines().any(|l| l == step),
+            "SCENARIO FILES has no {step:?} entry:\n{scenario}"
+        );
+    }
+    // The example script, verbatim.
+    assert!(scenario.contains("send {\"op\":\"add\",\"a\":2,\"b\":3}\nexpect \"sum\": 5\\b"));
 }

@@ -858,3 +858,42 @@ fn a_feed_that_only_receives_leaves_the_cpu_idle_between_messages() {
     tether.close_stdin();
     assert_eq!(tether.wait().0, Some(0));
 }
+
+#[test]
+fn a_reconnect_says_why_once() {
+    // The reason was on the `disconnected` line and again on the
+    // `reconnecting` one.
+    let server = Server::start(|mut conn| async move {
+        if conn.index == 0 {
+            conn.send_text("one").await;
+            // Dropped without a Close frame.
+            return;
+        }
+        conn.send_text("two").await;
+        conn.close(1000, "").await;
+    });
+    let run = Tether::new()
+        .args([&server.url("/"), "--keep-open"])
+        .args(["--backoff-initial", "50ms", "--backoff-max", "50ms"])
+        .run();
+    run.code(0).stdout_is("one\ntwo\n");
+    let url = server.url("/");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", run.describe());
+    assert_eq!(
+        [lines[0], lines[1], lines[3], lines[4]],
+        [
+            format!("tether: connected to {url}").as_str(),
+            "tether: disconnected: connection lost: the server closed the TCP connection without a Close frame (1006)",
+            format!("tether: connected to {url}").as_str(),
+            "tether: server closed (1000)",
+        ],
+        "{}",
+        run.describe()
+    );
+    let delay = lines[2]
+        .strip_prefix("tether: reconnecting in ")
+        .and_then(|rest| rest.strip_suffix(" ms (attempt 2)"))
+        .unwrap_or_else(|| panic!("{:?} is not a bare reconnecting line", lines[2]));
+    assert!(delay.parse::<u64>().is_ok_and(|ms| ms <= 50), "{delay}");
+}

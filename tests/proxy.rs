@@ -490,6 +490,27 @@ fn verbose_shows_the_proxy_in_use_without_credentials() {
 }
 
 #[test]
+fn a_message_given_to_x_as_wscat_takes_it_gets_a_hint_to_send() {
+    // wscat's -x is --execute; tether's is --proxy. This was an "invalid port
+    // number" proxy error.
+    let server = Server::echo();
+    for message in [r#"{"op":1}"#, "[1,2]", "hello there"] {
+        let run = Tether::new().args([&server.url("/"), "-x", message]).run();
+        run.code(2).stdout_is("");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "tether: error: --proxy {message:?} is not a proxy URL (-x is --proxy in tether)\n\
+                 tether: hint: to send a message once connected, use --send MSG (what wscat's -x/--execute does)\n"
+            ),
+            "{}",
+            run.describe()
+        );
+    }
+    assert!(server.connections().is_empty());
+}
+
+#[test]
 fn unusable_proxy_settings_are_usage_errors() {
     for (flag, problem) in [
         ("ftp://u:pw@proxy:21", "unsupported scheme \"ftp\""),

@@ -68,6 +68,61 @@ impl Drop for BuiltInServer {
 }
 
 #[test]
+fn the_built_in_echo_server_closes_its_clients_with_1001_on_sigterm() {
+    // It used to die with the connections, which clients see as 1006.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let mut serve = Tether::new()
+        .args(["serve", "127.0.0.1:0"])
+        .deadline(HARNESS_DEADLINE)
+        .spawn();
+    let listening = serve.stderr_line("listening on");
+    assert_eq!(
+        listening,
+        format!(
+            "tether: echo server listening on {}",
+            listening.rsplit(' ').next().unwrap()
+        )
+    );
+    let url = listening.rsplit(' ').next().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut clients = runtime.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            // Echoed: the connection is up and served.
+            ws.send(Message::text("hi")).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
+            clients.push(ws);
+        }
+        clients
+    });
+    serve.signal("TERM");
+    runtime.block_on(async {
+        for ws in &mut clients {
+            let close = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("no Close from the server")
+                .unwrap()
+                .unwrap();
+            let Message::Close(Some(frame)) = close else {
+                panic!("expected a Close frame, got {close:?}");
+            };
+            assert_eq!(frame.code, CloseCode::Away);
+            assert_eq!(frame.reason.as_str(), "going away");
+            // tungstenite answers the Close; then the server ends the TCP.
+            assert!(ws.next().await.is_none());
+        }
+    });
+    serve.stderr_line("tether: error: interrupted");
+    let (code, stdout) = serve.wait();
+    assert_eq!(code, Some(130), "the exit code of an interrupted run");
+    assert!(stdout.is_empty(), "{stdout:?}");
+}
+
+#[test]
 fn the_built_in_echo_server_passes_flags_and_a_script() {
     let server = BuiltInServer::start();
     Tether::new()
@@ -128,6 +183,23 @@ fn a_server_that_never_answers_fails_with_6_at_the_deadline() {
         .stderr_has("no messages were received");
     assert!(run.elapsed >= Duration::from_secs(1), "{:?}", run.elapsed);
     assert_eq!(server.connections()[0].texts(), ["ping"]);
+}
+
+#[test]
+fn the_deadline_is_named_as_it_was_written() {
+    // humantime printed 1.5s as "1s 500ms".
+    let server = Server::start(|mut conn| async move { while conn.recv().await.is_some() {} });
+    let run = Tether::new()
+        .args([&server.url("/"), "--expect", "pong"])
+        .args(["--timeout", "1.5s"])
+        .run();
+    run.code(6).stdout_is("");
+    assert!(
+        run.error_line()
+            .starts_with("tether: error: deadline reached: --timeout 1.5s ran out after waiting "),
+        "{}",
+        run.describe()
+    );
 }
 
 #[test]
@@ -291,6 +363,43 @@ fn strict_fails_on_a_message_that_matches_nothing() {
         .run()
         .code(7)
         .stderr_has(r"message #1 did not match it (--strict): welcome\e[2J\nto the server");
+}
+
+#[test]
+fn a_long_binary_message_in_a_diagnostic_is_counted_in_bytes() {
+    // Cut in its hex form, but 100 bytes, not the 200 hex characters.
+    let server = Server::start(|mut conn| async move {
+        conn.send(binary(&[0xab; 100])).await;
+        conn.close(1000, "").await;
+    });
+    let cut = format!("{}... (100 bytes in all)", "ab".repeat(60));
+    let run = Tether::new()
+        .args([&server.url("/"), "--expect", "nope", "--timeout", "10s"])
+        .run();
+    run.code(7)
+        .stderr_has(&format!("1 message was received:\n    #1: [binary] {cut}"));
+    Tether::new()
+        .args([&server.url("/"), "--expect", "nope", "--strict"])
+        .args(["--timeout", "10s"])
+        .run()
+        .code(7)
+        .stderr_has(&format!("message #1 did not match it (--strict): {cut}"));
+    // And so is the match -v reports.
+    Tether::new()
+        .args([
+            &server.url("/"),
+            "--expect",
+            "^abab",
+            "-v",
+            "--timeout",
+            "10s",
+        ])
+        .run()
+        .code(0)
+        .stderr_has(&format!(
+            ": --expect ^abab; matched {}... (100 bytes in all)\n",
+            "ab".repeat(40)
+        ));
 }
 
 #[test]

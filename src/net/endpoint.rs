@@ -28,10 +28,18 @@ impl Endpoint {
         let input = input.trim();
         // Quoted in errors: the user's own URL, but still no tokens on screen.
         let shown = redact_url(input);
-        let mut url = Url::parse(input).map_err(|err| match err {
-            url::ParseError::RelativeUrlWithoutBase => Error::Usage(format!(
+        let no_scheme = || {
+            Error::Usage(format!(
                 "invalid URL {shown:?}: it has no scheme; try ws://{shown} or wss://{shown}"
-            )),
+            ))
+        };
+        // `localhost:9001` parses as scheme "localhost"; `127.0.0.1:9001`
+        // does not parse at all. Both are a host and a port.
+        if is_host_and_port(input) {
+            return Err(no_scheme());
+        }
+        let mut url = Url::parse(input).map_err(|err| match err {
+            url::ParseError::RelativeUrlWithoutBase => no_scheme(),
             other => Error::Usage(format!("invalid URL {shown:?}: {other}")),
         })?;
         let mut note = None;
@@ -111,6 +119,28 @@ impl std::fmt::Display for Endpoint {
 
 /// Whether the text after `scheme:` starts with `//` and an authority that
 /// names a host (not empty, not only userinfo or a port).
+/// `HOST:PORT`, maybe with a path: a URL written without its scheme (a
+/// scheme is never followed by digits alone, as a port is). `ws:9001` is a
+/// URL without its host, not a host named "ws".
+fn is_host_and_port(input: &str) -> bool {
+    let Some((host, rest)) = input.split_once(':') else {
+        return false;
+    };
+    if ["ws", "wss", "http", "https"].contains(&host.to_ascii_lowercase().as_str()) {
+        return false;
+    }
+    let port_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && port_len > 0
+        && matches!(
+            rest.as_bytes().get(port_len),
+            None | Some(b'/' | b'?' | b'#')
+        )
+}
+
 fn has_host(input: &str) -> bool {
     let Some((_, rest)) = input.split_once(':') else {
         return false;
@@ -236,6 +266,12 @@ mod tests {
         assert!(msg("ftp://x").contains("unsupported scheme \"ftp\""));
         assert!(msg("localhost:8080").contains("ws://"));
         assert!(msg("example.com").contains("no scheme"));
+        assert!(msg("localhost:9001").contains("try ws://localhost:9001 or"));
+        assert!(
+            msg("ws:9001").contains("it has no host"),
+            "{}",
+            msg("ws:9001")
+        );
         assert!(msg("ws://").contains("invalid URL"));
     }
 

@@ -257,6 +257,9 @@ pub struct Step<'a> {
     /// most [`MATCHED_MAX`] characters of it in the event.
     #[serde(serialize_with = "matched_prefix")]
     pub matched: Option<&'a str>,
+    /// The matched message's size, which its form (hex, base64) is not.
+    #[serde(skip)]
+    pub matched_bytes: usize,
     /// `ping`: the round trip.
     pub rtt_ms: Option<Millis>,
     /// `close` and `expect-close`: the server's close code.
@@ -380,6 +383,7 @@ impl<'a> JsonEvent<'a> {
                 attempt,
                 delay,
                 reason,
+                ..
             } => JsonEvent::Reconnecting(Reconnecting {
                 attempt: *attempt,
                 delay_ms: delay.as_millis(),
@@ -677,6 +681,7 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
             status: StepStatus::Passed,
             duration_ms: ms,
             matched: None,
+            matched_bytes: 0,
             rtt_ms: None,
             code: None,
             reason: None,
@@ -919,6 +924,7 @@ mod tests {
             status: StepStatus::Failed,
             duration_ms: Millis(Duration::ZERO),
             matched: Some(&long),
+            matched_bytes: long.len(),
             rtt_ms: None,
             code: Some(1000),
             reason: Some("r"),

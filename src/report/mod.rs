@@ -188,11 +188,13 @@ pub fn status_line(event: &Event, verbosity: Verbosity, ping_pong: bool) -> Opti
             format!("unsolicited pong from the server{}", payload_note(payload))
         }
         Event::Disconnected { reason, .. } => format!("disconnected: {reason}"),
+        // The `disconnected` line just said why.
         Event::Reconnecting {
             attempt,
             delay,
             reason,
-        } if reason.is_empty() => format!(
+            after_disconnect,
+        } if *after_disconnect || reason.is_empty() => format!(
             "reconnecting in {} (attempt {attempt})",
             format_delay(*delay)
         ),
@@ -200,6 +202,7 @@ pub fn status_line(event: &Event, verbosity: Verbosity, ping_pong: bool) -> Opti
             attempt,
             delay,
             reason,
+            ..
         } => format!(
             "{reason}; reconnecting in {} (attempt {attempt})",
             format_delay(*delay)
@@ -257,7 +260,11 @@ pub fn step_line(step: &Step<'_>) -> String {
         let _ = write!(line, "; rtt {}", format_rtt(rtt.0));
     }
     if let Some(matched) = step.matched {
-        let _ = write!(line, "; matched {}", excerpt(matched, 80));
+        let _ = write!(
+            line,
+            "; matched {}",
+            excerpt(matched, 80, step.matched_bytes)
+        );
     }
     line
 }

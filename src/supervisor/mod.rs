@@ -354,7 +354,11 @@ impl Supervisor {
                 self.emitter.emit(Event::Warning(NOT_RECONNECTING.into()));
                 will_retry = false;
             }
-            if let Error::ConnectionLost(_) | Error::ServerClosed { .. } = failure {
+            let disconnected = matches!(
+                failure,
+                Error::ConnectionLost(_) | Error::ServerClosed { .. }
+            );
+            if disconnected {
                 self.emitter.emit(Event::Disconnected {
                     reason: failure.to_string(),
                     code: match failure {
@@ -383,6 +387,7 @@ impl Supervisor {
                 attempt: streak + 1,
                 delay,
                 reason: failure.to_string(),
+                after_disconnect: disconnected,
             });
             self.last_failure = Some(failure);
             if let Some(end) = self.wait(delay).await {
@@ -830,8 +835,8 @@ impl Connection {
                         Tick::Dead if sv.emitter.reader_paused() => self.heartbeat.alive(now),
                         Tick::Dead => {
                             return ConnectionEnd::Lost(Error::ConnectionLost(format!(
-                                "heartbeat timeout: no pong within {:?}",
-                                sv.config.heartbeat.timeout
+                                "heartbeat timeout: no pong within {}",
+                                crate::values::format_duration(sv.config.heartbeat.timeout)
                             )));
                         }
                         Tick::Nothing => {}
@@ -853,9 +858,9 @@ impl Connection {
                     if Instant::now() >= self.confirm_deadline() {
                         let (n, _) = sv.outbox.unconfirmed();
                         return ConnectionEnd::Lost(Error::ConnectionLost(format!(
-                            "the server confirmed none of the last {n} message{} within {:?} (--ping-timeout) before the close",
+                            "the server confirmed none of the last {n} message{} within {} (--ping-timeout) before the close",
                             if n == 1 { "" } else { "s" },
-                            self.heartbeat.timeout()
+                            crate::values::format_duration(self.heartbeat.timeout())
                         )));
                     }
                 }

@@ -43,7 +43,6 @@ pub async fn run(config: &ClientConfig, supervisor: (Handle, Events)) -> Result<
         link,
         in_flight: 0,
         queued: 0,
-        lost: None,
         binary: config.input.binary,
         tick: None,
         history_missing: history.is_none(),
@@ -59,8 +58,6 @@ struct Repl {
     in_flight: usize,
     /// How many of those were shown as queued (typed while disconnected).
     queued: usize,
-    /// Why the connection was just lost, so the retry line need not repeat it.
-    lost: Option<String>,
     /// `--binary`: typed lines go out as binary messages.
     binary: bool,
     /// When the prompt's countdown next changes.
@@ -187,35 +184,19 @@ impl Repl {
         }
         let closing = s.closing();
         let before = self.link();
-        let mut shown = event;
-        match &shown {
+        match &event {
             Event::Connecting { .. } if !closing => self.set_link(LinkState::Connecting),
             Event::Connected { .. } if !closing => self.set_link(LinkState::Connected),
-            Event::Disconnected { reason, .. } if !closing => {
-                self.set_link(LinkState::Connecting);
-                self.lost = Some(reason.clone());
-            }
-            Event::Reconnecting {
-                attempt,
-                delay,
-                reason,
-            } if !closing => {
+            Event::Disconnected { .. } if !closing => self.set_link(LinkState::Connecting),
+            Event::Reconnecting { delay, .. } if !closing => {
                 self.set_link(LinkState::Retry {
                     until: Instant::now() + *delay,
                 });
-                if self.lost.take().as_ref() == Some(reason) {
-                    // The line above already says why.
-                    shown = Event::Reconnecting {
-                        attempt: *attempt,
-                        delay: *delay,
-                        reason: String::new(),
-                    };
-                }
             }
             Event::Closed { .. } => self.set_link(LinkState::Closed),
             _ => {}
         }
-        if let Some(line) = self.view.status(&shown) {
+        if let Some(line) = self.view.status(&event) {
             // Printing redraws the prompt too.
             self.terminal.print(line).await;
         } else if self.link() != before {

@@ -6,18 +6,18 @@ use std::fmt::Write as _;
 
 use tokio::time::Instant;
 
-use super::runner::{Detail, Runner};
+use super::runner::{Detail, Runner, Seen};
 use super::script::Step;
 use crate::error::{Error, ExitCode, Result};
 use crate::frontend::session::Session;
-use crate::render::{self, excerpt};
+use crate::render;
 use crate::report::json::{self, Millis, StepStatus, Summary};
 use crate::session::Ending;
 
 impl Runner<'_> {
     /// How diagnostics name the deadline.
     pub(super) fn timeout_flag(&self) -> String {
-        let timeout = humantime::format_duration(self.timeout);
+        let timeout = crate::values::format_duration(self.timeout);
         if self.smoke.timeout.is_some() {
             format!("--timeout {timeout}")
         } else {
@@ -74,7 +74,8 @@ impl Runner<'_> {
                 Some(_) => StepStatus::Failed,
             },
             duration_ms: Millis(self.step_started.elapsed()),
-            matched: detail.matched.as_deref(),
+            matched: detail.matched.as_ref().map(|seen| seen.form.as_str()),
+            matched_bytes: detail.matched.as_ref().map_or(0, |seen| seen.bytes),
             rtt_ms: detail.rtt.map(Millis),
             code: detail.code,
             reason: failure,
@@ -90,12 +91,7 @@ impl Runner<'_> {
     }
 
     pub(super) fn tail(&self) -> String {
-        received_tail(
-            self.received,
-            self.recent
-                .iter()
-                .map(|s| (s.number, s.binary, s.form.as_str())),
-        )
+        received_tail(self.received, self.recent.iter())
     }
 
     /// The `--json` summary, or the one-line success note on stderr.
@@ -156,11 +152,10 @@ pub(super) fn quoted_reason(reason: &str) -> String {
 }
 
 /// The tail of a smoke-test diagnostic: how many messages came and the last
-/// few, each on one line, escaped and cut short. `recent` holds
-/// (number, binary, matched form), oldest first.
+/// few, each on one line, escaped and cut short, oldest first.
 pub(super) fn received_tail<'a>(
     total: u64,
-    recent: impl ExactSizeIterator<Item = (u64, bool, &'a str)>,
+    recent: impl ExactSizeIterator<Item = &'a Seen>,
 ) -> String {
     let shown = recent.len();
     let mut out = match (total, shown as u64) {
@@ -169,9 +164,9 @@ pub(super) fn received_tail<'a>(
         (n, k) if k < n => format!("\n  {n} messages were received; the last {k}:"),
         (n, _) => format!("\n  {n} messages were received:"),
     };
-    for (number, binary, form) in recent {
-        let kind = if binary { "[binary] " } else { "" };
-        let _ = write!(out, "\n    #{number}: {kind}{}", excerpt(form, 120));
+    for seen in recent {
+        let kind = if seen.binary { "[binary] " } else { "" };
+        let _ = write!(out, "\n    #{}: {kind}{}", seen.number, seen.excerpt(120));
     }
     out
 }
@@ -186,10 +181,25 @@ mod tests {
             received_tail(0, std::iter::empty()),
             "\n  no messages were received"
         );
-        let recent = [(6, false, "six"), (7, true, "00ff")];
+        let seen = |number, binary, form: &str, bytes| Seen {
+            number,
+            binary,
+            form: form.to_owned(),
+            bytes,
+        };
+        let recent = [seen(6, false, "six", 3), seen(7, true, "00ff", 2)];
         assert_eq!(
-            received_tail(7, recent.into_iter()),
+            received_tail(7, recent.iter()),
             "\n  7 messages were received; the last 2:\n    #6: six\n    #7: [binary] 00ff"
+        );
+        // A long binary message is cut in its hex form but counted in bytes.
+        let recent = [seen(1, true, &"ab".repeat(100), 100)];
+        assert_eq!(
+            received_tail(1, recent.iter()),
+            format!(
+                "\n  1 message was received:\n    #1: [binary] {}... (100 bytes in all)",
+                "ab".repeat(60)
+            )
         );
     }
 }

@@ -44,12 +44,21 @@ pub(super) struct Seen {
     pub(super) number: u64,
     pub(super) binary: bool,
     pub(super) form: String,
+    /// The payload's size: a binary message's form (hex, base64) is longer.
+    pub(super) bytes: usize,
+}
+
+impl Seen {
+    /// The message in a diagnostic: its form, cut short, with its real size.
+    pub(super) fn excerpt(&self, max: usize) -> String {
+        render::excerpt(&self.form, max, self.bytes)
+    }
 }
 
 /// What a passed step reports besides its duration.
 #[derive(Default)]
 pub(super) struct Detail {
-    pub(super) matched: Option<String>,
+    pub(super) matched: Option<Seen>,
     pub(super) rtt: Option<Duration>,
     pub(super) code: Option<u16>,
 }
@@ -159,7 +168,7 @@ impl<'a> Runner<'a> {
                         Some(Ok(seen)) => self.pass(
                             s,
                             Detail {
-                                matched: Some(seen.form),
+                                matched: Some(seen),
                                 ..Detail::default()
                             },
                         ),
@@ -167,7 +176,7 @@ impl<'a> Runner<'a> {
                             let cause = format!(
                                 "message #{} did not match it (--strict): {}",
                                 seen.number,
-                                render::excerpt(&seen.form, 120)
+                                seen.excerpt(120)
                             );
                             self.fail_expectation(s, &cause);
                         }
@@ -289,6 +298,7 @@ impl<'a> Runner<'a> {
             number: self.received,
             binary: matches!(payload, Payload::Binary(_)),
             form: match_form(payload, self.smoke.binary_match).into_owned(),
+            bytes: payload.len(),
         };
         if self.recent.len() == RECENT {
             self.recent.pop_front();
@@ -298,6 +308,7 @@ impl<'a> Runner<'a> {
                 number: seen.number,
                 binary: seen.binary,
                 form: seen.form.clone(),
+                bytes: seen.bytes,
             });
         }
         self.recent.push_back(seen);

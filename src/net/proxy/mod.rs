@@ -55,6 +55,25 @@ pub struct Proxy {
     pub source: &'static str,
 }
 
+/// A `-x` value that no proxy URL looks like: JSON (`{"op":1}`, `[1,2]`, but
+/// not an IPv6 literal such as `[::1]:3128`), or text with spaces or quotes.
+/// wscat users reach for `-x` to send a message.
+fn looks_like_a_message(raw: &str) -> bool {
+    let ipv6 = || {
+        raw.strip_prefix('[')
+            .and_then(|rest| rest.split_once(']'))
+            .is_some_and(|(address, _)| {
+                address.contains(':')
+                    && address
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            })
+    };
+    raw.starts_with('{')
+        || (raw.starts_with('[') && !ipv6())
+        || raw.chars().any(|c| c.is_whitespace() || c == '"')
+}
+
 impl Proxy {
     /// Parses a proxy URL the way curl reads one: no scheme means `http://`;
     /// the port defaults to 80 for HTTP and 1080 for SOCKS.
@@ -66,6 +85,15 @@ impl Proxy {
                 redact_raw(raw)
             ))
         };
+        if source == "--proxy" && looks_like_a_message(raw) {
+            return Err(Error::UsageHint {
+                message: format!(
+                    "--proxy {:?} is not a proxy URL (-x is --proxy in tether)",
+                    redact_raw(raw)
+                ),
+                hint: "to send a message once connected, use --send MSG (what wscat's -x/--execute does)",
+            });
+        }
         let with_scheme = if raw.contains("://") {
             raw.to_owned()
         } else {
@@ -333,6 +361,23 @@ mod tests {
             assert!(text.contains(problem), "{raw}: {text}");
             assert!(text.contains("HTTPS_PROXY"), "{text}");
             assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn messages_are_told_from_proxy_urls() {
+        for message in ["{\"op\":1}", "[1,2]", "[]", "hello world", "\"hi\""] {
+            assert!(looks_like_a_message(message), "{message}");
+        }
+        for proxy in [
+            "proxy:3128",
+            "http://proxy.corp:3128",
+            "[::1]:3128",
+            "socks5h://[::1]",
+            "[fe80::1]:8080",
+            "u:p@proxy",
+        ] {
+            assert!(!looks_like_a_message(proxy), "{proxy}");
         }
     }
 
