@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use crate::support::proxies::{Microsocks, Tinyproxy};
+use crate::support::tls::TestPki;
 use crate::support::{Server, Tether, free_port};
 
 /// A listener on `addr` that never answers a SYN: its backlog of 0 is
@@ -232,4 +233,47 @@ fn through_socks5_the_server_name_is_pinned_here() {
         .stdin("hi\n")
         .run();
     run.code(0).stdout_is("hi\n");
+}
+
+#[test]
+fn tls_runs_on_the_winner_and_checks_the_name_not_the_address() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let files = pki.write_to(dir.path());
+    let server = Server::start_tls(pki.server_acceptor(), |mut conn| async move {
+        conn.echo().await
+    });
+    let port = server.addr().port();
+    let _blackhole = Blackhole::at(SocketAddr::from(([127, 0, 0, 2], port)));
+    // The certificate is for localhost and 127.0.0.1.
+    let run = Tether::new()
+        .arg(format!("wss://localhost:{port}/"))
+        .args([
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.2,127.0.0.1"),
+        ])
+        .arg("--cacert")
+        .arg(&files.ca)
+        .args(["--connect-timeout", "10s"])
+        .stdin("hi\n")
+        .deadline(Duration::from_secs(20))
+        .run();
+    run.code(0).stdout_is("hi\n");
+    assert!(run.elapsed < Duration::from_secs(3), "{:?}", run.elapsed);
+    // Pinned to an address the certificate names, another name still fails.
+    let run = Tether::new()
+        .arg(format!("wss://elsewhere.test:{port}/"))
+        .args(["--resolve", &format!("elsewhere.test:{port}:127.0.0.1")])
+        .arg("--cacert")
+        .arg(&files.ca)
+        .stdin("hi\n")
+        .run();
+    run.code(4);
+    assert!(
+        run.error_line().starts_with(&format!(
+            "tether: error: TLS failure with wss://elsewhere.test:{port}/: certificate verify failed"
+        )),
+        "{}",
+        run.describe()
+    );
 }
