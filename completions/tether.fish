@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -29,6 +29,7 @@ complete -c tether -n "__fish_tether_needs_command" -s s -l subprotocol -d 'Offe
 complete -c tether -n "__fish_tether_needs_command" -l origin -d 'Send this Origin header' -r
 complete -c tether -n "__fish_tether_needs_command" -s u -l user -d 'Basic authentication; userinfo in the URL works too' -r
 complete -c tether -n "__fish_tether_needs_command" -l connect-timeout -d 'Limit for DNS, TCP (and any proxy), TLS and the HTTP upgrade together' -r
+complete -c tether -n "__fish_tether_needs_command" -l resolve -d 'Connect to these addresses for HOST:PORT instead of asking DNS, as curl does (repeatable)' -r
 complete -c tether -n "__fish_tether_needs_command" -l max-message-size -d 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)' -r
 complete -c tether -n "__fish_tether_needs_command" -s x -l proxy -d 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]' -r
 complete -c tether -n "__fish_tether_needs_command" -l max-redirects -d 'Most redirects to follow with -L [default: 10]' -r
@@ -55,6 +56,8 @@ complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this messag
 complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each must be matched, in order (repeatable)' -r
 complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); the steps: SCENARIO FILES in man tether' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r
+complete -c tether -n "__fish_tether_needs_command" -s 4 -l ipv4 -d 'Use IPv4 addresses only'
+complete -c tether -n "__fish_tether_needs_command" -s 6 -l ipv6 -d 'Use IPv6 addresses only'
 complete -c tether -n "__fish_tether_needs_command" -l no-proxy -d 'Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY'
 complete -c tether -n "__fish_tether_needs_command" -s L -l location -d 'Follow redirects (301, 302, 303, 307, 308) answered to the handshake'
 complete -c tether -n "__fish_tether_needs_command" -s k -l insecure -d 'Do not verify the server\'s certificate (prints a warning)'

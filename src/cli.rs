@@ -155,6 +155,24 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub connect_timeout: String,
 
+    /// Connect to these addresses for HOST:PORT instead of asking DNS, as curl does
+    /// (repeatable)
+    ///
+    /// IPv6 addresses in brackets: --resolve 'example.com:443:[::1],127.0.0.1'. The Host header
+    /// and the TLS server name stay HOST. Applies to every URL with that host and port (-L
+    /// redirects too) and to a proxy's own host name; a name only the proxy resolves (http://,
+    /// socks5h://) is not pinned.
+    #[arg(long, value_name = "HOST:PORT:ADDR[,ADDR...]")]
+    pub resolve: Vec<String>,
+
+    /// Use IPv4 addresses only
+    #[arg(short = '4', long, conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Use IPv6 addresses only
+    #[arg(short = '6', long)]
+    pub ipv6: bool,
+
     /// Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_message_size: String,

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::frontend::smoke::script::{self, Action, Step};
 use crate::headers::sensitive;
 use crate::net::endpoint::Endpoint;
+use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
 use crate::session::Payload;
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
@@ -151,6 +152,8 @@ pub struct DialConfig {
     pub proxy: ProxyRules,
     /// Redirects to follow (-L, --max-redirects); `None` reports them as rejections.
     pub follow_redirects: Option<u32>,
+    /// Host names to addresses (--resolve, DNS) and which families (-4, -6).
+    pub resolver: Resolver,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -392,6 +395,20 @@ impl DialConfig {
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
+            resolver: Resolver {
+                pins: conn
+                    .resolve
+                    .iter()
+                    .map(|arg| {
+                        Pin::parse(arg).map_err(|err| Error::Usage(format!("--resolve {err}")))
+                    })
+                    .collect::<Result<_>>()?,
+                family: match (conn.ipv4, conn.ipv6) {
+                    (true, _) => Family::V4,
+                    (_, true) => Family::V6,
+                    _ => Family::Any,
+                },
+            },
         })
     }
 }

@@ -1,7 +1,8 @@
-//! Opening one WebSocket connection: DNS, TCP (directly or through a proxy),
-//! TLS and the HTTP upgrade, following redirects with `-L`, all under one
-//! `--connect-timeout`, with every failure classified into a typed [`Error`]
-//! so the supervisor can decide whether to retry.
+//! Opening one WebSocket connection: DNS and TCP (raced in `eyeballs`,
+//! directly or through a proxy), TLS and the HTTP upgrade on the winner,
+//! following redirects with `-L`, all under one `--connect-timeout`, with
+//! every failure classified into a typed [`Error`] so the supervisor can
+//! decide whether to retry.
 
 use std::time::Duration;
 
@@ -162,7 +163,7 @@ impl Dialer {
         tracing::debug!("connecting to {endpoint} {route}");
         let tcp = match route {
             Route::Direct(_) => self.connect_tcp(endpoint).await?,
-            Route::Proxy(proxy) => proxy::open(proxy, endpoint, log).await?,
+            Route::Proxy(proxy) => proxy::open(proxy, endpoint, &self.config.resolver, log).await?,
         };
         let tcp = Metered::new(tcp);
         let progress = tcp.progress();
@@ -270,30 +271,16 @@ impl Dialer {
         }
     }
 
+    /// The TCP connection to the server: its addresses raced (`eyeballs`).
     async fn connect_tcp(&self, endpoint: &Endpoint) -> Result<TcpStream> {
-        let host = endpoint.bare_host();
-        let addrs: Vec<_> = tokio::net::lookup_host((host, endpoint.port))
+        self.config
+            .resolver
+            .connect(endpoint.bare_host(), endpoint.port)
             .await
-            .map_err(|err| Error::Connect {
+            .map_err(|detail| Error::Connect {
                 target: endpoint.to_string(),
-                detail: format!("cannot resolve {host}: {err}"),
-            })?
-            .collect();
-        let mut last_err = None;
-        for addr in &addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    // Small messages are the common case; don't let Nagle delay them.
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
-                Err(err) => last_err = Some(format!("{addr}: {err}")),
-            }
-        }
-        Err(Error::Connect {
-            target: endpoint.to_string(),
-            detail: last_err.unwrap_or_else(|| format!("{} resolved to no address", endpoint.host)),
-        })
+                detail,
+            })
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod dial;
 pub mod endpoint;
+pub mod eyeballs;
 pub mod handshake;
 pub mod meter;
 pub mod proxy;

@@ -11,8 +11,6 @@
 //! SOCKS "host unreachable") is retried, one that says no (407, 403, SOCKS
 //! authentication or rules) is not.
 
-use std::net::{IpAddr, SocketAddr};
-
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,38 +19,43 @@ use tokio_socks::tcp::Socks5Stream;
 use super::{Proxy, ProxyKind};
 use crate::error::{Error, ProxyFailure, Result};
 use crate::net::endpoint::Endpoint;
+use crate::net::eyeballs::Resolver;
 use crate::net::handshake::{self, Exchange, Log, Peer};
 
 /// A proxy's answer to `CONNECT` longer than this is not worth reading.
 const MAX_ANSWER: usize = 16 * 1024;
 
 /// A stream to `endpoint`'s host and port through `proxy`; an HTTP proxy's
-/// `CONNECT` exchange goes into `log`.
-pub async fn open(proxy: &Proxy, endpoint: &Endpoint, log: &mut Log) -> Result<TcpStream> {
+/// `CONNECT` exchange goes into `log`. `resolver` finds the proxy's own
+/// addresses (`--resolve` pins its host name, `-4`/`-6` apply), and with
+/// `socks5://` the server's too.
+pub async fn open(
+    proxy: &Proxy,
+    endpoint: &Endpoint,
+    resolver: &Resolver,
+    log: &mut Log,
+) -> Result<TcpStream> {
     let host = endpoint.bare_host();
     let port = endpoint.port;
     match proxy.kind {
         ProxyKind::Http => {
-            let tcp = reach(proxy).await?;
+            let tcp = reach(proxy, resolver).await?;
             http_connect(proxy, tcp, endpoint, log).await
         }
-        ProxyKind::Socks5h => socks5(proxy, reach(proxy).await?, (host, port)).await,
+        ProxyKind::Socks5h => socks5(proxy, reach(proxy, resolver).await?, (host, port)).await,
         ProxyKind::Socks5 => {
             // Resolved here; each address is tried in turn, as a direct
             // connection would, since the proxy gets only one per request.
-            let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-                Ok(ip) => vec![SocketAddr::new(ip, port)],
-                Err(_) => tokio::net::lookup_host((host, port))
-                    .await
-                    .map_err(|err| Error::Connect {
-                        target: endpoint.to_string(),
-                        detail: format!("cannot resolve {host}: {err}"),
-                    })?
-                    .collect(),
-            };
+            let addrs = resolver
+                .addresses(host, port)
+                .await
+                .map_err(|detail| Error::Connect {
+                    target: endpoint.to_string(),
+                    detail,
+                })?;
             let mut last = None;
             for addr in addrs {
-                match socks5(proxy, reach(proxy).await?, addr).await {
+                match socks5(proxy, reach(proxy, resolver).await?, addr).await {
                     Ok(stream) => return Ok(stream),
                     // The proxy could not reach this address; maybe the next.
                     Err(
@@ -80,36 +83,19 @@ fn failure(proxy: &Proxy, failure: ProxyFailure, detail: String) -> Error {
     }
 }
 
-/// A TCP connection to the proxy itself.
-async fn reach(proxy: &Proxy) -> Result<TcpStream> {
-    let host = proxy.bare_host();
-    let addrs = tokio::net::lookup_host((host, proxy.port))
+/// A TCP connection to the proxy itself, its addresses raced.
+async fn reach(proxy: &Proxy, resolver: &Resolver) -> Result<TcpStream> {
+    resolver
+        .connect(proxy.bare_host(), proxy.port)
         .await
-        .map_err(|err| {
-            failure(
-                proxy,
-                ProxyFailure::Unreachable,
-                format!("cannot resolve {host}: {err}"),
-            )
-        })?;
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(err) => last = Some(format!("{addr}: {err}")),
-        }
-    }
-    Err(failure(
-        proxy,
-        ProxyFailure::Unreachable,
-        format!(
-            "cannot connect to the proxy: {}",
-            last.unwrap_or_else(|| format!("{host} resolved to no address"))
-        ),
-    ))
+        .map_err(|detail| {
+            let detail = if detail.starts_with("cannot resolve") {
+                detail
+            } else {
+                format!("cannot connect to the proxy: {detail}")
+            };
+            failure(proxy, ProxyFailure::Unreachable, detail)
+        })
 }
 
 /// `host:port`, with brackets around IPv6 addresses.
