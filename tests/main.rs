@@ -25,4 +25,5 @@ mod session_rules;
 mod smoke;
 mod supervisor;
 mod support_tls;
+mod unix;
 mod wire;
