@@ -372,7 +372,8 @@ impl DialConfig {
             if socket.as_os_str().is_empty() {
                 return Err(Error::Usage("--unix-socket: the path is empty".into()));
             }
-            endpoint.unix = Some(socket.clone());
+            // Absolute, so that it is shown as a ws+unix:// URL would name it.
+            endpoint.unix = Some(std::path::absolute(socket).unwrap_or_else(|_| socket.clone()));
         }
         let headers = handshake_headers(conn, &endpoint)?;
         for proto in &conn.subprotocols {
@@ -1293,6 +1294,14 @@ mod tests {
             // The environment's proxy is for TCP routes.
             assert!(matches!(dial.proxy.route(&dial.endpoint), Route::Direct(_)));
         }
+        let relative = client(&["ws://h/", "--unix-socket", "app.sock"])
+            .session
+            .dial;
+        assert_eq!(
+            relative.endpoint.unix,
+            Some(std::env::current_dir().unwrap().join("app.sock")),
+            "shown as ws+unix:// would name it"
+        );
         let usage = |args: &[&str]| match task(args, PIPE, &[]) {
             Err(Error::Usage(message)) => message,
             other => panic!("{args:?}: {other:?}"),

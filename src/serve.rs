@@ -87,7 +87,8 @@ fn bind_unix(path: &Path) -> Result<Listener> {
         .map(|meta| (meta.dev(), meta.ino()));
     Ok(Listener::Unix {
         listener,
-        path: path.to_owned(),
+        // Shown in the URL, which needs an absolute path.
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
         made,
     })
 }
