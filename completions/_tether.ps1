@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--max-message-size', '--max-message-size', [CompletionResultType]::ParameterName, 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)')
             [CompletionResult]::new('-x', '-x', [CompletionResultType]::ParameterName, 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]')
             [CompletionResult]::new('--proxy', '--proxy', [CompletionResultType]::ParameterName, 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]')
+            [CompletionResult]::new('--unix-socket', '--unix-socket', [CompletionResultType]::ParameterName, 'Connect to this Unix-domain socket instead of the URL''s host and port; the URL still gives the Host header and the path (as curl''s --unix-socket)')
             [CompletionResult]::new('--max-redirects', '--max-redirects', [CompletionResultType]::ParameterName, 'Most redirects to follow with -L [default: 10]')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'Trust the CA certificates in this PEM file, besides the system''s')
             [CompletionResult]::new('--cert', '--cert', [CompletionResultType]::ParameterName, 'Client certificate (PEM), for servers that ask for one; needs --key')

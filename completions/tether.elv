@@ -30,6 +30,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --max-message-size 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)'
             cand -x 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]'
             cand --proxy 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]'
+            cand --unix-socket 'Connect to this Unix-domain socket instead of the URL''s host and port; the URL still gives the Host header and the path (as curl''s --unix-socket)'
             cand --max-redirects 'Most redirects to follow with -L [default: 10]'
             cand --cacert 'Trust the CA certificates in this PEM file, besides the system''s'
             cand --cert 'Client certificate (PEM), for servers that ask for one; needs --key'

@@ -82,7 +82,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// The server to dial: ws://, wss:// (http:// and https:// are accepted as aliases)
+    /// The server to dial: ws://, wss:// (http:// and https:// are accepted as aliases), or a
+    /// Unix-domain socket as ws+unix:///SOCKET:/PATH (wss+unix:// for TLS)
     #[arg(value_name = "URL", required = true)]
     pub url: Option<String>,
 
@@ -115,7 +116,8 @@ pub enum Command {
     /// It echoes text and binary messages as they came and answers pings. Ctrl-C, SIGTERM or SIGHUP stops it: it closes
     /// every client with 1001 "going away", waits up to 2 s for their answers and exits 130.
     Serve {
-        /// Address to listen on: PORT, HOST:PORT or [IPV6]:PORT. Port 0 picks a free port
+        /// Address to listen on: PORT, HOST:PORT, [IPV6]:PORT, or unix:PATH for a Unix-domain
+        /// socket (removed when the server stops). Port 0 picks a free port
         #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
         addr: String,
     },
@@ -188,6 +190,14 @@ pub struct ConnectionArgs {
     /// Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY
     #[arg(long)]
     pub no_proxy: bool,
+
+    /// Connect to this Unix-domain socket instead of the URL's host and port; the URL still
+    /// gives the Host header and the path (as curl's --unix-socket)
+    ///
+    /// Same as writing the URL as ws+unix:///PATH:/REQUEST-PATH. A proxy does not apply:
+    /// --proxy is refused, the proxy variables are ignored.
+    #[arg(long, value_name = "PATH", conflicts_with = "proxy")]
+    pub unix_socket: Option<PathBuf>,
 
     /// Follow redirects (301, 302, 303, 307, 308) answered to the handshake
     ///

@@ -364,7 +364,20 @@ impl DialConfig {
     ) -> Result<DialConfig> {
         let parsed = Endpoint::parse(url)?;
         notes.extend(parsed.note);
-        let endpoint = parsed.endpoint;
+        let mut endpoint = parsed.endpoint;
+        if let Some(socket) = &conn.unix_socket {
+            if endpoint.unix.is_some() {
+                return Err(Error::Usage(
+                    "--unix-socket: the URL already names a socket (ws+unix://); give it once"
+                        .into(),
+                ));
+            }
+            if socket.as_os_str().is_empty() {
+                return Err(Error::Usage("--unix-socket: the path is empty".into()));
+            }
+            // Absolute, so that it is shown as a ws+unix:// URL would name it.
+            endpoint.unix = Some(std::path::absolute(socket).unwrap_or_else(|_| socket.clone()));
+        }
         let headers = handshake_headers(conn, &endpoint)?;
         for proto in &conn.subprotocols {
             if proto.is_empty() || !proto.bytes().all(is_token_byte) {
@@ -382,16 +395,15 @@ impl DialConfig {
         if !endpoint.tls && (tls.insecure || !tls.ca_pems.is_empty() || tls.identity.is_some()) {
             notes.push("note: TLS options have no effect on a ws:// URL".into());
         }
+        let proxy = proxy_rules(conn, &endpoint, env)?;
         Ok(DialConfig {
             endpoint,
+            proxy,
             headers,
             subprotocols: conn.subprotocols.clone(),
             tls,
             connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
             max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
-            proxy: ProxyRules::new(conn.proxy.as_deref(), conn.no_proxy, |name| {
-                env(name).and_then(|value| value.into_string().ok())
-            })?,
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
@@ -411,6 +423,22 @@ impl DialConfig {
             },
         })
     }
+}
+
+/// A Unix socket is local: no proxy reaches it, so `--proxy` is refused
+/// and the proxy variables (meant for TCP routes) are ignored.
+fn proxy_rules(conn: &cli::ConnectionArgs, endpoint: &Endpoint, env: Env) -> Result<ProxyRules> {
+    if endpoint.unix.is_some() {
+        if conn.proxy.is_some() {
+            return Err(Error::Usage(
+                "--proxy cannot be used with a Unix socket (ws+unix://, --unix-socket)".into(),
+            ));
+        }
+        return Ok(ProxyRules::direct());
+    }
+    ProxyRules::new(conn.proxy.as_deref(), conn.no_proxy, |name| {
+        env(name).and_then(|value| value.into_string().ok())
+    })
 }
 
 /// `-H` headers in order, then Authorization (from `--user` or the URL's
@@ -1260,6 +1288,53 @@ mod tests {
                 "{when:?} terminal {terminal} NO_COLOR {no_color:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_unix_socket_comes_from_the_url_or_the_flag_and_takes_no_proxy() {
+        let env = [("HTTPS_PROXY", "http://envproxy:3128")];
+        for (args, url, socket) in [
+            (
+                &["wss+unix:///run/a.sock:/v1?x=1"][..],
+                "wss://localhost/v1?x=1",
+                "/run/a.sock",
+            ),
+            (
+                &["wss://api.local/v2", "--unix-socket", "/run/b.sock"][..],
+                "wss://api.local/v2",
+                "/run/b.sock",
+            ),
+        ] {
+            let dial = client_in(args, PIPE, &env).session.dial;
+            assert_eq!(dial.endpoint.url.as_str(), url);
+            assert_eq!(dial.endpoint.unix, Some(std::path::PathBuf::from(socket)));
+            // The environment's proxy is for TCP routes.
+            assert!(matches!(dial.proxy.route(&dial.endpoint), Route::Direct(_)));
+        }
+        let relative = client(&["ws://h/", "--unix-socket", "app.sock"])
+            .session
+            .dial;
+        assert_eq!(
+            relative.endpoint.unix,
+            Some(std::env::current_dir().unwrap().join("app.sock")),
+            "shown as ws+unix:// would name it"
+        );
+        let usage = |args: &[&str]| match task(args, PIPE, &[]) {
+            Err(Error::Usage(message)) => message,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        assert_eq!(
+            usage(&["ws+unix:///run/a.sock", "-x", "http://p:3128"]),
+            "--proxy cannot be used with a Unix socket (ws+unix://, --unix-socket)"
+        );
+        assert!(
+            usage(&["ws://h/", "--unix-socket", "/s", "-x", "http://p"]).contains("--proxy"),
+            "clap refuses the pair"
+        );
+        assert_eq!(
+            usage(&["ws+unix:///a.sock", "--unix-socket", "/b.sock"]),
+            "--unix-socket: the URL already names a socket (ws+unix://); give it once"
+        );
     }
 
     #[test]

@@ -309,6 +309,12 @@ impl Error {
         match self {
             Error::GaveUp { source, .. } => source.hint(),
             Error::UsageHint { hint, .. } => Some(hint),
+            // Endpoints on a Unix socket are shown as ws+unix://SOCKET:PATH.
+            Error::Connect { target, .. } | Error::ConnectTimeout { target, .. }
+                if target.contains("+unix://") =>
+            {
+                Some("check the socket's path, and that the server is running")
+            }
             Error::Connect { .. } | Error::ConnectTimeout { .. } => {
                 Some("check the host and port, and that the server is running")
             }

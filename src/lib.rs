@@ -53,9 +53,9 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
             Task::Connect(config) => connect(&config, started).await,
             Task::Serve(config) => {
                 let listener = serve::bind(&config.addr).await?;
-                let addr = local_addr(&listener)?;
+                let url = listener.url()?;
                 if verbosity > Verbosity::Quiet {
-                    render::eprint_line(&format!("echo server listening on ws://{addr}/"));
+                    render::eprint_line(&format!("echo server listening on {url}"));
                 }
                 // The first Ctrl-C, SIGTERM or SIGHUP closes the clients with
                 // 1001; a second one ends the process at once.
@@ -69,7 +69,7 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
             Task::Completions(_) | Task::Man => unreachable!("handled before the runtime"),
             Task::Demo(mut config) => {
                 let listener = serve::bind("127.0.0.1:0").await?;
-                let url = format!("ws://{}/", local_addr(&listener)?);
+                let url = listener.url()?;
                 config.session.dial.endpoint = Endpoint::parse(&url)?.endpoint;
                 // The server is in this process: no proxy could reach it.
                 config.session.dial.proxy = net::proxy::ProxyRules::direct();
@@ -94,12 +94,6 @@ async fn connect(config: &ClientConfig, started: std::time::Instant) -> Result<E
         }
     }
     frontend::run(config, started).await
-}
-
-fn local_addr(listener: &tokio::net::TcpListener) -> Result<std::net::SocketAddr> {
-    listener
-        .local_addr()
-        .map_err(|err| Error::Runtime(format!("cannot read the listening address: {err}")))
 }
 
 /// Prints a failure for a person: what happened, then what to do about it.

@@ -1,13 +1,15 @@
 //! `tether serve`: a small WebSocket echo server, so tether can be tried and
 //! tested with no network. It echoes every text and binary message as it
-//! came, answers pings, and closes when the client does. Nothing more.
+//! came, answers pings, and closes when the client does. Nothing more. It
+//! listens on TCP or on a Unix-domain socket (`unix:PATH`).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -15,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, protocol::WebSocketConfig};
 
 use crate::error::{Error, Result};
+use crate::net::unix::Transport;
 
 /// The largest message the echo server takes.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -22,16 +25,123 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// How long the clients have to answer the server's Close when it stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-pub async fn bind(addr: &str) -> Result<TcpListener> {
+/// Where the echo server listens: a TCP address, or a Unix-domain socket
+/// (`unix:PATH`), whose file is removed when the server stops.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+        /// The socket file this server made, so it removes only that one
+        /// (not a file someone put in its place since).
+        made: Option<(u64, u64)>,
+    },
+}
+
+/// `ADDR` as given to `tether serve`: `unix:PATH` or a TCP address.
+pub async fn bind(addr: &str) -> Result<Listener> {
+    if let Some(path) = addr.strip_prefix("unix:") {
+        return bind_unix(Path::new(path));
+    }
     TcpListener::bind(addr)
         .await
+        .map(Listener::Tcp)
         .map_err(|err| Error::Usage(format!("cannot listen on {addr}: {err}")))
+}
+
+/// Binds a Unix socket. A socket file left by a server that is gone (no
+/// one accepts on it) is replaced; a live one, or a file that is not a
+/// socket, is left alone and is an error.
+fn bind_unix(path: &Path) -> Result<Listener> {
+    let fail =
+        |why: String| Error::Usage(format!("cannot listen on unix:{}: {why}", path.display()));
+    if path.as_os_str().is_empty() {
+        return Err(fail("the path is empty".into()));
+    }
+    let listener = match UnixListener::bind(path) {
+        Ok(listener) => listener,
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            let is_socket = std::fs::symlink_metadata(path)
+                .map(|meta| meta.file_type().is_socket())
+                .unwrap_or(false);
+            if !is_socket {
+                return Err(fail(
+                    "the file exists and is not a socket (not removing it)".into(),
+                ));
+            }
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(fail("a server is already listening on it".into())),
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    tracing::debug!("removing the stale socket {}", path.display());
+                    std::fs::remove_file(path)
+                        .map_err(|err| fail(format!("cannot remove the stale socket: {err}")))?;
+                    UnixListener::bind(path).map_err(|err| fail(err.to_string()))?
+                }
+                Err(err) => return Err(fail(err.to_string())),
+            }
+        }
+        Err(err) => return Err(fail(err.to_string())),
+    };
+    let made = std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()));
+    Ok(Listener::Unix {
+        listener,
+        // Shown in the URL, which needs an absolute path.
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
+        made,
+    })
+}
+
+impl Listener {
+    /// The URL a client connects to.
+    pub fn url(&self) -> Result<String> {
+        match self {
+            Listener::Tcp(listener) => listener
+                .local_addr()
+                .map(|addr| format!("ws://{addr}/"))
+                .map_err(|err| Error::Runtime(format!("cannot read the listening address: {err}"))),
+            Listener::Unix { path, .. } => Ok(format!("ws+unix://{}", path.display())),
+        }
+    }
+
+    async fn accept(&self) -> std::io::Result<(Transport, String)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                // Small messages are the common case; don't let Nagle delay them.
+                let _ = stream.set_nodelay(true);
+                Ok((Transport::Tcp(stream), peer.to_string()))
+            }
+            Listener::Unix { listener, path, .. } => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Transport::Unix(stream), format!("unix:{}", path.display())))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix {
+            path,
+            made: Some(made),
+            ..
+        } = self
+        {
+            let still_ours = std::fs::symlink_metadata(&*path)
+                .is_ok_and(|meta| (meta.dev(), meta.ino()) == *made);
+            if still_ours {
+                let _ = std::fs::remove_file(&*path);
+            }
+        }
+    }
 }
 
 /// Serves until `stop` completes, then closes every client with 1001
 /// "going away" (not a dropped TCP connection, which a client sees as 1006
 /// and a failure) and waits up to [`CLOSE_GRACE`] for their answers.
-pub async fn serve(listener: TcpListener, stop: impl Future<Output = ()>) {
+pub async fn serve(listener: Listener, stop: impl Future<Output = ()>) {
     let (stopping, stopped) = watch::channel(false);
     let mut clients = JoinSet::new();
     tokio::pin!(stop);
@@ -51,7 +161,7 @@ pub async fn serve(listener: TcpListener, stop: impl Future<Output = ()>) {
         };
         let stopped = stopped.clone();
         clients.spawn(async move {
-            if let Err(err) = echo(stream, peer, stopped).await {
+            if let Err(err) = echo(stream, &peer, stopped).await {
                 tracing::debug!("{peer}: {err}");
             }
         });
@@ -65,11 +175,10 @@ pub async fn serve(listener: TcpListener, stop: impl Future<Output = ()>) {
 }
 
 async fn echo(
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Transport,
+    peer: &str,
     mut stopped: watch::Receiver<bool>,
 ) -> tungstenite::Result<()> {
-    let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));

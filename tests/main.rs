@@ -26,4 +26,5 @@ mod session_rules;
 mod smoke;
 mod supervisor;
 mod support_tls;
+mod unix;
 mod wire;

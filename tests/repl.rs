@@ -598,3 +598,20 @@ fn timestamps_indent_a_multi_line_message_under_its_text() {
     pty.send(CTRL_D);
     assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
 }
+
+#[test]
+fn the_repl_works_over_a_unix_socket() {
+    use crate::support::python::{ECHO, PythonServer};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("repl.sock");
+    let _server = PythonServer::start_unix(ECHO, &socket);
+    let state = tempfile::tempdir().unwrap();
+    // Shown as written: the request path after the colon.
+    let url = format!("ws+unix://{}:/", socket.display());
+    let mut pty = open(&url, &state, &[]);
+    pty.line("over the socket");
+    pty.expect("< over the socket\r\n");
+    pty.expect("connected > ");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+}

@@ -1,8 +1,8 @@
 //! Opening one WebSocket connection: DNS and TCP (raced in `eyeballs`,
-//! directly or through a proxy), TLS and the HTTP upgrade on the winner,
-//! following redirects with `-L`, all under one `--connect-timeout`, with
-//! every failure classified into a typed [`Error`] so the supervisor can
-//! decide whether to retry.
+//! directly or through a proxy) or a Unix-domain socket (`net/unix.rs`), TLS
+//! and the HTTP upgrade on the winner, following redirects with `-L`, all
+//! under one `--connect-timeout`, with every failure classified into a typed
+//! [`Error`] so the supervisor can decide whether to retry.
 
 use std::time::Duration;
 
@@ -22,8 +22,9 @@ use crate::net::handshake::{self, Exchange, Log, Peer, Recorded};
 use crate::net::meter::{Metered, WriteProgress};
 use crate::net::proxy::{self, Route};
 use crate::net::redirect;
+use crate::net::unix::{self, Transport};
 
-pub type Socket = WebSocketStream<Recorded<MaybeTlsStream<Metered<TcpStream>>>>;
+pub type Socket = WebSocketStream<Recorded<MaybeTlsStream<Metered<Transport>>>>;
 
 /// A fresh connection and what the handshake settled.
 pub struct Connection {
@@ -80,8 +81,10 @@ impl Dialer {
             Ok(result) => result,
             Err(_) => Err(Error::ConnectTimeout {
                 target: match self.config.proxy.route(&self.config.endpoint) {
-                    Route::Proxy(proxy) => format!("{} through proxy {proxy}", self.target()),
-                    Route::Direct(_) => self.target(),
+                    Route::Proxy(proxy) if self.config.endpoint.unix.is_none() => {
+                        format!("{} through proxy {proxy}", self.target())
+                    }
+                    _ => self.target(),
                 },
                 timeout,
             }),
@@ -159,13 +162,23 @@ impl Dialer {
         offer_subprotocols: bool,
         log: &mut Log,
     ) -> Result<Step> {
-        let route = self.config.proxy.route(endpoint);
-        tracing::debug!("connecting to {endpoint} {route}");
-        let tcp = match route {
-            Route::Direct(_) => self.connect_tcp(endpoint).await?,
-            Route::Proxy(proxy) => proxy::open(proxy, endpoint, &self.config.resolver, log).await?,
+        let transport = match &endpoint.unix {
+            Some(socket) => {
+                tracing::debug!("connecting to {endpoint}");
+                Transport::Unix(unix::connect(socket, &endpoint.to_string()).await?)
+            }
+            None => {
+                let route = self.config.proxy.route(endpoint);
+                tracing::debug!("connecting to {endpoint} {route}");
+                Transport::from(match route {
+                    Route::Direct(_) => self.connect_tcp(endpoint).await?,
+                    Route::Proxy(proxy) => {
+                        proxy::open(proxy, endpoint, &self.config.resolver, log).await?
+                    }
+                })
+            }
         };
-        let tcp = Metered::new(tcp);
+        let tcp = Metered::new(transport);
         let progress = tcp.progress();
         let stream = if endpoint.tls {
             let connector = self.tls.as_ref().ok_or_else(|| {

@@ -2,6 +2,8 @@
 //! so it can never be printed, and credentials in the query (`?token=...`)
 //! redacted wherever the URL is shown.
 
+use std::path::PathBuf;
+
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -15,6 +17,9 @@ pub struct Endpoint {
     pub tls: bool,
     /// Credentials that were in the URL: (user, password).
     pub userinfo: Option<(String, Option<String>)>,
+    /// The Unix-domain socket to connect to instead of `host:port`
+    /// (`ws+unix://`, `--unix-socket`); `url` still gives Host and path.
+    pub unix: Option<PathBuf>,
 }
 
 /// What parsing the user's URL produced, plus any note worth telling them.
@@ -26,6 +31,12 @@ pub struct Parsed {
 impl Endpoint {
     pub fn parse(input: &str) -> Result<Parsed> {
         let input = input.trim();
+        if let Some(split) = crate::net::unix::split_url(input) {
+            let (url, socket) = split?;
+            let mut parsed = Endpoint::parse(&url)?;
+            parsed.endpoint.unix = Some(socket);
+            return Ok(parsed);
+        }
         // Quoted in errors: the user's own URL, but still no tokens on screen.
         let shown = redact_url(input);
         let no_scheme = || {
@@ -55,7 +66,7 @@ impl Endpoint {
             }
             other => {
                 return Err(Error::Usage(format!(
-                    "unsupported scheme {other:?} in {shown:?}: use ws:// or wss://"
+                    "unsupported scheme {other:?} in {shown:?}: use ws://, wss:// or ws+unix://"
                 )));
             }
         };
@@ -97,6 +108,7 @@ impl Endpoint {
                 port,
                 tls,
                 userinfo,
+                unix: None,
             },
             note,
         })
@@ -113,6 +125,10 @@ impl Endpoint {
 /// `name=<redacted>` (see [`SECRET_QUERY_PARAMS`]). Dialing uses `url` itself.
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(socket) = &self.unix {
+            let path = &self.url[url::Position::BeforePath..];
+            return f.write_str(&crate::net::unix::shown(self.tls, socket, path));
+        }
         f.write_str(&redact_url(self.url.as_str()))
     }
 }

@@ -1,5 +1,6 @@
 //! Reaching the server: the URL, the dial (DNS, TCP or a proxy tunnel, TLS,
-//! the upgrade, redirects) and the metered stream under the socket.
+//! the upgrade, redirects), the metered stream under the socket and the
+//! transport below it (TCP or a Unix-domain socket).
 
 pub mod dial;
 pub mod endpoint;
@@ -8,3 +9,4 @@ pub mod handshake;
 pub mod meter;
 pub mod proxy;
 pub mod redirect;
+pub mod unix;

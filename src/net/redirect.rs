@@ -34,14 +34,20 @@ pub fn resolve(current: &Endpoint, location: &str) -> Result<Endpoint, String> {
             ));
         }
     }
+    // As in curl, a connection over a Unix socket stays on it: the
+    // Location changes the Host and the path only.
     Endpoint::parse(joined.as_str())
-        .map(|parsed| parsed.endpoint)
+        .map(|parsed| Endpoint {
+            unix: current.unix.clone(),
+            ..parsed.endpoint
+        })
         .map_err(|err| format!("its Location {shown:?} is not usable: {err}"))
 }
 
 /// Whether credentials meant for `original` may be sent to `next`.
 pub fn same_origin(original: &Endpoint, next: &Endpoint) -> bool {
     original.tls == next.tls
+        && original.unix == next.unix
         && original.port == next.port
         && original.host.eq_ignore_ascii_case(&next.host)
 }

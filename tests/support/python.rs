@@ -24,7 +24,8 @@ pub const REQUIREMENT: &str = "websockets>=15,<18";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `handler` (defined by the handler source in `sys.argv[1]`) on 127.0.0.1, port
-/// `sys.argv[2]` (0 = any), and prints the bound port as the first stdout line. The source
+/// `sys.argv[2]` (0 = any), or on the Unix socket `unix:PATH` given there, and prints the
+/// bound port (0 for a Unix socket) as the first stdout line. The source
 /// may define `SERVE_KWARGS`, a dict of extra keyword arguments for `serve` (for example
 /// `{"ping_interval": 1}`). Exits when stdin reaches EOF, i.e. when the parent is gone.
 const HARNESS: &str = r#"
@@ -42,8 +43,16 @@ threading.Thread(target=watch_parent, daemon=True).start()
 
 async def main():
     kwargs = ns.get("SERVE_KWARGS", {})
-    async with serve(ns["handler"], "127.0.0.1", int(sys.argv[2]), **kwargs) as server:
-        print(server.sockets[0].getsockname()[1], flush=True)
+    where = sys.argv[2]
+    if where.startswith("unix:"):
+        # A stale socket file at the path is replaced (asyncio does that).
+        from websockets.asyncio.server import unix_serve
+        server = unix_serve(ns["handler"], where[len("unix:"):], **kwargs)
+    else:
+        server = serve(ns["handler"], "127.0.0.1", int(where), **kwargs)
+    async with server as server:
+        port = 0 if where.startswith("unix:") else server.sockets[0].getsockname()[1]
+        print(port, flush=True)
         await server.serve_forever()
 
 asyncio.run(main())
@@ -155,6 +164,8 @@ pub struct PythonServer {
     child: Child,
     handler: String,
     port: u16,
+    /// The Unix socket it listens on instead of a port.
+    unix: Option<PathBuf>,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
@@ -167,12 +178,25 @@ impl PythonServer {
 
     /// Starts `handler` on a given port (0 = any), e.g. to come back on the same port.
     pub fn start_on(handler: &str, port: u16) -> PythonServer {
+        Self::launch(handler, port, None)
+    }
+
+    /// Starts `handler` on the Unix-domain socket `path` (`unix_serve`).
+    pub fn start_unix(handler: &str, path: &Path) -> PythonServer {
+        Self::launch(handler, 0, Some(path.to_owned()))
+    }
+
+    fn launch(handler: &str, port: u16, unix: Option<PathBuf>) -> PythonServer {
+        let listen = match &unix {
+            Some(path) => format!("unix:{}", path.display()),
+            None => port.to_string(),
+        };
         let mut child = Command::new(PythonPeer::python())
             .arg("-u")
             .arg("-c")
             .arg(HARNESS)
             .arg(handler)
-            .arg(port.to_string())
+            .arg(listen)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -196,6 +220,7 @@ impl PythonServer {
             child,
             handler: handler.to_owned(),
             port: 0,
+            unix,
             stdout,
             stderr,
         };
@@ -214,10 +239,10 @@ impl PythonServer {
         server
     }
 
-    /// Kills the server and starts the same handler again on the same port.
+    /// Kills the server and starts the same handler again on the same port (or socket).
     pub fn restart(&mut self) {
         self.stop();
-        *self = Self::start_on(&self.handler, self.port);
+        *self = Self::launch(&self.handler, self.port, self.unix.clone());
     }
 
     /// Kills the server now (also done on drop).
