@@ -396,6 +396,7 @@ impl DialConfig {
             notes.push("note: TLS options have no effect on a ws:// URL".into());
         }
         let proxy = proxy_rules(conn, &endpoint, env)?;
+        let resolver = resolver(conn, &endpoint)?;
         Ok(DialConfig {
             endpoint,
             proxy,
@@ -407,22 +408,32 @@ impl DialConfig {
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
-            resolver: Resolver {
-                pins: conn
-                    .resolve
-                    .iter()
-                    .map(|arg| {
-                        Pin::parse(arg).map_err(|err| Error::Usage(format!("--resolve {err}")))
-                    })
-                    .collect::<Result<_>>()?,
-                family: match (conn.ipv4, conn.ipv6) {
-                    (true, _) => Family::V4,
-                    (_, true) => Family::V6,
-                    _ => Family::Any,
-                },
-            },
+            resolver,
         })
     }
+}
+
+/// `--resolve`, `-4` and `-6` pick TCP addresses: a Unix socket has none, so
+/// they are refused there rather than silently ignored.
+fn resolver(conn: &cli::ConnectionArgs, endpoint: &Endpoint) -> Result<Resolver> {
+    if endpoint.unix.is_some() && (!conn.resolve.is_empty() || conn.ipv4 || conn.ipv6) {
+        return Err(Error::Usage(
+            "--resolve, -4 and -6 choose TCP addresses; a Unix socket (ws+unix://, --unix-socket) has none"
+                .into(),
+        ));
+    }
+    Ok(Resolver {
+        pins: conn
+            .resolve
+            .iter()
+            .map(|arg| Pin::parse(arg).map_err(|err| Error::Usage(format!("--resolve {err}"))))
+            .collect::<Result<_>>()?,
+        family: match (conn.ipv4, conn.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        },
+    })
 }
 
 /// A Unix socket is local: no proxy reaches it, so `--proxy` is refused
@@ -1334,6 +1345,16 @@ mod tests {
         assert_eq!(
             usage(&["ws+unix:///a.sock", "--unix-socket", "/b.sock"]),
             "--unix-socket: the URL already names a socket (ws+unix://); give it once"
+        );
+        for flags in [&["--resolve", "h:80:127.0.0.1"][..], &["-4"], &["-6"]] {
+            assert_eq!(
+                usage(&[&["ws+unix:///a.sock"][..], flags].concat()),
+                "--resolve, -4 and -6 choose TCP addresses; a Unix socket (ws+unix://, --unix-socket) has none"
+            );
+        }
+        assert_eq!(
+            usage(&["ws://h/", "--unix-socket", "/s", "-4"]),
+            "--resolve, -4 and -6 choose TCP addresses; a Unix socket (ws+unix://, --unix-socket) has none"
         );
     }
 
