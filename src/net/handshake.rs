@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::headers::is_secret_header;
 use crate::net::endpoint::{REDACTED, redact_url};
+use crate::net::proxy::redact_userinfo;
 
 const TARGET: &str = "tether::handshake";
 /// Enough for any head tungstenite or the tunnel accepts (64 KiB and 16 KiB).
@@ -69,12 +70,18 @@ fn version(minor: Option<u8>) -> &'static str {
 }
 
 /// Headers as shown: names as sent, values as text with secrets redacted.
+/// A redirect's `Location` is a URL, which may hold userinfo or a token.
 fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|h| {
             let value = if is_secret_header(h.name) {
                 REDACTED.to_owned()
+            } else if h.name.eq_ignore_ascii_case("location")
+                || h.name.eq_ignore_ascii_case("content-location")
+            {
+                let url = String::from_utf8_lossy(h.value);
+                redact_url(&redact_userinfo(&url)).into_owned()
             } else {
                 String::from_utf8_lossy(h.value).into_owned()
             };
@@ -255,6 +262,19 @@ mod tests {
                 "< Set-Cookie: <redacted>",
                 "< Set-Cookie: <redacted>",
                 "< Content-Length: 0",
+            ]
+        );
+        let redirect = Response::parse(
+            b"HTTP/1.1 302 Found\r\nLocation: wss://al:pw@h/n?token=t&a=1\r\n\
+              content-location: //al:pw@h/\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            redirect.lines(),
+            [
+                "< HTTP/1.1 302 Found",
+                "< Location: wss://<redacted>@h/n?token=<redacted>&a=1",
+                "< content-location: //<redacted>@h/",
             ]
         );
         assert_eq!(Response::parse(b"HTTP/1.1 101 Switching"), None);
