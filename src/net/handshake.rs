@@ -117,6 +117,15 @@ impl Request {
     }
 }
 
+/// The reason phrase of a (parsed) status line, from its bytes: httparse
+/// gives an empty one when it holds anything but ASCII.
+fn reason_phrase(head: &[u8]) -> String {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let reason = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+    String::from_utf8_lossy(reason).into_owned()
+}
+
 impl Response {
     /// The head at the start of what the peer sent, if it is complete HTTP.
     pub fn parse(bytes: &[u8]) -> Option<Response> {
@@ -126,7 +135,7 @@ impl Response {
             Ok(httparse::Status::Complete(_)) => Some(Response {
                 version: version(response.version),
                 status: response.code?,
-                reason: response.reason.unwrap_or("").to_owned(),
+                reason: reason_phrase(bytes),
                 headers: shown_headers(response.headers),
             }),
             _ => None,
@@ -279,6 +288,13 @@ mod tests {
         );
         assert_eq!(Response::parse(b"HTTP/1.1 101 Switching"), None);
         assert_eq!(Response::parse(b"SSH-2.0-OpenSSH\r\n\r\n"), None);
+        // Reasons as sent, not only ASCII ones.
+        assert_eq!(
+            Response::parse("HTTP/1.1 403 Interdit é\r\n\r\n".as_bytes())
+                .unwrap()
+                .reason,
+            "Interdit é"
+        );
         // An empty reason leaves no trailing space.
         assert_eq!(
             Response::parse(b"HTTP/1.0 200 \r\n\r\n").unwrap().lines(),
