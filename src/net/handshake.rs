@@ -69,13 +69,37 @@ fn version(minor: Option<u8>) -> &'static str {
     }
 }
 
+/// Name parts of headers that carry credentials besides the standard ones
+/// (`X-Api-Key`, `X-Auth-Token`, `X-Session-Id`...): `--json` logs every
+/// handshake, and the README sends tokens to headers rather than the query.
+const SECRET_NAME_PARTS: &[&str] = &[
+    "auth",
+    "token",
+    "secret",
+    "key",
+    "pass",
+    "session",
+    "signature",
+    "credential",
+];
+
+/// Whether a header's value is shown as `<redacted>`. The handshake's own
+/// `Sec-WebSocket-*` headers and the `WWW-Authenticate` and
+/// `Proxy-Authenticate` challenges hold no secret.
+fn shown_redacted(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    is_secret_header(&name)
+        || !(name.starts_with("sec-websocket-") || name.ends_with("-authenticate"))
+            && SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
 /// Headers as shown: names as sent, values as text with secrets redacted.
 /// A redirect's `Location` is a URL, which may hold userinfo or a token.
 fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|h| {
-            let value = if is_secret_header(h.name) {
+            let value = if shown_redacted(h.name) {
                 REDACTED.to_owned()
             } else if h.name.eq_ignore_ascii_case("location")
                 || h.name.eq_ignore_ascii_case("content-location")
@@ -271,6 +295,21 @@ mod tests {
                 "< Set-Cookie: <redacted>",
                 "< Set-Cookie: <redacted>",
                 "< Content-Length: 0",
+            ]
+        );
+        let custom = Request::parse(
+            b"GET / HTTP/1.1\r\nSec-WebSocket-Key: k==\r\nx-api-key: s1\r\nX-Auth-Token: s2\r\n\
+              X-Session-Id: s3\r\nX-Request-Id: r\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            custom.lines()[1..],
+            [
+                "> Sec-WebSocket-Key: k==",
+                "> x-api-key: <redacted>",
+                "> X-Auth-Token: <redacted>",
+                "> X-Session-Id: <redacted>",
+                "> X-Request-Id: r",
             ]
         );
         let redirect = Response::parse(
