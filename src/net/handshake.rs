@@ -84,13 +84,14 @@ const SECRET_NAME_PARTS: &[&str] = &[
 ];
 
 /// Whether a header's value is shown as `<redacted>`. The handshake's own
-/// `Sec-WebSocket-*` headers and the `WWW-Authenticate` and
-/// `Proxy-Authenticate` challenges hold no secret.
+/// `Sec-WebSocket-*` headers, CORS's `Access-Control-*` and the
+/// `WWW-Authenticate` and `Proxy-Authenticate` challenges hold no secret.
 fn shown_redacted(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    is_secret_header(&name)
-        || !(name.starts_with("sec-websocket-") || name.ends_with("-authenticate"))
-            && SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+    let public = name.starts_with("sec-websocket-")
+        || name.starts_with("access-control-")
+        || name.ends_with("-authenticate");
+    is_secret_header(&name) || !public && SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
 }
 
 /// Headers as shown: names as sent, values as text with secrets redacted.
@@ -299,7 +300,7 @@ mod tests {
         );
         let custom = Request::parse(
             b"GET / HTTP/1.1\r\nSec-WebSocket-Key: k==\r\nx-api-key: s1\r\nX-Auth-Token: s2\r\n\
-              X-Session-Id: s3\r\nX-Request-Id: r\r\n\r\n",
+              X-Session-Id: s3\r\nX-Request-Id: r\r\nAccess-Control-Allow-Credentials: true\r\n\r\n",
         )
         .unwrap();
         assert_eq!(
@@ -310,6 +311,7 @@ mod tests {
                 "> X-Auth-Token: <redacted>",
                 "> X-Session-Id: <redacted>",
                 "> X-Request-Id: r",
+                "> Access-Control-Allow-Credentials: true",
             ]
         );
         let redirect = Response::parse(
