@@ -419,3 +419,22 @@ pub enum ColorArg {
     Always,
     Never,
 }
+
+/// The `--color` of a command line not parsed yet, for clap's own output
+/// (usage errors, help); `auto` leaves it to clap, which honours `NO_COLOR`.
+pub fn clap_colour(args: &[std::ffi::OsString]) -> clap::ColorChoice {
+    let mut when = None;
+    let mut args = args.iter().skip(1).map(|a| a.to_str().unwrap_or_default());
+    while let Some(arg) = args.next() {
+        match arg {
+            "--" => break,
+            "--color" => when = args.next(),
+            _ => when = arg.strip_prefix("--color=").or(when),
+        }
+    }
+    match when {
+        Some("always") => clap::ColorChoice::Always,
+        Some("never") => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    }
+}

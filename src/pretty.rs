@@ -33,6 +33,10 @@ pub struct Style {
 /// refuses it: every level indents every line inside it, so a hostile
 /// `[[[[...` would otherwise grow quadratically when indented.
 const MAX_DEPTH: usize = 128;
+/// Indentation allowed beyond twice the text's size: a hostile message of
+/// wide arrays just under [`MAX_DEPTH`] (`[[...[1,1,1,...]...]]`) would
+/// otherwise get 256 spaces for each 2 bytes, gigabytes for a 64 MiB message.
+const INDENT_SLACK: usize = 16 << 20;
 
 /// `text` re-indented when it is one JSON value, else `None`.
 pub fn reindent(text: &str, style: Style) -> Option<String> {
@@ -54,6 +58,7 @@ pub fn reindent(text: &str, style: Style) -> Option<String> {
         }
     };
     let mut depth = 0usize;
+    let mut indent_room = 2 * text.len() + INDENT_SLACK;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -76,19 +81,19 @@ pub fn reindent(text: &str, style: Style) -> Option<String> {
                     if depth > MAX_DEPTH {
                         return None;
                     }
-                    newline(&mut out, depth);
+                    newline(&mut out, depth, &mut indent_room)?;
                     i += 1;
                 }
             }
             close @ (b'}' | b']') => {
                 depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
+                newline(&mut out, depth, &mut indent_room)?;
                 out.push(char::from(close));
                 i += 1;
             }
             b',' => {
                 out.push(',');
-                newline(&mut out, depth);
+                newline(&mut out, depth, &mut indent_room)?;
                 i += 1;
             }
             b':' => {
@@ -130,11 +135,15 @@ fn skip_whitespace(bytes: &[u8], from: usize) -> usize {
         .map_or(bytes.len(), |n| from + n)
 }
 
-fn newline(out: &mut String, depth: usize) {
+/// `None` once the indentation outgrows `room` (the text is then printed as
+/// received).
+fn newline(out: &mut String, depth: usize, room: &mut usize) -> Option<()> {
+    *room = room.checked_sub(2 * depth)?;
     out.push('\n');
     for _ in 0..depth {
         out.push_str("  ");
     }
+    Some(())
 }
 
 #[cfg(test)]
@@ -222,6 +231,17 @@ mod tests {
         let nested = |depth| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
         assert!(reindent(&nested(MAX_DEPTH), Style::default()).is_some());
         assert_eq!(reindent(&nested(MAX_DEPTH + 1), Style::default()), None);
+        // Wide arrays deep down would need far more indentation than text.
+        let wide = |n| {
+            format!(
+                "{}{}{}",
+                "[".repeat(100),
+                "1,".repeat(n) + "1",
+                "]".repeat(100)
+            )
+        };
+        assert!(reindent(&wide(1000), Style::default()).is_some());
+        assert_eq!(reindent(&wide(100_000), Style::default()), None);
         // serde_json checks no depth when it only validates.
         assert!(serde_json::from_str::<serde::de::IgnoredAny>(&nested(10_000)).is_ok());
     }

@@ -138,3 +138,37 @@ fn auto_on_a_terminal_colours_unless_no_color_is_set() {
         }
     }
 }
+
+#[test]
+fn usage_errors_follow_color_too() {
+    // In a pipe: always colours clap's error, as it does the rest of stderr.
+    let run = Tether::new()
+        .args(["--color", "always", "--bogus", "ws://127.0.0.1:9"])
+        .run();
+    run.code(2);
+    assert!(
+        run.stderr
+            .starts_with("\x1b[1m\x1b[31merror:\x1b[0m unexpected argument"),
+        "{:?}",
+        run.stderr
+    );
+    // On a terminal: never keeps it plain.
+    let mut command = std::process::Command::new("setsid");
+    command
+        .args([
+            "--ctty",
+            BIN,
+            "--color=never",
+            "--bogus",
+            "ws://127.0.0.1:9",
+        ])
+        .env("TERM", "xterm");
+    clear_env(&mut command);
+    let mut pty = Pty::spawn(command);
+    assert_eq!(pty.exit_code(), 2);
+    let output = pty.all_output();
+    assert!(
+        output.starts_with("error: unexpected argument '--bogus'"),
+        "{output:?}"
+    );
+}

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::headers::is_secret_header;
 use crate::net::endpoint::{REDACTED, redact_url};
+use crate::net::proxy::redact_userinfo;
 
 const TARGET: &str = "tether::handshake";
 /// Enough for any head tungstenite or the tunnel accepts (64 KiB and 16 KiB).
@@ -68,13 +69,44 @@ fn version(minor: Option<u8>) -> &'static str {
     }
 }
 
+/// Name parts of headers that carry credentials besides the standard ones
+/// (`X-Api-Key`, `X-Auth-Token`, `X-Session-Id`...): `--json` logs every
+/// handshake, and the README sends tokens to headers rather than the query.
+const SECRET_NAME_PARTS: &[&str] = &[
+    "auth",
+    "token",
+    "secret",
+    "key",
+    "pass",
+    "session",
+    "signature",
+    "credential",
+];
+
+/// Whether a header's value is shown as `<redacted>`. The handshake's own
+/// `Sec-WebSocket-*` headers, CORS's `Access-Control-*` and the
+/// `WWW-Authenticate` and `Proxy-Authenticate` challenges hold no secret.
+fn shown_redacted(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let public = name.starts_with("sec-websocket-")
+        || name.starts_with("access-control-")
+        || name.ends_with("-authenticate");
+    is_secret_header(&name) || !public && SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
 /// Headers as shown: names as sent, values as text with secrets redacted.
+/// A redirect's `Location` is a URL, which may hold userinfo or a token.
 fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|h| {
-            let value = if is_secret_header(h.name) {
+            let value = if shown_redacted(h.name) {
                 REDACTED.to_owned()
+            } else if h.name.eq_ignore_ascii_case("location")
+                || h.name.eq_ignore_ascii_case("content-location")
+            {
+                let url = String::from_utf8_lossy(h.value);
+                redact_url(&redact_userinfo(&url)).into_owned()
             } else {
                 String::from_utf8_lossy(h.value).into_owned()
             };
@@ -110,6 +142,15 @@ impl Request {
     }
 }
 
+/// The reason phrase of a (parsed) status line, from its bytes: httparse
+/// gives an empty one when it holds anything but ASCII.
+fn reason_phrase(head: &[u8]) -> String {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let reason = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+    String::from_utf8_lossy(reason).into_owned()
+}
+
 impl Response {
     /// The head at the start of what the peer sent, if it is complete HTTP.
     pub fn parse(bytes: &[u8]) -> Option<Response> {
@@ -119,7 +160,7 @@ impl Response {
             Ok(httparse::Status::Complete(_)) => Some(Response {
                 version: version(response.version),
                 status: response.code?,
-                reason: response.reason.unwrap_or("").to_owned(),
+                reason: reason_phrase(bytes),
                 headers: shown_headers(response.headers),
             }),
             _ => None,
@@ -257,8 +298,44 @@ mod tests {
                 "< Content-Length: 0",
             ]
         );
+        let custom = Request::parse(
+            b"GET / HTTP/1.1\r\nSec-WebSocket-Key: k==\r\nx-api-key: s1\r\nX-Auth-Token: s2\r\n\
+              X-Session-Id: s3\r\nX-Request-Id: r\r\nAccess-Control-Allow-Credentials: true\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            custom.lines()[1..],
+            [
+                "> Sec-WebSocket-Key: k==",
+                "> x-api-key: <redacted>",
+                "> X-Auth-Token: <redacted>",
+                "> X-Session-Id: <redacted>",
+                "> X-Request-Id: r",
+                "> Access-Control-Allow-Credentials: true",
+            ]
+        );
+        let redirect = Response::parse(
+            b"HTTP/1.1 302 Found\r\nLocation: wss://al:pw@h/n?token=t&a=1\r\n\
+              content-location: //al:pw@h/\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            redirect.lines(),
+            [
+                "< HTTP/1.1 302 Found",
+                "< Location: wss://<redacted>@h/n?token=<redacted>&a=1",
+                "< content-location: //<redacted>@h/",
+            ]
+        );
         assert_eq!(Response::parse(b"HTTP/1.1 101 Switching"), None);
         assert_eq!(Response::parse(b"SSH-2.0-OpenSSH\r\n\r\n"), None);
+        // Reasons as sent, not only ASCII ones.
+        assert_eq!(
+            Response::parse("HTTP/1.1 403 Interdit é\r\n\r\n".as_bytes())
+                .unwrap()
+                .reason,
+            "Interdit é"
+        );
         // An empty reason leaves no trailing space.
         assert_eq!(
             Response::parse(b"HTTP/1.0 200 \r\n\r\n").unwrap().lines(),

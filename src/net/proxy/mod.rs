@@ -82,7 +82,7 @@ impl Proxy {
         let bad = |why: &str| {
             Error::Usage(format!(
                 "{source} {:?} is not a usable proxy URL: {why}",
-                redact_raw(raw)
+                redact_userinfo(raw)
             ))
         };
         if source == "--proxy" && looks_like_a_message(raw) {
@@ -289,12 +289,16 @@ impl ProxyRules {
     }
 }
 
-/// A proxy URL the user typed, with anything before an `@` hidden: it may
-/// not parse, but it may still hold a password.
-fn redact_raw(raw: &str) -> String {
+/// A URL (a proxy URL the user typed, a redirect's `Location`) with
+/// anything before an `@` in its authority hidden: it may not parse, but it
+/// may still hold a password. Scheme-relative `//` URLs too.
+pub fn redact_userinfo(raw: &str) -> String {
     let (scheme, rest) = match raw.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), raw),
+        None => match raw.strip_prefix("//") {
+            Some(rest) => ("//".to_owned(), rest),
+            None => (String::new(), raw),
+        },
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
@@ -388,9 +392,9 @@ mod tests {
         assert!(!format!("{p:?}").contains("secret"));
         let p = Proxy::parse("http://127.0.0.1:3128", "--proxy").unwrap();
         assert_eq!(p.to_string(), "http://127.0.0.1:3128");
-        assert_eq!(redact_raw("a:b@c:1"), "<redacted>@c:1");
-        assert_eq!(redact_raw("x://a:b@c/d@e"), "x://<redacted>@c/d@e");
-        assert_eq!(redact_raw("x://c/d@e"), "x://c/d@e");
+        assert_eq!(redact_userinfo("a:b@c:1"), "<redacted>@c:1");
+        assert_eq!(redact_userinfo("x://a:b@c/d@e"), "x://<redacted>@c/d@e");
+        assert_eq!(redact_userinfo("x://c/d@e"), "x://c/d@e");
     }
 
     #[test]
