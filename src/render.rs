@@ -70,13 +70,14 @@ impl Renderer {
     }
 
     /// `--timestamps`: the time, a space, the message. When records end with
-    /// a newline, every line after a message's first is indented by the
+    /// a newline, every line after a text message's first is indented by the
     /// stamp's width, so only a line that starts a message starts with a
     /// time (a digit); with `-0` the NUL frames the record and the message
-    /// is left as it is.
+    /// is left as it is. Binary is never indented: raw bytes stay the bytes
+    /// (base64 and hex have no newlines).
     fn stamped(&self, out: &mut Vec<u8>, payload: &Payload, time: SystemTime) {
         let indent = self.push_stamp(out, time);
-        if self.config.separator != Some(b'\n') {
+        if self.config.separator != Some(b'\n') || matches!(payload, Payload::Binary(_)) {
             self.body(out, payload);
             out.extend(self.config.separator);
             return;
@@ -480,10 +481,11 @@ mod tests {
             stamped(pipe(b'\n'), Payload::text("solo")),
             "2023-11-14T22:13:20.123Z solo\n"
         );
+        // Raw binary keeps its bytes: no indent after its newlines.
         let binary = Payload::Binary(Bytes::from_static(b"a\nb"));
         assert_eq!(
             stamped(pipe(b'\n'), binary.clone()),
-            format!("2023-11-14T22:13:20.123Z a\n{pad}b\n")
+            "2023-11-14T22:13:20.123Z a\nb\n"
         );
         // Colour dims the time; the indent is still its width on screen.
         let coloured = Renderer::new(OutputConfig {

@@ -89,7 +89,7 @@ impl Proxy {
             return Err(Error::UsageHint {
                 message: format!(
                     "--proxy {:?} is not a proxy URL (-x is --proxy in tether)",
-                    redact_raw(raw)
+                    redact_userinfo(raw)
                 ),
                 hint: "to send a message once connected, use --send MSG (what wscat's -x/--execute does)",
             });
