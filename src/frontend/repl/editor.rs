@@ -452,8 +452,11 @@ fn edit(
                     return;
                 }
             }
-            // A hung-up terminal reads as the end of input, or fails.
-            Err(_) if hung_up() => {
+            // A hung-up terminal reads as the end of input, or fails. A read
+            // that fails with EIO is a hang-up too: when the other side of a
+            // pty closes, reads fail so a moment before the kernel marks the
+            // terminal hung up (which `hung_up` sees).
+            Err(err) if hung_up() || is_eio(&err) => {
                 report(Typed::HangUp);
                 return;
             }
@@ -466,6 +469,14 @@ fn edit(
                 return;
             }
         }
+    }
+}
+
+fn is_eio(err: &ReadlineError) -> bool {
+    match err {
+        ReadlineError::Io(err) => err.raw_os_error() == Some(nix::errno::Errno::EIO as i32),
+        ReadlineError::Errno(errno) => *errno == nix::errno::Errno::EIO,
+        _ => false,
     }
 }
 
