@@ -9,6 +9,7 @@ mod bench_script;
 mod colour;
 mod conformance;
 mod connect;
+mod exec;
 mod fault_proxy;
 mod generated;
 mod handshake;
