@@ -235,6 +235,9 @@ pub struct InputConfig {
     /// `-b`: no records, stdin's bytes as they come, in binary messages of
     /// what each read returns.
     pub byte_stream: bool,
+    /// Where records come from, for messages: `stdin`, or with `--exec`
+    /// the program's output.
+    pub source: &'static str,
 }
 
 /// When a pipe session ends.
@@ -574,6 +577,11 @@ impl InputConfig {
             separator: if args.null { b'\0' } else { b'\n' },
             clean_lines: records && !args.verbatim && !args.binary && !args.null,
             byte_stream: args.byte_stream,
+            source: if args.exec.is_some() {
+                "the --exec program's output"
+            } else {
+                "stdin"
+            },
         }
     }
 }

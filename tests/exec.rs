@@ -318,3 +318,17 @@ fn ctrl_c_ends_the_program_with_sigterm_and_tether_with_130_within_the_signal_bo
     // Its own exit status (5) is not tether's: tether stopped it.
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "terminated\n");
 }
+
+#[test]
+fn output_that_is_not_utf_8_is_named_as_the_programs() {
+    let server = PythonServer::start(crate::support::python::ECHO);
+    let run = Tether::new()
+        .args([&server.url("/"), "--exec", r"printf 'ok\n\377\n'"])
+        .run();
+    run.code(1);
+    assert_eq!(
+        run.error_line(),
+        "tether: error: the --exec program's output line 2 is not valid UTF-8 (byte 0xff at offset 0); \
+         it was not sent, nor was anything after it. Use --binary to send bytes as they are"
+    );
+}
