@@ -46,6 +46,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --linger 'After stdin ends, wait this long with no incoming message before closing'
             cand -n 'Close after receiving this many messages'
             cand --count 'Close after receiving this many messages'
+            cand --exec 'Run CMD in place of stdin and stdout: its output records are sent, each received message is written to its input (split into words as a shell would, but no shell runs: use `sh -c ''...''` for pipes and variables). Its stderr passes through; a failing CMD''s exit status becomes tether''s'
             cand --binary-format 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]'
             cand --color 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too'
             cand --send 'Send this message once connected, after any --on-connect messages (repeatable, in order)'

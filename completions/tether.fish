@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -47,6 +47,7 @@ complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages h
 complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
 complete -c tether -n "__fish_tether_needs_command" -l linger -d 'After stdin ends, wait this long with no incoming message before closing' -r
 complete -c tether -n "__fish_tether_needs_command" -s n -l count -d 'Close after receiving this many messages' -r
+complete -c tether -n "__fish_tether_needs_command" -l exec -d 'Run CMD in place of stdin and stdout: its output records are sent, each received message is written to its input (split into words as a shell would, but no shell runs: use `sh -c \'...\'` for pipes and variables). Its stderr passes through; a failing CMD\'s exit status becomes tether\'s' -r
 complete -c tether -n "__fish_tether_needs_command" -l binary-format -d 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]' -r -f -a "hex\t''
 base64\t''
 raw\t''"

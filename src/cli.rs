@@ -34,6 +34,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "a multi-step scenario from a file",
     ),
     (
+        "tether wss://bot.example.com/socket --exec './bot --name helper'",
+        "a bot: what it prints is sent, what arrives goes to its input (no shell runs it)",
+    ),
+    (
         "tether -x http://proxy.corp:3128 wss://feed.example.com/stream",
         "connect through an HTTP proxy (HTTPS_PROXY and NO_PROXY work too)",
     ),
@@ -322,6 +326,17 @@ pub struct InputArgs {
     /// goes out once: no replay after a drop)
     #[arg(long, conflicts_with_all = ["binary", "null", "verbatim", "byte_stream", "send", "expect", "script", "timeout"])]
     pub echo: bool,
+
+    /// Run CMD in place of stdin and stdout: its output records are sent, each received message
+    /// is written to its input (split into words as a shell would, but no shell runs: use
+    /// `sh -c '...'` for pipes and variables). Its stderr passes through; a failing CMD's exit
+    /// status becomes tether's
+    #[arg(
+        long,
+        value_name = "CMD",
+        conflicts_with_all = ["echo", "send", "expect", "script", "timeout", "strict"]
+    )]
+    pub exec: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,36 @@ pub enum Frontend {
     Echo,
     /// Run a smoke test (`--send`, `--expect`, `--script`, `--timeout`).
     Smoke(SmokeConfig),
+    /// Pipe mode with a program's output and input for stdin and stdout
+    /// (`--exec CMD`).
+    Exec(ExecConfig),
+}
+
+/// `--exec CMD`: the program and its arguments, split as a shell would
+/// split words (quotes, backslashes), with no shell run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// CMD as given, for messages.
+    pub command: String,
+    /// Never empty.
+    pub argv: Vec<String>,
+}
+
+impl ExecConfig {
+    fn parse(command: &str) -> Result<ExecConfig> {
+        let argv = shlex::split(command).ok_or_else(|| {
+            Error::Usage(format!(
+                "--exec {command:?}: an unclosed quote or a trailing backslash"
+            ))
+        })?;
+        if argv.is_empty() {
+            return Err(Error::Usage("--exec needs a command to run".into()));
+        }
+        Ok(ExecConfig {
+            command: command.to_owned(),
+            argv,
+        })
+    }
 }
 
 /// A smoke test: the steps to run and the rules for judging them.
@@ -208,6 +238,9 @@ pub struct InputConfig {
     /// `-b`: no records, stdin's bytes as they come, in binary messages of
     /// what each read returns.
     pub byte_stream: bool,
+    /// Where records come from, for messages: `stdin`, or with `--exec`
+    /// the program's output.
+    pub source: &'static str,
 }
 
 /// When a pipe session ends.
@@ -322,6 +355,16 @@ impl ClientConfig {
             SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
         let input = InputConfig::from_args(&cli.input);
         let end = EndPolicy::from_args(&cli.input)?;
+        // With --exec, what would go to stdout goes to the program's input:
+        // a pipe, whatever tether's own stdout is.
+        let terminals = if cli.input.exec.is_some() {
+            Terminals {
+                stdin: false,
+                stdout: false,
+            }
+        } else {
+            terminals
+        };
         let output = OutputConfig::from_args(
             &cli.output,
             &cli.verbosity,
@@ -542,7 +585,8 @@ impl Reports {
         Reports {
             ping_pong: out.show_ping_pong,
             sent: out.json_sent,
-            sent_paces_writing: out.json_sent && matches!(frontend, Frontend::Pipe),
+            sent_paces_writing: out.json_sent
+                && matches!(frontend, Frontend::Pipe | Frontend::Exec(_)),
             frame_payloads: !verbosity.quiet && verbosity.verbose >= 3,
         }
     }
@@ -589,6 +633,11 @@ impl InputConfig {
             separator: if args.null { b'\0' } else { b'\n' },
             clean_lines: records && !args.verbatim && !args.binary && !args.null,
             byte_stream: args.byte_stream,
+            source: if args.exec.is_some() {
+                "the --exec program's output"
+            } else {
+                "stdin"
+            },
         }
     }
 }
@@ -658,7 +707,9 @@ impl Frontend {
         if cli.smoke.strict {
             return Err(strict_without_expectations());
         }
-        Ok(if cli.input.echo {
+        Ok(if let Some(command) = &cli.input.exec {
+            Frontend::Exec(ExecConfig::parse(command)?)
+        } else if cli.input.echo {
             Frontend::Echo
         } else if terminals.stdin && terminals.stdout && !cli.input.byte_stream {
             Frontend::Repl
@@ -1202,6 +1253,34 @@ mod tests {
             ),
             (&["ws://h/", "--echo", "--send", "x"], "cannot be used with"),
             (
+                &["ws://h/", "--exec", "cat", "--echo"],
+                "cannot be used with",
+            ),
+            (
+                &["ws://h/", "--exec", "cat", "--send", "x"],
+                "cannot be used with",
+            ),
+            (
+                &["ws://h/", "--exec", "cat", "--expect", "x"],
+                "cannot be used with",
+            ),
+            (
+                &["ws://h/", "--exec", "cat", "--script", "f"],
+                "cannot be used with",
+            ),
+            (
+                &["ws://h/", "--exec", "cat", "--timeout", "1s"],
+                "cannot be used with",
+            ),
+            (
+                &["ws://h/", "--exec", "  "],
+                "--exec needs a command to run",
+            ),
+            (
+                &["ws://h/", "--exec", "echo 'hi"],
+                "--exec \"echo 'hi\": an unclosed quote or a trailing backslash",
+            ),
+            (
                 &["ws://h/", "--proxy", "http://p", "--no-proxy"],
                 "cannot be used with",
             ),
@@ -1219,6 +1298,32 @@ mod tests {
                 Ok(task) => panic!("{args:?} should fail, not give {task:?}"),
             }
         }
+    }
+
+    #[test]
+    fn exec_splits_its_command_as_a_shell_would_and_never_opens_the_repl() {
+        let c = client_in(
+            &[
+                "ws://h/",
+                "--exec",
+                r#"sh -c 'echo "$1" | tr a b' x  a\ b "" "#,
+            ],
+            TERMINAL,
+            &[],
+        );
+        let Frontend::Exec(exec) = &c.frontend else {
+            panic!("not --exec: {:?}", c.frontend)
+        };
+        assert_eq!(
+            exec.argv,
+            ["sh", "-c", r#"echo "$1" | tr a b"#, "x", "a b", ""]
+        );
+        // The program's input is a pipe, whatever tether's stdout is.
+        assert!(!c.output.terminal && !c.output.color);
+        assert_eq!(c.output.binary_format, BinaryFormat::Base64);
+        let c = client_in(&["ws://h/", "--exec", "cat", "-0", "--binary"], PIPE, &[]);
+        assert!(matches!(c.frontend, Frontend::Exec(_)));
+        assert!(c.input.binary && c.input.separator == 0 && !c.input.clean_lines);
     }
 
     #[test]

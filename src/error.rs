@@ -41,6 +41,8 @@ exit_codes! {
     ServerClosed = 9,
     Protocol = 10,
     Proxy = 11,
+    CannotExecute = 126,
+    NotFound = 127,
     Interrupted = 130,
 }
 
@@ -82,6 +84,11 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
         11,
         "the proxy refused the connection (HTTP 407 or 403, SOCKS authentication or rules), or is not a proxy of the kind its URL says",
     ),
+    (
+        126,
+        "the --exec program could not be run (permission denied, not an executable)",
+    ),
+    (127, "the --exec program was not found"),
     (130, "interrupted (Ctrl-C, SIGTERM, SIGHUP)"),
 ];
 
@@ -221,6 +228,19 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// `--exec CMD` could not be started.
+    #[error("cannot run --exec {command:?}: {detail}")]
+    Exec {
+        command: String,
+        detail: String,
+        not_found: bool,
+    },
+
+    /// The `--exec` program ended first, and failed: tether exits with its
+    /// status ([`Error::status`]).
+    #[error("--exec {command:?} {end}")]
+    Program { command: String, end: ProgramEnd },
+
     #[error("{source}; gave up after {attempts} attempt{}{}", plural(*attempts), unsent_suffix(*unsent))]
     GaveUp {
         source: Box<Error>,
@@ -252,6 +272,22 @@ impl Error {
             }
             Error::Interrupted => ExitCode::Interrupted,
             Error::GaveUp { source, .. } => source.exit_code(),
+            Error::Exec {
+                not_found: true, ..
+            } => ExitCode::NotFound,
+            Error::Exec { .. } => ExitCode::CannotExecute,
+            // Its own status is what the process exits with (`status`).
+            Error::Program { .. } => ExitCode::Failure,
+        }
+    }
+
+    /// The process's exit status: the exit code, or a failed `--exec`
+    /// program's own status, as a shell gives it (its code, or 128 + the
+    /// signal that killed it).
+    pub fn status(&self) -> u8 {
+        match self {
+            Error::Program { end, .. } => end.status(),
+            err => err.exit_code() as u8,
         }
     }
 
@@ -301,6 +337,8 @@ impl Error {
             Error::Undelivered(_) => "undelivered",
             Error::Interrupted => "interrupted",
             Error::GaveUp { source, .. } => source.kind(),
+            Error::Exec { .. } => "exec",
+            Error::Program { .. } => "program",
         }
     }
 
@@ -364,7 +402,44 @@ impl Error {
             Error::TooBig { .. } => Some(
                 "if the server's messages are meant to be this large, raise --max-message-size",
             ),
+            Error::Exec { .. } => Some(
+                "no shell runs CMD: name a program on PATH or by its path, and for pipes, variables or builtins use --exec 'sh -c \"...\"'",
+            ),
             _ => None,
+        }
+    }
+}
+
+/// How a failed `--exec` program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramEnd {
+    /// A non-zero exit code.
+    Code(u8),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ProgramEnd {
+    /// As a shell reports it: the code, or 128 + the signal.
+    pub fn status(self) -> u8 {
+        match self {
+            ProgramEnd::Code(code) => code,
+            ProgramEnd::Signal(signal) => u8::try_from(128 + signal.clamp(0, 127)).unwrap_or(255),
+        }
+    }
+}
+
+impl std::fmt::Display for ProgramEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ProgramEnd::Code(code) => write!(f, "exited with status {code}"),
+            ProgramEnd::Signal(signal) => {
+                write!(f, "was killed by signal {signal}")?;
+                match nix::sys::signal::Signal::try_from(signal) {
+                    Ok(name) => write!(f, " ({})", name.as_str()),
+                    Err(_) => Ok(()),
+                }
+            }
         }
     }
 }
@@ -406,6 +481,31 @@ fn plural(n: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_exec_program_passes_its_status_on_as_a_shell_does() {
+        let program = |end| Error::Program {
+            command: "./bot".into(),
+            end,
+        };
+        let failed = program(ProgramEnd::Code(3));
+        assert_eq!(failed.status(), 3);
+        assert_eq!(failed.to_string(), "--exec \"./bot\" exited with status 3");
+        let killed = program(ProgramEnd::Signal(9));
+        assert_eq!(killed.status(), 137);
+        assert_eq!(
+            killed.to_string(),
+            "--exec \"./bot\" was killed by signal 9 (SIGKILL)"
+        );
+        let exec = |not_found| Error::Exec {
+            command: "nope".into(),
+            detail: String::new(),
+            not_found,
+        };
+        assert_eq!(exec(true).status(), 127);
+        assert_eq!(exec(false).status(), 126);
+        assert_eq!(Error::Interrupted.status(), 130);
+    }
 
     #[test]
     fn server_errors_are_retried_and_client_errors_are_not() {

@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code.into(),
         Err(err) => {
             tether::report(&err);
-            err.exit_code().into()
+            std::process::ExitCode::from(err.status())
         }
     }
 }

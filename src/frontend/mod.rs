@@ -5,6 +5,7 @@
 //! (the REPL's screen through `repl::view`).
 
 pub mod echo;
+pub mod exec;
 pub mod pipe;
 pub mod repl;
 pub mod session;
@@ -12,6 +13,7 @@ pub mod smoke;
 
 use crate::config::{ClientConfig, Frontend};
 use crate::error::{Error, ExitCode, Result};
+use crate::io::output::Stdout;
 use crate::session::{Ending, Unsent};
 use crate::supervisor;
 
@@ -19,24 +21,33 @@ use self::session::Session;
 
 /// Runs the session `config` asks for, in its mode, and says how to exit.
 pub async fn run(config: &ClientConfig, started: std::time::Instant) -> Result<ExitCode> {
-    let supervisor = supervisor::spawn(config.session.clone())?;
+    let supervisor = || supervisor::spawn(config.session.clone());
     match &config.frontend {
         Frontend::Pipe => {
-            Session::new(config, supervisor, true, true)
+            Session::new(config, supervisor()?, true, true)
                 .run(pipe::Pipe)
                 .await
         }
+        Frontend::Exec(exec) => {
+            // Started before dialling: a program that cannot run sends nothing.
+            let (program, pipes) = exec::spawn(exec)?;
+            let input: Box<dyn std::io::Read + Send> = Box::new(pipes.output);
+            let out = Stdout::spawn_on(pipes.input);
+            Session::with_streams(config, supervisor()?, Some(out), Some(input))
+                .run(exec::Exec { program })
+                .await
+        }
         Frontend::Echo => {
-            Session::new(config, supervisor, true, false)
+            Session::new(config, supervisor()?, true, false)
                 .run(echo::Echo)
                 .await
         }
         Frontend::Smoke(smoke) => {
-            Session::new(config, supervisor, true, smoke.read_stdin)
+            Session::new(config, supervisor()?, true, smoke.read_stdin)
                 .run(smoke::Smoke::new(config, smoke, started))
                 .await
         }
-        Frontend::Repl => repl::run(config, supervisor).await,
+        Frontend::Repl => repl::run(config, supervisor()?).await,
     }
 }
 

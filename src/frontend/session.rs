@@ -13,6 +13,7 @@
 //! seen.
 
 use std::collections::VecDeque;
+use std::io::Read;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -65,6 +66,13 @@ pub(crate) trait Mode {
     /// Whether a reader closing stdout ends the session (a quiet success).
     fn reader_gone_ends(&self) -> bool {
         true
+    }
+
+    /// How long what is rendered may take to be written once the session is
+    /// over, when no signal bounds it; unbounded by default (stdout is the
+    /// user's). `--exec`'s program may have stopped reading.
+    fn output_bound(&self) -> Option<Duration> {
+        None
     }
 
     /// Before the loop: the mode's first steps.
@@ -186,23 +194,38 @@ impl<'a> Session<'a> {
     /// stdin.
     pub fn new(
         config: &'a ClientConfig,
-        (handle, events): (Handle, Events),
+        supervisor: (Handle, Events),
         stdout: bool,
         read_stdin: bool,
     ) -> Session<'a> {
-        let (stdin_end, not_queued) = if read_stdin {
-            let (end, not_queued) =
-                crate::io::input::spawn(config.input, std::io::stdin(), handle.blocking_sender());
-            (Some(end), not_queued)
-        } else {
-            (None, NotQueued::default())
+        let stdin = read_stdin.then(|| Box::new(std::io::stdin()) as Box<dyn Read + Send>);
+        Session::with_streams(config, supervisor, stdout.then(Stdout::spawn), stdin)
+    }
+
+    /// A session whose records come from `input` and whose output goes to
+    /// `stdout`, in place of the process's own (`--exec`: the program's
+    /// pipes).
+    pub fn with_streams(
+        config: &'a ClientConfig,
+        (handle, events): (Handle, Events),
+        stdout: Option<Stdout>,
+        input: Option<Box<dyn Read + Send>>,
+    ) -> Session<'a> {
+        let read_stdin = input.is_some();
+        let (stdin_end, not_queued) = match input {
+            Some(input) => {
+                let (end, not_queued) =
+                    crate::io::input::spawn(config.input, input, handle.blocking_sender());
+                (Some(end), not_queued)
+            }
+            None => (None, NotQueued::default()),
         };
         Session {
             config,
             reporter: Reporter::new(config.output),
             handle: Some(handle),
             events,
-            out: stdout.then(|| Output::new(Stdout::spawn())),
+            out: stdout.map(Output::new),
             input: if read_stdin {
                 Input::Reading
             } else {
@@ -237,6 +260,7 @@ impl<'a> Session<'a> {
         };
         let mut signals = signals?;
         let reader_gone_ends = mode.reader_gone_ends();
+        let output_bound = mode.output_bound();
         mode.start(&mut self).await;
         let over = loop {
             if self.forced {
@@ -293,7 +317,8 @@ impl<'a> Session<'a> {
         // long as the reader takes it.
         let by = self
             .interrupted
-            .map(|at| (at + EXIT_AFTER_SIGNAL - Duration::from_millis(50)).max(Instant::now()));
+            .map(|at| (at + EXIT_AFTER_SIGNAL - Duration::from_millis(50)).max(Instant::now()))
+            .or_else(|| output_bound.map(|bound| Instant::now() + bound));
         if let Some(out) = &mut self.out
             && let Some(stopped) = out.flush(by).await
         {
@@ -504,6 +529,11 @@ impl<'a> Session<'a> {
             self.input = Input::Done { delivered: true };
             self.start_linger();
         }
+    }
+
+    /// Input has ended (stdin's EOF, or its error).
+    pub fn input_ended(&self) -> bool {
+        matches!(self.input, Input::Done { .. })
     }
 
     pub fn take_input_error(&mut self) -> Option<Error> {
@@ -861,7 +891,7 @@ impl Output {
     }
 
     /// Writes out what is left, then stops the writer (see [`Stdout::finish`]).
-    async fn finish(mut self, by: Option<Instant>) {
+    pub(crate) async fn finish(mut self, by: Option<Instant>) {
         let write_all = self.write_all();
         match by {
             Some(at) => {

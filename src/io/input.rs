@@ -125,8 +125,9 @@ fn pump(
     not_queued: &NotQueued,
 ) -> InputEnd {
     if config.byte_stream {
-        return pump_stream(reader, sender, not_queued);
+        return pump_stream(reader, sender, not_queued, config.source);
     }
+    let source = config.source;
     let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
     // `buf[..searched]` holds no separator.
     let mut searched = 0;
@@ -164,8 +165,7 @@ fn pump(
                 }
                 sender.wait_for_room();
                 searched = 0;
-                let (record, end) =
-                    read_long(&mut reader, &mut buf, config.separator, &mut long_hint)?;
+                let (record, end) = read_long(&mut reader, &mut buf, &config, &mut long_hint)?;
                 eof = end;
                 record
             }
@@ -175,7 +175,7 @@ fn pump(
                 }
                 sender.wait_for_room();
                 searched = buf.len();
-                let n = fill(&mut reader, &mut buf, read_size)?;
+                let n = fill(&mut reader, &mut buf, read_size, source)?;
                 eof = n == 0;
                 read_size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
                 continue;
@@ -197,7 +197,7 @@ fn pump(
                 Ok(text) => Payload::Text(text),
                 Err(_) => {
                     batch.send();
-                    return Err(invalid_utf8(records, config.separator, &record));
+                    return Err(invalid_utf8(records, &config, &record));
                 }
             }
         };
@@ -222,13 +222,18 @@ fn pump(
 /// bytes go out as they arrive and a message is at most [`READ_SIZE`].
 /// Reads share a buffer as records do, and wait for the send credit as
 /// lines do. Returns the number of messages.
-fn pump_stream(mut reader: impl Read, sender: &BlockingSender, not_queued: &NotQueued) -> InputEnd {
+fn pump_stream(
+    mut reader: impl Read,
+    sender: &BlockingSender,
+    not_queued: &NotQueued,
+    source: &str,
+) -> InputEnd {
     let mut buf = BytesMut::with_capacity(BUFFER_SIZE);
     let mut read_size = MIN_READ_SIZE;
     let mut messages = 0u64;
     loop {
         sender.wait_for_room();
-        let n = fill(&mut reader, &mut buf, read_size)?;
+        let n = fill(&mut reader, &mut buf, read_size, source)?;
         if n == 0 {
             return Ok(messages);
         }
@@ -292,9 +297,10 @@ fn seal(record: BytesMut) -> Bytes {
 fn read_long(
     reader: &mut impl Read,
     buf: &mut BytesMut,
-    separator: u8,
+    config: &InputConfig,
     hint: &mut usize,
 ) -> Result<(Bytes, bool), Error> {
+    let separator = config.separator;
     // Exactly the last long record's size (with its separator): if this one
     // has the same size, the last read ends at the separator.
     let mut long = Vec::with_capacity((*hint).max(buf.len() + READ_SIZE));
@@ -308,7 +314,7 @@ fn read_long(
             long.reserve_exact(size.max(len / 2));
         }
         long.resize(long.capacity().min(len + size), 0);
-        let n = read_into(reader, &mut long[len..]);
+        let n = read_into(reader, &mut long[len..], config.source);
         long.truncate(len + *n.as_ref().unwrap_or(&0));
         let n = n?;
         size = (2 * n).clamp(MIN_READ_SIZE, READ_SIZE);
@@ -331,7 +337,12 @@ fn read_long(
 
 /// Reads up to `size` bytes once into `buf`'s spare room (making some when it
 /// runs low).
-fn fill(reader: &mut impl Read, buf: &mut BytesMut, size: usize) -> Result<usize, Error> {
+fn fill(
+    reader: &mut impl Read,
+    buf: &mut BytesMut,
+    size: usize,
+    source: &str,
+) -> Result<usize, Error> {
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
         // A new buffer takes over the partial record; the old one is freed
         // once the records split off it are sent.
@@ -339,27 +350,32 @@ fn fill(reader: &mut impl Read, buf: &mut BytesMut, size: usize) -> Result<usize
     }
     let len = buf.len();
     buf.resize(buf.capacity().min(len + size), 0);
-    let n = read_into(reader, &mut buf[len..]);
+    let n = read_into(reader, &mut buf[len..], source);
     buf.truncate(len + *n.as_ref().unwrap_or(&0));
     n
 }
 
-fn read_into(reader: &mut impl Read, out: &mut [u8]) -> Result<usize, Error> {
+fn read_into(reader: &mut impl Read, out: &mut [u8], source: &str) -> Result<usize, Error> {
     loop {
         match reader.read(out) {
             Ok(n) => return Ok(n),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(Error::Input(format!("cannot read stdin: {err}"))),
+            Err(err) => return Err(Error::Input(format!("cannot read {source}: {err}"))),
         }
     }
 }
 
-fn invalid_utf8(record: u64, separator: u8, bytes: &[u8]) -> Error {
-    let what = if separator == b'\n' { "line" } else { "record" };
+fn invalid_utf8(record: u64, config: &InputConfig, bytes: &[u8]) -> Error {
+    let source = config.source;
+    let what = if config.separator == b'\n' {
+        "line"
+    } else {
+        "record"
+    };
     let at = std::str::from_utf8(bytes).map_or_else(|err| err.valid_up_to(), |_| bytes.len());
     let byte = bytes.get(at).copied().unwrap_or(0);
     Error::Input(format!(
-        "stdin {what} {record} is not valid UTF-8 (byte 0x{byte:02x} at offset {at}); \
+        "{source} {what} {record} is not valid UTF-8 (byte 0x{byte:02x} at offset {at}); \
          it was not sent, nor was anything after it. Use --binary to send bytes as they are"
     ))
 }
@@ -385,6 +401,7 @@ mod tests {
         separator: b'\n',
         clean_lines: true,
         byte_stream: false,
+        source: "stdin",
     };
     const VERBATIM: InputConfig = InputConfig {
         clean_lines: false,

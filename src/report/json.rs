@@ -232,7 +232,7 @@ impl ErrorEvent {
         ErrorEvent {
             kind: err.kind(),
             message: err.to_string(),
-            exit_code: err.exit_code() as u8,
+            exit_code: err.status(),
             unsent,
         }
     }
