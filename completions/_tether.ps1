@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
         'tether' {
             [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list')
             [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list')
+            [CompletionResult]::new('--header-cmd', '--header-cmd', [CompletionResultType]::ParameterName, 'Run CMD before every dial (the first and each reconnect); each line it prints, ''Name: value'', is a handshake header for that attempt, replacing -H headers of the same name. Its output is secret')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Offer a subprotocol (repeatable); the one the server picks is reported')
             [CompletionResult]::new('--subprotocol', '--subprotocol', [CompletionResultType]::ParameterName, 'Offer a subprotocol (repeatable); the one the server picks is reported')
             [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'Send this Origin header')
@@ -44,6 +45,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--backoff-max', '--backoff-max', [CompletionResultType]::ParameterName, 'Longest reconnect delay, jitter included')
             [CompletionResult]::new('--max-reconnects', '--max-reconnects', [CompletionResultType]::ParameterName, 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried')
             [CompletionResult]::new('--on-connect', '--on-connect', [CompletionResultType]::ParameterName, 'Send this message after every (re)connection, before anything queued (repeatable)')
+            [CompletionResult]::new('--on-connect-cmd', '--on-connect-cmd', [CompletionResultType]::ParameterName, 'Run CMD before every dial, as --header-cmd does; each line it prints is a message sent once connected, after the --on-connect ones. Its output is secret: not in --json-sent, not in -vvv''s frame payloads')
             [CompletionResult]::new('--queue-size', '--queue-size', [CompletionResultType]::ParameterName, 'Messages held while disconnected before reading input pauses')
             [CompletionResult]::new('--replay-window', '--replay-window', [CompletionResultType]::ParameterName, 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off')
             [CompletionResult]::new('--linger', '--linger', [CompletionResultType]::ParameterName, 'After stdin ends, wait this long with no incoming message before closing')

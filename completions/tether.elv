@@ -20,6 +20,7 @@ set edit:completion:arg-completer[tether] = {|@words|
         &'tether'= {
             cand -H 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list'
             cand --header 'Add a handshake header, ''Name: value'' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list'
+            cand --header-cmd 'Run CMD before every dial (the first and each reconnect); each line it prints, ''Name: value'', is a handshake header for that attempt, replacing -H headers of the same name. Its output is secret'
             cand -s 'Offer a subprotocol (repeatable); the one the server picks is reported'
             cand --subprotocol 'Offer a subprotocol (repeatable); the one the server picks is reported'
             cand --origin 'Send this Origin header'
@@ -41,6 +42,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --backoff-max 'Longest reconnect delay, jitter included'
             cand --max-reconnects 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried'
             cand --on-connect 'Send this message after every (re)connection, before anything queued (repeatable)'
+            cand --on-connect-cmd 'Run CMD before every dial, as --header-cmd does; each line it prints is a message sent once connected, after the --on-connect ones. Its output is secret: not in --json-sent, not in -vvv''s frame payloads'
             cand --queue-size 'Messages held while disconnected before reading input pauses'
             cand --replay-window 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off'
             cand --linger 'After stdin ends, wait this long with no incoming message before closing'

@@ -68,12 +68,14 @@ fn version(minor: Option<u8>) -> &'static str {
     }
 }
 
-/// Headers as shown: names as sent, values as text with secrets redacted.
-fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+/// Headers as shown: names as sent, values as text with secrets redacted
+/// (those of the names in `secret` too, whatever they are).
+fn shown_headers(headers: &[httparse::Header<'_>], secret: &[&str]) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|h| {
-            let value = if is_secret_header(h.name) {
+            let named = secret.iter().any(|s| s.eq_ignore_ascii_case(h.name));
+            let value = if named || is_secret_header(h.name) {
                 REDACTED.to_owned()
             } else {
                 String::from_utf8_lossy(h.value).into_owned()
@@ -84,8 +86,10 @@ fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
 }
 
 impl Request {
-    /// The head of a request tether wrote (it is always complete HTTP).
-    pub fn parse(bytes: &[u8]) -> Option<Request> {
+    /// The head of a request tether wrote (it is always complete HTTP);
+    /// `secret` names headers redacted besides the usual ones
+    /// (`--header-cmd`'s).
+    pub fn parse(bytes: &[u8], secret: &[&str]) -> Option<Request> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(bytes) {
@@ -93,7 +97,7 @@ impl Request {
                 method: request.method?.to_owned(),
                 target: redact_url(request.path?).into_owned(),
                 version: version(request.version),
-                headers: shown_headers(request.headers),
+                headers: shown_headers(request.headers, secret),
             }),
             _ => None,
         }
@@ -120,7 +124,7 @@ impl Response {
                 version: version(response.version),
                 status: response.code?,
                 reason: response.reason.unwrap_or("").to_owned(),
-                headers: shown_headers(response.headers),
+                headers: shown_headers(response.headers, &[]),
             }),
             _ => None,
         }
@@ -229,7 +233,8 @@ mod tests {
     fn heads_keep_order_duplicates_and_spelling_and_lose_their_secrets() {
         let request = Request::parse(
             b"GET /feed?token=abc&room=1 HTTP/1.1\r\nHost: h:1\r\nAuthorization: Bearer s3cret\r\n\
-              cookie: a=1\r\nX-Team: blue\r\nX-Team: red\r\n\r\n",
+              cookie: a=1\r\nX-Team: blue\r\nX-Team: red\r\nX-Fresh: s3cret\r\n\r\n",
+            &["x-fresh"],
         )
         .unwrap();
         assert_eq!(
@@ -241,6 +246,7 @@ mod tests {
                 "> cookie: <redacted>",
                 "> X-Team: blue",
                 "> X-Team: red",
+                "> X-Fresh: <redacted>",
             ]
         );
         let response = Response::parse(
