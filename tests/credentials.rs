@@ -186,6 +186,21 @@ fn a_failing_command_is_retried_as_a_connect_failure_then_exits_3() {
         server.connections().is_empty(),
         "no dial without the headers"
     );
+
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--on-connect-cmd", "false", "--json"])
+        .run();
+    run.code(3);
+    let events = run.json_events();
+    let error = events.last().unwrap();
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["kind"], "command");
+    assert_eq!(error["exit_code"], 3);
+    assert_eq!(
+        error["message"],
+        "--on-connect-cmd failed: `false` exited with status 1"
+    );
 }
 
 #[test]
