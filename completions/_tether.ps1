@@ -53,7 +53,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Close after receiving this many messages')
             [CompletionResult]::new('--binary-format', '--binary-format', [CompletionResultType]::ParameterName, 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too')
-            [CompletionResult]::new('--send', '--send', [CompletionResultType]::ParameterName, 'Send this message once connected, after any --on-connect messages (repeatable, in order)')
+            [CompletionResult]::new('--send', '--send', [CompletionResultType]::ParameterName, 'Send this message once connected, after any --on-connect and --on-connect-cmd messages (repeatable, in order)')
             [CompletionResult]::new('--expect', '--expect', [CompletionResultType]::ParameterName, 'Wait for a message matching this regex; each must be matched, in order (repeatable)')
             [CompletionResult]::new('--script', '--script', [CompletionResultType]::ParameterName, 'Run the steps in this scenario file (''-'' reads it from stdin); the steps: SCENARIO FILES in man tether')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Fail with exit code 6 if the whole run, connecting included, takes longer than this')

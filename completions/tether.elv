@@ -50,7 +50,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --count 'Close after receiving this many messages'
             cand --binary-format 'How to print binary messages [default: hex dump on a terminal, base64 in a pipe, hex in a pipe for a smoke test]'
             cand --color 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too'
-            cand --send 'Send this message once connected, after any --on-connect messages (repeatable, in order)'
+            cand --send 'Send this message once connected, after any --on-connect and --on-connect-cmd messages (repeatable, in order)'
             cand --expect 'Wait for a message matching this regex; each must be matched, in order (repeatable)'
             cand --script 'Run the steps in this scenario file (''-'' reads it from stdin); the steps: SCENARIO FILES in man tether'
             cand --timeout 'Fail with exit code 6 if the whole run, connecting included, takes longer than this'

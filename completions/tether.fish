@@ -55,7 +55,7 @@ raw\t''"
 complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect messages (repeatable, in order)' -r
+complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect and --on-connect-cmd messages (repeatable, in order)' -r
 complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each must be matched, in order (repeatable)' -r
 complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); the steps: SCENARIO FILES in man tether' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r

@@ -388,7 +388,8 @@ pub struct OutputArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Smoke testing")]
 pub struct SmokeArgs {
-    /// Send this message once connected, after any --on-connect messages (repeatable, in order)
+    /// Send this message once connected, after any --on-connect and --on-connect-cmd messages
+    /// (repeatable, in order)
     #[arg(long = "send", value_name = "MSG")]
     pub send: Vec<String>,
 
