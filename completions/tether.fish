@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -25,6 +25,7 @@ function __fish_tether_using_subcommand
 end
 
 complete -c tether -n "__fish_tether_needs_command" -s H -l header -d 'Add a handshake header, \'Name: value\' (repeatable); @FILE reads one header a line from FILE (at most 64 KiB; blank lines and # comments skipped), keeping secrets out of the process list' -r
+complete -c tether -n "__fish_tether_needs_command" -l header-cmd -d 'Run CMD before every dial (the first and each reconnect); each line it prints, \'Name: value\', is a handshake header for that attempt, replacing -H headers of the same name. Its output is secret' -r
 complete -c tether -n "__fish_tether_needs_command" -s s -l subprotocol -d 'Offer a subprotocol (repeatable); the one the server picks is reported' -r
 complete -c tether -n "__fish_tether_needs_command" -l origin -d 'Send this Origin header' -r
 complete -c tether -n "__fish_tether_needs_command" -s u -l user -d 'Basic authentication; userinfo in the URL works too' -r
@@ -43,6 +44,7 @@ complete -c tether -n "__fish_tether_needs_command" -l backoff-initial -d 'First
 complete -c tether -n "__fish_tether_needs_command" -l backoff-max -d 'Longest reconnect delay, jitter included' -r
 complete -c tether -n "__fish_tether_needs_command" -l max-reconnects -d 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried' -r
 complete -c tether -n "__fish_tether_needs_command" -l on-connect -d 'Send this message after every (re)connection, before anything queued (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l on-connect-cmd -d 'Run CMD before every dial, as --header-cmd does; each line it prints is a message sent once connected, after the --on-connect ones. Its output is secret: not in --json-sent, not in -vvv\'s frame payloads' -r
 complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages held while disconnected before reading input pauses' -r
 complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
 complete -c tether -n "__fish_tether_needs_command" -l linger -d 'After stdin ends, wait this long with no incoming message before closing' -r
@@ -54,7 +56,7 @@ raw\t''"
 complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect messages (repeatable, in order)' -r
+complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect and --on-connect-cmd messages (repeatable, in order)' -r
 complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each must be matched, in order (repeatable)' -r
 complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); the steps: SCENARIO FILES in man tether' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r

@@ -145,6 +145,18 @@ pub struct ConnectionArgs {
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub headers: Vec<String>,
 
+    /// Run CMD before every dial (the first and each reconnect); each line it prints,
+    /// 'Name: value', is a handshake header for that attempt, replacing -H headers of the
+    /// same name. Its output is secret
+    ///
+    /// CMD is split into words as a shell would, but no shell runs it: write sh -c '...' for
+    /// one. It runs with stdin closed and stderr shown, within --connect-timeout. A command
+    /// that fails, times out or prints anything but headers fails that attempt, which is
+    /// retried like a failed connection (exit 3 when tether gives up). Its values are
+    /// redacted at -v and in --json whatever the header's name.
+    #[arg(long, value_name = "CMD")]
+    pub header_cmd: Option<String>,
+
     /// Offer a subprotocol (repeatable); the one the server picks is reported
     #[arg(short = 's', long = "subprotocol", value_name = "NAME")]
     pub subprotocols: Vec<String>,
@@ -271,6 +283,12 @@ pub struct ResilienceArgs {
     #[arg(long, value_name = "MSG")]
     pub on_connect: Vec<String>,
 
+    /// Run CMD before every dial, as --header-cmd does; each line it prints is a message
+    /// sent once connected, after the --on-connect ones. Its output is secret: not in
+    /// --json-sent, not in -vvv's frame payloads
+    #[arg(long, value_name = "CMD")]
+    pub on_connect_cmd: Option<String>,
+
     /// Messages held while disconnected before reading input pauses
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub queue_size: usize,
@@ -385,7 +403,8 @@ pub struct OutputArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Smoke testing")]
 pub struct SmokeArgs {
-    /// Send this message once connected, after any --on-connect messages (repeatable, in order)
+    /// Send this message once connected, after any --on-connect and --on-connect-cmd messages
+    /// (repeatable, in order)
     #[arg(long = "send", value_name = "MSG")]
     pub send: Vec<String>,
 

@@ -18,6 +18,7 @@ use base64::Engine;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
+use crate::credentials::CredentialCommand;
 use crate::error::{Error, Result};
 use crate::frontend::smoke::script::{self, Action, Step};
 use crate::headers::sensitive;
@@ -97,14 +98,7 @@ pub struct ExecConfig {
 
 impl ExecConfig {
     fn parse(command: &str) -> Result<ExecConfig> {
-        let argv = shlex::split(command).ok_or_else(|| {
-            Error::Usage(format!(
-                "--exec {command:?}: an unclosed quote or a trailing backslash"
-            ))
-        })?;
-        if argv.is_empty() {
-            return Err(Error::Usage("--exec needs a command to run".into()));
-        }
+        let argv = crate::values::command_words("--exec", command)?;
         Ok(ExecConfig {
             command: command.to_owned(),
             argv,
@@ -144,6 +138,10 @@ pub struct SessionConfig {
     pub heartbeat: Heartbeat,
     pub reconnect: ReconnectPolicy,
     pub on_connect: Vec<String>,
+    /// `--header-cmd`: run before every dial, its headers that attempt's.
+    pub header_cmd: Option<CredentialCommand>,
+    /// `--on-connect-cmd`: run before every dial, its lines sent once connected.
+    pub on_connect_cmd: Option<CredentialCommand>,
     pub queue_capacity: usize,
     /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
     pub replay_window: usize,
@@ -351,8 +349,13 @@ impl ClientConfig {
         let smoke_test = is_smoke_test(&cli.smoke);
         let mut notes = Vec::new();
         let dial = DialConfig::from_args(url, &cli.connection, &cli.tls, env, &mut notes)?;
-        let mut session =
-            SessionConfig::from_args(dial, &cli.resilience, smoke_test, cli.input.echo)?;
+        let mut session = SessionConfig::from_args(
+            dial,
+            &cli.connection.header_cmd,
+            &cli.resilience,
+            smoke_test,
+            cli.input.echo,
+        )?;
         let input = InputConfig::from_args(&cli.input);
         let end = EndPolicy::from_args(&cli.input)?;
         // With --exec, what would go to stdout goes to the program's input:
@@ -551,6 +554,7 @@ impl SessionConfig {
     /// The Heartbeat and reconnect section, around the dial.
     fn from_args(
         dial: DialConfig,
+        header_cmd: &Option<String>,
         res: &cli::ResilienceArgs,
         smoke_test: bool,
         echo: bool,
@@ -561,7 +565,16 @@ impl SessionConfig {
         }
         let heartbeat = Heartbeat::from_args(res)?;
         let window = parse_size_or_zero("--replay-window", &res.replay_window)?;
+        let command = |flag, line: &Option<String>| {
+            line.as_deref()
+                .map(|line| CredentialCommand::parse(flag, line, dial.connect_timeout))
+                .transpose()
+        };
+        let header_cmd = command("--header-cmd", header_cmd)?;
+        let on_connect_cmd = command("--on-connect-cmd", &res.on_connect_cmd)?;
         Ok(SessionConfig {
+            header_cmd,
+            on_connect_cmd,
             dial,
             heartbeat,
             reconnect,
@@ -1272,13 +1285,10 @@ mod tests {
                 &["ws://h/", "--exec", "cat", "--timeout", "1s"],
                 "cannot be used with",
             ),
-            (
-                &["ws://h/", "--exec", "  "],
-                "--exec needs a command to run",
-            ),
+            (&["ws://h/", "--exec", "  "], "--exec: the command is empty"),
             (
                 &["ws://h/", "--exec", "echo 'hi"],
-                "--exec \"echo 'hi\": an unclosed quote or a trailing backslash",
+                "--exec: cannot split the command into words (an unclosed quote or a trailing backslash)",
             ),
             (
                 &["ws://h/", "--proxy", "http://p", "--no-proxy"],

@@ -59,7 +59,7 @@ pub const EXIT_CODE_TABLE: &[(u8, &str)] = &[
     (2, "usage error (bad flag, bad URL)"),
     (
         3,
-        "could not connect (DNS, TCP, connect timeout, a proxy that is down or cannot reach the server), retries exhausted or disabled",
+        "could not connect (DNS, TCP, connect timeout, a proxy that is down or cannot reach the server, a failed --header-cmd or --on-connect-cmd), retries exhausted or disabled",
     ),
     (4, "TLS failure"),
     (
@@ -143,6 +143,11 @@ pub enum Error {
 
     #[error("could not connect to {target}: no connection within {} (--connect-timeout)", crate::values::format_duration(*timeout))]
     ConnectTimeout { target: String, timeout: Duration },
+
+    /// `--header-cmd` or `--on-connect-cmd` failed on this attempt: a
+    /// connect failure (retried, exit 3). The detail never quotes its output.
+    #[error("{flag} failed: {detail}")]
+    Command { flag: &'static str, detail: String },
 
     #[error("TLS failure with {target}: {detail}")]
     Tls { target: String, detail: String },
@@ -255,7 +260,9 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) | Error::UsageHint { .. } => ExitCode::Usage,
-            Error::Connect { .. } | Error::ConnectTimeout { .. } => ExitCode::Connect,
+            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::Command { .. } => {
+                ExitCode::Connect
+            }
             Error::Tls { .. } | Error::ClientCertificate { .. } => ExitCode::Tls,
             Error::Proxy { failure, .. } if failure.transient() => ExitCode::Connect,
             Error::Proxy { .. } => ExitCode::Proxy,
@@ -295,9 +302,10 @@ impl Error {
     /// failures that another attempt cannot fix are not.
     pub fn retry(&self) -> Retry {
         match self {
-            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::ConnectionLost(_) => {
-                Retry::Backoff
-            }
+            Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::Command { .. }
+            | Error::ConnectionLost(_) => Retry::Backoff,
             Error::Proxy { failure, .. } if failure.transient() => Retry::Backoff,
             Error::Handshake {
                 status,
@@ -320,6 +328,7 @@ impl Error {
             Error::Usage(_) | Error::UsageHint { .. } => "usage",
             Error::Connect { .. } => "connect",
             Error::ConnectTimeout { .. } => "connect_timeout",
+            Error::Command { .. } => "command",
             Error::Tls { .. } | Error::ClientCertificate { .. } => "tls",
             Error::Proxy { .. } => "proxy",
             Error::Redirect { .. } => "redirect",
@@ -355,6 +364,15 @@ impl Error {
             }
             Error::Connect { .. } | Error::ConnectTimeout { .. } => {
                 Some("check the host and port, and that the server is running")
+            }
+            Error::Command {
+                flag: "--header-cmd",
+                ..
+            } => Some(
+                "run the command by hand: it must exit 0 and print one 'Name: value' header a line",
+            ),
+            Error::Command { .. } => {
+                Some("run the command by hand: it must exit 0 and print one message a line")
             }
             Error::Tls { .. } => Some(
                 "if the server uses a private CA, pass it with --cacert FILE; -k/--insecure skips verification",

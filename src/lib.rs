@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub(crate) mod credentials;
 pub mod error;
 pub(crate) mod frontend;
 pub(crate) mod generate;

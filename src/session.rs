@@ -205,7 +205,7 @@ pub struct Ending {
 }
 
 /// Messages handed to tether that the server never confirmed, by where they
-/// were when the session ended. `--on-connect` messages are not counted.
+/// were when the session ended. `--on-connect` and `--on-connect-cmd` messages are not counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Unsent {
     /// Not yet written to the socket (in the queue or the command channel).

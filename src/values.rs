@@ -63,6 +63,21 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// A command line (`--exec`, `--header-cmd`, `--on-connect-cmd`) split into
+/// words as a POSIX shell would, with no shell run: a usage error when it is
+/// empty or a quote is left open.
+pub fn command_words(flag: &str, line: &str) -> Result<Vec<String>> {
+    let words = shlex::split(line).ok_or_else(|| {
+        Error::Usage(format!(
+            "{flag}: cannot split the command into words (an unclosed quote or a trailing backslash)"
+        ))
+    })?;
+    if words.is_empty() {
+        return Err(Error::Usage(format!("{flag}: the command is empty")));
+    }
+    Ok(words)
+}
+
 /// Sizes: a number of bytes, with an optional K/KiB/M/MiB/G/GiB suffix; never 0.
 pub fn parse_size(flag: &str, raw: &str) -> Result<usize> {
     size_value(raw).ok_or_else(|| {

@@ -440,6 +440,20 @@ fn location_follows_redirects_and_credentials_stay_with_the_server_named() {
     assert_eq!(conns[0].header("x-trace"), Some("7"));
     assert_eq!(conns[0].header("authorization"), None);
     assert_eq!(seen.lock().unwrap()[2].1.as_deref(), Some("Bearer t0ken"));
+
+    // Every header --header-cmd prints is a secret, whatever its name: none
+    // goes to another server.
+    Tether::new()
+        .args(["--location", &server.url("/away")])
+        .args(["--header-cmd", "echo X-Api-Key: k3y", "-H", "X-Trace: 8"])
+        .args(["-n", "1"])
+        .stdin("away\n")
+        .run()
+        .code(0)
+        .stdout_is("away\n");
+    let conns = elsewhere.connections();
+    assert_eq!(conns[1].header("x-trace"), Some("8"));
+    assert_eq!(conns[1].header("x-api-key"), None);
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod bench_script;
 mod colour;
 mod conformance;
 mod connect;
+mod credentials;
 mod exec;
 mod eyeballs;
 mod fault_proxy;

@@ -76,3 +76,34 @@ fn the_feed_example_keeps_listening_when_stdin_is_empty() {
         .code(0)
         .stdout_is("{\"price\":1}\n");
 }
+
+#[test]
+fn the_on_connect_cmd_example_prints_the_fresh_login_then_the_echo() {
+    let script = sh_block("tether serve 127.0.0.1:9001 & server=$!")
+        .replace("9001", &free_port().to_string());
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(BIN, bin_dir.path().join("tether")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]).env("PATH", path);
+    for var in CLEARED_ENV {
+        command.env_remove(var).env_remove(var.to_lowercase());
+    }
+    let out = command.output().expect("running sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (login, rest) = stdout.split_once('\n').unwrap_or_default();
+    let pid = login.strip_prefix("login-").unwrap_or_default();
+    assert!(
+        out.status.success()
+            && !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && rest == "hi\n",
+        "the README's --on-connect-cmd example printed {stdout:?} ({:?}):\n{script}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

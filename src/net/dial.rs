@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError, UrlError};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -23,6 +23,8 @@ use crate::net::meter::{Metered, WriteProgress};
 use crate::net::proxy::{self, Route};
 use crate::net::redirect;
 use crate::net::unix::{self, Transport};
+
+type Header = (HeaderName, HeaderValue);
 
 pub type Socket = WebSocketStream<Recorded<MaybeTlsStream<Metered<Transport>>>>;
 
@@ -69,15 +71,16 @@ impl Dialer {
 
     /// Dials, and says what each HTTP exchange on the way said (also when
     /// it failed or timed out, up to where it got).
-    pub async fn dial(&self) -> (Result<Connection>, Log) {
+    /// `fresh`: this attempt's `--header-cmd` headers.
+    pub async fn dial(&self, fresh: &[Header]) -> (Result<Connection>, Log) {
         let mut log = Log::new();
-        let result = self.dial_logged(&mut log).await;
+        let result = self.dial_logged(fresh, &mut log).await;
         (result, log)
     }
 
-    async fn dial_logged(&self, log: &mut Log) -> Result<Connection> {
+    async fn dial_logged(&self, fresh: &[Header], log: &mut Log) -> Result<Connection> {
         let timeout = self.config.connect_timeout;
-        match tokio::time::timeout(timeout, self.dial_unbounded(log)).await {
+        match tokio::time::timeout(timeout, self.dial_unbounded(fresh, log)).await {
             Ok(result) => result,
             Err(_) => Err(Error::ConnectTimeout {
                 target: match self.config.proxy.route(&self.config.endpoint) {
@@ -91,13 +94,13 @@ impl Dialer {
         }
     }
 
-    async fn dial_unbounded(&self, log: &mut Log) -> Result<Connection> {
+    async fn dial_unbounded(&self, fresh: &[Header], log: &mut Log) -> Result<Connection> {
         let offered = !self.config.subprotocols.is_empty();
-        match self.dial_once(offered, log).await {
+        match self.dial_once(offered, fresh, log).await {
             // tungstenite refuses a 101 that picks none of the offered
             // subprotocols; the spec wants a warning, so dial again without.
             Err(Error::HandshakeInvalid { detail, .. }) if detail == NO_SUBPROTOCOL => {
-                let mut conn = self.dial_once(false, log).await?;
+                let mut conn = self.dial_once(false, fresh, log).await?;
                 conn.warnings.push(format!(
                     "the server accepted none of the offered subprotocols ({}); connected without one",
                     self.config.subprotocols.join(", ")
@@ -109,12 +112,20 @@ impl Dialer {
     }
 
     /// One connection, following redirects when -L asks for it.
-    async fn dial_once(&self, offer_subprotocols: bool, log: &mut Log) -> Result<Connection> {
+    async fn dial_once(
+        &self,
+        offer_subprotocols: bool,
+        fresh: &[Header],
+        log: &mut Log,
+    ) -> Result<Connection> {
         let original = &self.config.endpoint;
         let mut endpoint = original.clone();
         let mut followed = 0;
         loop {
-            let (status, location) = match self.request(&endpoint, offer_subprotocols, log).await? {
+            let (status, location) = match self
+                .request(&endpoint, offer_subprotocols, fresh, log)
+                .await?
+            {
                 Step::Connected(socket, progress, subprotocol) => {
                     // Judged by where the chain ends: the user asked for TLS.
                     let warnings = if original.tls && !endpoint.tls {
@@ -160,6 +171,7 @@ impl Dialer {
         &self,
         endpoint: &Endpoint,
         offer_subprotocols: bool,
+        fresh: &[Header],
         log: &mut Log,
     ) -> Result<Step> {
         let transport = match &endpoint.unix {
@@ -213,11 +225,21 @@ impl Dialer {
             })?;
         let trusted = redirect::same_origin(&self.config.endpoint, endpoint);
         let headers = request.headers_mut();
+        // A header --header-cmd printed replaces the -H ones of its name.
+        // Its values are all secrets: they follow redirects only as
+        // Authorization does, and are redacted whatever their name.
+        let replaced = |name: &HeaderName| fresh.iter().any(|(n, _)| n == name);
         for (name, value) in &self.config.headers {
-            if trusted || !is_secret_header(name.as_str()) {
+            if (trusted || !is_secret_header(name.as_str())) && !replaced(name) {
                 headers.append(name.clone(), value.clone());
             }
         }
+        if trusted {
+            for (name, value) in fresh {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let secret_names: Vec<&str> = fresh.iter().map(|(n, _)| n.as_str()).collect();
         if offer_subprotocols {
             let list = self.config.subprotocols.join(", ");
             // Validated as tokens in config, so always a valid header value.
@@ -226,7 +248,7 @@ impl Dialer {
             }
         }
 
-        if let Some(head) = request_head(&request) {
+        if let Some(head) = request_head(&request, &secret_names) {
             handshake::trace(&head.lines());
             log.push(Exchange {
                 peer: Peer::Server,
@@ -299,14 +321,17 @@ impl Dialer {
 
 /// The request as tungstenite will write it: its own serialisation, of a
 /// copy (a request is not `Clone`).
-fn request_head(request: &tungstenite::handshake::client::Request) -> Option<handshake::Request> {
+fn request_head(
+    request: &tungstenite::handshake::client::Request,
+    secret: &[&str],
+) -> Option<handshake::Request> {
     let mut copy = tungstenite::handshake::client::Request::new(());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     let (bytes, _key) = tungstenite::handshake::client::generate_request(copy).ok()?;
-    handshake::Request::parse(&bytes)
+    handshake::Request::parse(&bytes, secret)
 }
 
 /// `identity`: whether `--cert/--key` were given.

@@ -94,13 +94,14 @@ fn shown_redacted(name: &str) -> bool {
     is_secret_header(&name) || !public && SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
 }
 
-/// Headers as shown: names as sent, values as text with secrets redacted.
-/// A redirect's `Location` is a URL, which may hold userinfo or a token.
-fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+/// Headers as shown: names as sent, values as text with secrets redacted
+/// (those of the names in `secret` too, whatever they are). A redirect's `Location` is a URL, which may hold userinfo or a token.
+fn shown_headers(headers: &[httparse::Header<'_>], secret: &[&str]) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|h| {
-            let value = if shown_redacted(h.name) {
+            let named = secret.iter().any(|s| s.eq_ignore_ascii_case(h.name));
+            let value = if named || shown_redacted(h.name) {
                 REDACTED.to_owned()
             } else if h.name.eq_ignore_ascii_case("location")
                 || h.name.eq_ignore_ascii_case("content-location")
@@ -116,8 +117,10 @@ fn shown_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
 }
 
 impl Request {
-    /// The head of a request tether wrote (it is always complete HTTP).
-    pub fn parse(bytes: &[u8]) -> Option<Request> {
+    /// The head of a request tether wrote (it is always complete HTTP);
+    /// `secret` names headers redacted besides the usual ones
+    /// (`--header-cmd`'s).
+    pub fn parse(bytes: &[u8], secret: &[&str]) -> Option<Request> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(bytes) {
@@ -125,7 +128,7 @@ impl Request {
                 method: request.method?.to_owned(),
                 target: redact_url(request.path?).into_owned(),
                 version: version(request.version),
-                headers: shown_headers(request.headers),
+                headers: shown_headers(request.headers, secret),
             }),
             _ => None,
         }
@@ -161,7 +164,7 @@ impl Response {
                 version: version(response.version),
                 status: response.code?,
                 reason: reason_phrase(bytes),
-                headers: shown_headers(response.headers),
+                headers: shown_headers(response.headers, &[]),
             }),
             _ => None,
         }
@@ -270,7 +273,8 @@ mod tests {
     fn heads_keep_order_duplicates_and_spelling_and_lose_their_secrets() {
         let request = Request::parse(
             b"GET /feed?token=abc&room=1 HTTP/1.1\r\nHost: h:1\r\nAuthorization: Bearer s3cret\r\n\
-              cookie: a=1\r\nX-Team: blue\r\nX-Team: red\r\n\r\n",
+              cookie: a=1\r\nX-Team: blue\r\nX-Team: red\r\nX-Fresh: s3cret\r\n\r\n",
+            &["x-fresh"],
         )
         .unwrap();
         assert_eq!(
@@ -282,6 +286,7 @@ mod tests {
                 "> cookie: <redacted>",
                 "> X-Team: blue",
                 "> X-Team: red",
+                "> X-Fresh: <redacted>",
             ]
         );
         let response = Response::parse(
@@ -301,6 +306,7 @@ mod tests {
         let custom = Request::parse(
             b"GET / HTTP/1.1\r\nSec-WebSocket-Key: k==\r\nx-api-key: s1\r\nX-Auth-Token: s2\r\n\
               X-Session-Id: s3\r\nX-Request-Id: r\r\nAccess-Control-Allow-Credentials: true\r\n\r\n",
+            &[],
         )
         .unwrap();
         assert_eq!(

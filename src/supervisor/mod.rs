@@ -107,6 +107,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
             .iter()
             .map(|m| Message::text(m.as_str()))
             .collect(),
+        fresh_on_connect: Vec::new(),
         outbox: Outbox::new(config.queue_capacity, config.replay_window),
         url: dialer.target(),
         dialer,
@@ -152,6 +153,9 @@ struct Supervisor {
     send_credit: Arc<Credit>,
     backoff: Backoff,
     on_connect: Vec<Message>,
+    /// This connection's `--on-connect-cmd` messages, sent after
+    /// `on_connect`: secrets, never traced or reported.
+    fresh_on_connect: Vec<Message>,
     outbox: Outbox,
     /// The Close asked for (or the interrupt's); it waits until every written
     /// message is confirmed, unless interrupted.
@@ -232,7 +236,8 @@ impl Supervisor {
             let failure = match self.dial().await {
                 Err(ending) => return ending,
                 Ok(Err(err)) => err,
-                Ok(Ok(conn)) => {
+                Ok(Ok((conn, fresh_on_connect))) => {
+                    self.fresh_on_connect = fresh_on_connect;
                     self.last_failure = None;
                     for warning in conn.warnings {
                         self.emitter.emit(Event::Warning(warning));
@@ -437,15 +442,29 @@ impl Supervisor {
         self.finish(ending).await
     }
 
-    /// Dials while still taking commands. `Err` means the session ended
-    /// meanwhile.
+    /// Runs `--header-cmd` and `--on-connect-cmd`, then dials with what
+    /// they printed, while still taking commands. `Err` means the session
+    /// ended meanwhile (the commands are killed if still running).
     async fn dial(
         &mut self,
-    ) -> std::result::Result<Result<crate::net::dial::Connection>, Result<Ending>> {
+    ) -> std::result::Result<Result<(crate::net::dial::Connection, Vec<Message>)>, Result<Ending>>
+    {
         const REASON: &str = "closed before connecting";
         let dialer = Arc::clone(&self.dialer);
         let shared = Arc::clone(&self.shared);
-        let dial = dialer.dial();
+        let header_cmd = self.config.header_cmd.clone();
+        let on_connect_cmd = self.config.on_connect_cmd.clone();
+        let dial = async move {
+            let fresh =
+                match crate::credentials::fresh(header_cmd.as_ref(), on_connect_cmd.as_ref()).await
+                {
+                    Ok(fresh) => fresh,
+                    Err(err) => return (Err(err), Vec::new()),
+                };
+            let (result, log) = dialer.dial(&fresh.headers).await;
+            let messages = fresh.messages.into_iter().map(Message::text).collect();
+            (result.map(|conn| (conn, messages)), log)
+        };
         tokio::pin!(dial);
         loop {
             if let Some(end) = self.offline_end(REASON).await {
@@ -713,7 +732,21 @@ impl Connection {
                 self.writer.sent.push((message.clone(), false));
             }
         }
-        self.writer.unflushed.frames = !sv.on_connect.is_empty();
+        for message in std::mem::take(&mut sv.fresh_on_connect) {
+            let written = if self.writer.trace.on() {
+                self.writer.trace_auto_pong();
+                let written = self.writer.sink.feed(message.clone()).await;
+                self.writer.trace.secret_frame(Dir::Out, &message);
+                written
+            } else {
+                self.writer.sink.feed(message).await
+            };
+            if let Err(err) = written {
+                return ConnectionEnd::Lost(lost(err));
+            }
+            self.writer.unflushed.frames = true;
+        }
+        self.writer.unflushed.frames |= !sv.on_connect.is_empty();
         let shared = Arc::clone(&sv.shared);
 
         loop {

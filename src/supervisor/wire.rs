@@ -57,6 +57,15 @@ impl Trace {
             tracing::trace!(target: TARGET, "{line}");
         }
     }
+
+    /// Traces a frame whose payload is a secret (`--on-connect-cmd`'s
+    /// messages): its length, never its payload, even at `-vvv`.
+    pub fn secret_frame(self, dir: Dir, message: &Message) {
+        if self.on() {
+            let line = line(dir, message, false, false);
+            tracing::trace!(target: TARGET, "{line}");
+        }
+    }
 }
 
 /// `> text 17 bytes`, `< ping 4 bytes "abcd"`, `> close 1000 "bye"`.

@@ -123,7 +123,7 @@ async fn http_connect(
         request.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
     }
     request.push_str("\r\n");
-    if let Some(head) = handshake::Request::parse(request.as_bytes()) {
+    if let Some(head) = handshake::Request::parse(request.as_bytes(), &[]) {
         handshake::trace(&head.lines());
         log.push(Exchange {
             peer: Peer::Proxy,
