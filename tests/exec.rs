@@ -37,10 +37,8 @@ async def handler(ws):
         await ws.send(json.dumps({"type": "ping", "id": n}))
         answer = json.loads(await ws.recv())
         print(f"{answer['type']} {answer['id']}", flush=True)
-    # Not at once: the stdin reader counts a record it has just handed over
-    # as its own until it runs again (a race of io/input.rs, pipe mode's too),
-    # and a close in that instant would count the last pong as unsent.
-    await asyncio.sleep(0.2)
+    # At once: the last pong has just been handed over by the reader thread,
+    # and must not be counted as unsent (see supervisor::handle's tests).
     await ws.close(1000, "all answered")
 "#;
 

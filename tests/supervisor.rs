@@ -631,9 +631,13 @@ async fn an_interrupt_ends_the_session_within_the_close_timeout_even_when_nothin
     let stdin = std::thread::spawn({
         let sender = handle.blocking_sender();
         let sent = std::sync::Arc::clone(&sent);
+        let not_queued = supervisor::NotQueued::default();
         move || {
             let record = Payload::Binary(vec![3u8; 16 << 10].into());
-            while sender.send_batch(vec![record.clone(); 4]).is_ok() {
+            while sender
+                .send_batch(vec![record.clone(); 4], &not_queued)
+                .is_ok()
+            {
                 sent.fetch_add(4, std::sync::atomic::Ordering::SeqCst);
             }
         }

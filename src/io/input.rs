@@ -5,8 +5,6 @@
 //! credit), so memory stays flat however large the records are.
 
 use std::io::Read;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -16,29 +14,10 @@ use crate::config::InputConfig;
 use crate::error::Error;
 use crate::session::Payload;
 use crate::supervisor::BlockingSender;
+pub use crate::supervisor::NotQueued;
 
 /// How stdin ended: the number of records read, or why reading stopped.
 pub type InputEnd = Result<u64, Error>;
-
-/// Records read from stdin and not (yet) handed to the supervisor: what the
-/// session loses of stdin if it ends now. Up to date whenever the reader
-/// waits, so it can be read without waiting for a reader blocked on stdin.
-#[derive(Clone, Debug, Default)]
-pub struct NotQueued(Arc<AtomicUsize>);
-
-impl NotQueued {
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
-
-    fn add(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::AcqRel);
-    }
-
-    fn sub(&self, n: usize) {
-        self.0.fetch_sub(n, Ordering::AcqRel);
-    }
-}
 
 /// Starts the reader. At the end of input it asks the supervisor to drain,
 /// and reports how input ended on the returned channel.
@@ -96,7 +75,7 @@ impl Batch<'_> {
     fn push(&mut self, payload: Payload) {
         self.bytes += payload.len();
         self.records.push(payload);
-        self.not_queued.add(1);
+        self.not_queued.read(1);
     }
 
     /// False when the session is over: nobody is left to send to, and the
@@ -107,14 +86,9 @@ impl Batch<'_> {
             return true;
         }
         self.bytes = 0;
-        let sent = self
-            .sender
-            .send_batch(std::mem::take(&mut self.records))
-            .is_ok();
-        if sent {
-            self.not_queued.sub(n);
-        }
-        sent
+        self.sender
+            .send_batch(std::mem::take(&mut self.records), self.not_queued)
+            .is_ok()
     }
 }
 
@@ -212,7 +186,7 @@ fn pump(
         if batch.records.len() >= BATCH && !batch.send() {
             // The session is over; the records read along with these count
             // as not queued too.
-            not_queued.add(unsent_records(config, &buf, eof));
+            not_queued.read(unsent_records(config, &buf, eof));
             return Ok(records);
         }
     }

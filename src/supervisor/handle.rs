@@ -238,15 +238,22 @@ impl Permit<'_> {
 
 impl BlockingSender {
     /// Waits (blocking the thread) for credit and a slot, then queues the
-    /// batch in order.
-    pub fn send_batch(&self, batch: Vec<Payload>) -> std::result::Result<(), Gone> {
+    /// batch in order. Its records leave `not_queued` as they are counted
+    /// as queued, never after: a session ending meanwhile sees each record
+    /// in one of the two counts, not in both (the supervisor may confirm a
+    /// batch before this thread runs again) nor in neither.
+    pub fn send_batch(
+        &self,
+        batch: Vec<Payload>,
+        not_queued: &NotQueued,
+    ) -> std::result::Result<(), Gone> {
         if batch.is_empty() {
             return Ok(());
         }
         self.credit.wait_blocking();
         let bytes = batch.iter().map(Payload::len).sum();
         self.credit.take(bytes);
-        self.send(batch, bytes)
+        self.send(batch, bytes, not_queued)
     }
 
     /// Whether `pending` more bytes fit in the send credit now.
@@ -282,19 +289,49 @@ impl BlockingSender {
         (sender, rx, credit)
     }
 
-    fn send(&self, batch: Vec<Payload>, bytes: usize) -> std::result::Result<(), Gone> {
+    fn send(
+        &self,
+        batch: Vec<Payload>,
+        bytes: usize,
+        not_queued: &NotQueued,
+    ) -> std::result::Result<(), Gone> {
         let n = batch.len();
         self.shared.queued(n);
+        not_queued.handed(n);
         let command = if n == 1 {
             Command::Send(batch.into_iter().next().expect("one"))
         } else {
             Command::SendMany(batch)
         };
         self.commands.blocking_send(command).map_err(|_| {
+            // Back to not queued before leaving the queued count.
+            not_queued.read(n);
             self.shared.taken(n);
             self.credit.give(bytes);
             Gone
         })
+    }
+}
+
+/// Records a producer thread (stdin, an `--exec` program's output) has read
+/// and not (yet) handed to the supervisor: what the session loses of its
+/// input if it ends now. Up to date whenever the reader waits, so it can be
+/// read without waiting for a reader blocked on its input.
+#[derive(Clone, Debug, Default)]
+pub struct NotQueued(Arc<AtomicUsize>);
+
+impl NotQueued {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// `n` more records were read.
+    pub fn read(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn handed(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -323,5 +360,45 @@ impl Events {
         if let Some(payload) = event.and_then(Event::credited) {
             self.credit.give(payload.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A session that ends while the stdin thread hands a batch over must
+    /// see each record once: as not queued, or as queued (in the channel),
+    /// never in both and never in neither.
+    #[test]
+    fn a_record_leaves_not_queued_only_once_it_counts_as_queued() {
+        let (sender, rx, _credit) = BlockingSender::for_tests(1, 1 << 20);
+        let shared = Arc::clone(&sender.shared);
+        let not_queued = NotQueued::default();
+        not_queued.read(2);
+        sender
+            .send_batch(vec![Payload::text("one")], &not_queued)
+            .unwrap();
+        assert_eq!((not_queued.get(), shared.in_channel()), (1, 1));
+
+        // The channel is full: the next hand-over blocks, its record counted
+        // as queued already.
+        let blocked = std::thread::spawn({
+            let not_queued = not_queued.clone();
+            move || sender.send_batch(vec![Payload::text("two")], &not_queued)
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared.in_channel() < 2 {
+            assert!(Instant::now() < deadline, "the hand-over never started");
+            std::thread::yield_now();
+        }
+        assert_eq!(not_queued.get(), 0);
+
+        // Nobody takes it: it is not queued again, and no longer queued.
+        drop(rx);
+        assert!(blocked.join().unwrap().is_err());
+        assert_eq!((not_queued.get(), shared.in_channel()), (1, 1));
     }
 }

@@ -38,7 +38,7 @@ pub use self::backoff::Backoff;
 pub use self::credit::Credit;
 use self::emitter::Emitter;
 use self::handle::Shared;
-pub use self::handle::{BlockingSender, Events, Gone, Handle, Permit};
+pub use self::handle::{BlockingSender, Events, Gone, Handle, NotQueued, Permit};
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
 use self::spin::Spin;
