@@ -1,7 +1,7 @@
 //! The steps runner: starts each step, matches received messages against
 //! expectations, and reaches the verdict.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use base64::Engine;
@@ -95,6 +95,8 @@ pub(super) struct Runner<'a> {
     pub(super) verdict: Option<Verdict>,
     pub(super) verdict_at: Option<Instant>,
     pub(super) failed_step: Option<usize>,
+    /// Values captured by passed steps, for later templates.
+    pub(super) vars: HashMap<String, String>,
 }
 
 impl<'a> Runner<'a> {
@@ -133,6 +135,7 @@ impl<'a> Runner<'a> {
             verdict: None,
             verdict_at: None,
             failed_step: None,
+            vars: HashMap::new(),
         }
     }
 
@@ -214,6 +217,13 @@ impl<'a> Runner<'a> {
                 let _ = s.handle().drain().await;
                 Pending::Delivery
             }
+            Action::SendTemplate(template) => {
+                let text = template.render(|name| self.vars.get(name).map(String::as_str));
+                self.drained = false;
+                let _ = s.handle().send(Payload::text(text)).await;
+                let _ = s.handle().drain().await;
+                Pending::Delivery
+            }
             Action::Expect(_) => Pending::Message,
             Action::Wait(duration) => Pending::Until(Instant::now() + *duration),
             Action::Ping(_) => {
@@ -229,15 +239,15 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The next unexamined message that matches; with `--strict`, the first
-    /// one that does not is an error.
+    /// The next unexamined message that matches, its captures kept; with
+    /// `--strict`, the first one that does not is an error.
     pub(super) fn examine(
         &mut self,
         expectation: &Expectation,
     ) -> Option<std::result::Result<Seen, Seen>> {
         while let Some(seen) = self.inbox.pop_front() {
-            let eligible = seen.binary || !expectation.binary_only;
-            if eligible && expectation.pattern.is_match(&seen.form) {
+            if let Some(captured) = captures_of(expectation, &seen) {
+                self.vars.extend(captured);
                 return Some(Ok(seen));
             }
             if self.smoke.strict {
@@ -507,6 +517,21 @@ impl<'a> Runner<'a> {
             Some(Verdict::Fail(err)) => Err(err),
         }
     }
+}
+
+/// The captures of a message that matches `expectation`: `None` when it
+/// does not, or when a capture finds no value in it (the message is not
+/// the one the step is waiting for).
+fn captures_of(expectation: &Expectation, seen: &Seen) -> Option<Vec<(String, String)>> {
+    if !expectation.eligible(seen.binary) {
+        return None;
+    }
+    let found = expectation.matcher.matches(&seen.form)?;
+    expectation
+        .captures
+        .iter()
+        .map(|c| Some((c.name.clone(), found.capture(&c.source)?)))
+        .collect()
 }
 
 /// The form of a message that smoke-test expectations match: text as it

@@ -1,0 +1,262 @@
+//! Matching messages as text, regex or jq (`--expect-text`, `--expect`,
+//! `--expect-json` and their scenario steps), captures and templates, end to
+//! end: the real binary against the in-process echo server and Python
+//! `websockets` servers that speak a small JSON protocol.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::python::PythonServer;
+use crate::support::{Server, Tether};
+
+const HARNESS_DEADLINE: Duration = Duration::from_secs(20);
+
+fn write_script(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("scenario.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn json_and_text_expectations_match_what_a_regex_cannot() {
+    let server = Server::echo();
+    Tether::new()
+        .args([
+            &server.url("/"),
+            "--send",
+            r#"{"sum": 5}"#,
+            "--send",
+            "1+1=2",
+        ])
+        .args(["--expect-json", ".sum == 5", "--expect-text", "1+1=2"])
+        .args(["--timeout", "10s"])
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0)
+        .stdout_is("{\"sum\": 5}\n1+1=2\n")
+        .stderr_has("smoke test passed: 4 steps");
+}
+
+#[test]
+fn expectations_from_different_flags_keep_the_order_they_were_given() {
+    let server = Server::echo();
+    let base = [server.url("/"), "--send".into(), "first".into()];
+    let base = base
+        .iter()
+        .map(String::as_str)
+        .chain(["--send", r#"{"n":2}"#, "--strict"]);
+    let base: Vec<&str> = base.chain(["--timeout", "10s"]).collect();
+    Tether::new()
+        .args(&base)
+        .args(["--expect-text", "first", "--expect-json", ".n == 2"])
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0);
+    // The JSON one first: "first" arrives while it waits, and --strict fails it.
+    let run = Tether::new()
+        .args(&base)
+        .args(["--expect-json", ".n == 2", "--expect-text", "first"])
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(7);
+    assert_eq!(
+        run.error_line(),
+        "tether: error: expectation not met: --expect-json '.n == 2': message #1 did not match \
+         it (--strict): first, after waiting 0 ms"
+            .replace("0 ms", &waited(run.error_line())),
+        "{}",
+        run.describe()
+    );
+}
+
+/// The "after waiting N ms" of a diagnostic, which varies.
+fn waited(line: &str) -> String {
+    let at = line.rfind("after waiting ").expect("a wait") + "after waiting ".len();
+    line[at..].to_owned()
+}
+
+#[test]
+fn a_regex_that_does_not_compile_suggests_expect_text() {
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--expect", r#"{"sum": 5}"#])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --expect \"{\\\"sum\\\": 5}\" is not a valid regex: repetition operator \
+         missing expression (to match it as plain text, use --expect-text)\n"
+    );
+}
+
+#[test]
+fn an_invalid_jq_filter_is_a_usage_error_naming_it() {
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--expect-json", ".sum =="])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --expect-json \".sum ==\" is not a valid jq filter: expected term at the end\n"
+    );
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--expect-json", "nosuch"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --expect-json \"nosuch\" is not a valid jq filter: filter nosuch is not defined\n"
+    );
+}
+
+/// Hands out a fresh session id, and answers only requests that carry it
+/// and the token; anything else is closed with 4001 or 4003.
+const SESSIONS: &str = r#"
+import asyncio, json, secrets
+import websockets
+
+async def handler(ws):
+    session = secrets.token_hex(8)
+    await ws.send(json.dumps({"op": "hello"}))
+    await ws.send(json.dumps({"op": "welcome", "session": session}))
+    async for message in ws:
+        request = json.loads(message)
+        if request.get("session") != session:
+            await ws.close(4001, "unknown session")
+            return
+        if request.get("token") != "t0ken-from-ci":
+            await ws.close(4003, "bad token")
+            return
+        await ws.send(json.dumps({"op": "ok", "id": request["id"]}))
+"#;
+
+const SESSION_SCENARIO: &str = r#"expect-json .op == "welcome" capture session=.session
+send {"op":"auth","session":"{{session}}","token":"{{env.WS_TOKEN}}","id":1}
+expect-json .op == "ok" and .id == 1
+"#;
+
+#[test]
+fn a_captured_session_id_and_a_token_from_the_environment_go_into_a_later_send() {
+    let server = PythonServer::start(SESSIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), SESSION_SCENARIO);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--timeout", "10s", "-v"])
+        .env("WS_TOKEN", "t0ken-from-ci")
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(0)
+        .stderr_has("smoke test passed: 3 steps")
+        // The step is reported as written: the token is not in the log.
+        .stderr_has("\"token\":\"{{env.WS_TOKEN}}\"")
+        .stderr_lacks("t0ken-from-ci");
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 3, "{}", run.describe());
+    assert_eq!(lines[0], r#"{"op": "hello"}"#);
+    assert!(
+        lines[1].starts_with(r#"{"op": "welcome", "session": ""#),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], r#"{"op": "ok", "id": 1}"#);
+}
+
+#[test]
+fn without_the_capture_the_same_server_refuses_and_the_run_fails() {
+    let server = PythonServer::start(SESSIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(
+        dir.path(),
+        &SESSION_SCENARIO
+            .replace(" capture session=.session", "")
+            .replace("{{session}}", "s"),
+    );
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--timeout", "10s"])
+        .env("WS_TOKEN", "t0ken-from-ci")
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    // Exit 9: the server closed without confirming what it was sent.
+    run.code(9)
+        .stderr_has(&format!(
+            "the smoke test stopped at {}:3 (expect-json .op == \"ok\" and .id == 1)",
+            script.display()
+        ))
+        .stderr_has("server closed the connection with code 4001 (\"unknown session\")");
+}
+
+#[test]
+fn a_missing_variable_is_a_usage_error_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), "send {\"s\":\"{{session}}\"}\n");
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--script"])
+        .arg(&script)
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: {}:1: {{{{session}}}} is not captured by an earlier step (capture it \
+             with e.g. expect-json FILTER capture session=.session, or use {{{{env.session}}}})\n",
+            script.display()
+        )
+    );
+    let script = write_script(dir.path(), SESSION_SCENARIO);
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--script"])
+        .arg(&script)
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: {}:2: {{{{env.WS_TOKEN}}}}: the environment variable WS_TOKEN is not set\n",
+            script.display()
+        )
+    );
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--send", "{{id}}"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --send '{{id}}': {{id}} cannot be filled in: --send messages go out \
+         before any expectation captures a value (use a --script with capture, or {{env.id}})\n"
+    );
+}
+
+#[test]
+fn send_and_on_connect_take_values_from_the_environment() {
+    let server = Server::echo();
+    Tether::new()
+        .args([&server.url("/"), "--on-connect", r#"{"token":"{{env.T}}"}"#])
+        .args(["--send", "user {{env.U}}"])
+        .args([
+            "--expect-json",
+            r#".token == "abc""#,
+            "--expect-text",
+            "user me",
+        ])
+        .args(["--timeout", "10s"])
+        .env("T", "abc")
+        .env("U", "me")
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0)
+        .stdout_is("{\"token\":\"abc\"}\nuser me\n");
+    let run = Tether::new()
+        .args([&server.url("/"), "--on-connect", "{{env.NOT_SET_AT_ALL}}"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --on-connect '{{env.NOT_SET_AT_ALL}}': {{env.NOT_SET_AT_ALL}}: the \
+         environment variable NOT_SET_AT_ALL is not set\n"
+    );
+}
