@@ -260,3 +260,46 @@ fn send_and_on_connect_take_values_from_the_environment() {
          environment variable NOT_SET_AT_ALL is not set\n"
     );
 }
+
+#[test]
+fn a_failed_json_expectation_shows_what_its_filter_made_of_each_message() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([
+            &server.url("/"),
+            "--send",
+            r#"{"sum":4}"#,
+            "--send",
+            "hello",
+        ])
+        .args(["--send", "[1]", "--send", r#"{"sum":null}"#])
+        .args(["--expect-json", ".sum == 5", "--timeout", "1s"])
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(6);
+    let error = run
+        .stderr
+        .split_once("tether: error: ")
+        .expect("an error")
+        .1;
+    assert_eq!(
+        error.replacen(
+            &waited(error.lines().next().unwrap()),
+            "N ms for --expect-json '.sum == 5'",
+            1
+        ),
+        "deadline reached: --timeout 1s ran out after waiting N ms for --expect-json '.sum == 5'
+  4 messages were received:
+    #1: {\"sum\":4}
+      .sum == 5 gave: false
+    #2: hello
+      .sum == 5 gave: not JSON
+    #3: [1]
+      .sum == 5 gave: error: cannot index [1] with \"sum\"
+    #4: {\"sum\":null}
+      .sum == 5 gave: false
+",
+        "{}",
+        run.describe()
+    );
+}
