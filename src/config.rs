@@ -707,7 +707,11 @@ impl SmokeConfig {
             }
             None => (flag_steps(args, env)?, None),
         };
-        if args.strict && !steps.iter().any(|s| matches!(s.action, Action::Expect(_))) {
+        if args.strict
+            && !steps
+                .iter()
+                .any(|s| matches!(s.action, Action::Expect(_) | Action::ExpectAnyOrder(_)))
+        {
             return Err(strict_without_expectations());
         }
         let sends = steps

@@ -303,3 +303,118 @@ fn a_failed_json_expectation_shows_what_its_filter_made_of_each_message() {
         run.describe()
     );
 }
+
+/// Answers three requests only once all three are in, last first, and
+/// never answers an id in `SKIP`; then echoes `echo` requests.
+const OUT_OF_ORDER: &str = r#"
+import asyncio, json
+import websockets
+
+SKIP = {SKIPPED}
+
+async def handler(ws):
+    pending = []
+    async for message in ws:
+        request = json.loads(message)
+        if "echo" in request:
+            await ws.send(json.dumps({"echo": request["echo"]}))
+            continue
+        pending.append(request)
+        if len(pending) == 3:
+            for r in reversed(pending):
+                if r["id"] not in SKIP:
+                    await ws.send(json.dumps({"id": r["id"], "value": "v%d" % r["id"]}))
+"#;
+
+const ANY_ORDER_SCENARIO: &str = r#"send {"id":1}
+send {"id":2}
+send {"id":3}
+expect-any-order
+  expect-json .id == 1 capture one=.value
+  expect-json .id == 2
+  expect-text "id": 3
+end
+send {"echo":"{{one}}"}
+expect-json .echo == "v1"
+"#;
+
+#[test]
+fn replies_that_come_in_any_order_meet_an_expect_any_order_block() {
+    let server = PythonServer::start(&OUT_OF_ORDER.replace("{SKIPPED}", "set()"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), ANY_ORDER_SCENARIO);
+    Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--strict", "--timeout", "10s"])
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0)
+        .stdout_is(
+            "{\"id\": 3, \"value\": \"v3\"}\n{\"id\": 2, \"value\": \"v2\"}\n\
+             {\"id\": 1, \"value\": \"v1\"}\n{\"echo\": \"v1\"}\n",
+        )
+        .stderr_has("smoke test passed: 6 steps");
+}
+
+#[test]
+fn an_any_order_block_that_times_out_names_what_is_still_missing() {
+    let server = PythonServer::start(&OUT_OF_ORDER.replace("{SKIPPED}", "{2}"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), ANY_ORDER_SCENARIO);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--timeout", "2s"])
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(6);
+    let line = run.error_line();
+    assert_eq!(
+        line.replacen(&waited(line), "N s for", 1),
+        format!("tether: error: deadline reached: --timeout 2s ran out after waiting N s for"),
+        "{}",
+        run.describe()
+    );
+    run.stderr_has(&format!(
+        " for {}:4 (expect-any-order, 2 of 3 met; still missing: expect-json .id == 2 (line 6))\n  2 messages were received:",
+        script.display()
+    ));
+}
+
+#[test]
+fn any_order_block_mistakes_name_their_line() {
+    let cases = [
+        (
+            "expect-any-order\nexpect x\n",
+            "1: this expect-any-order block has no end",
+        ),
+        (
+            "expect-any-order\nsend x\nend\n",
+            "2: only expect steps can be in the expect-any-order block of line 1 (end it first)",
+        ),
+        ("end\n", "1: end without an expect-any-order block to end"),
+        (
+            "expect-any-order\nend\n",
+            "2: the expect-any-order block of line 1 has no expect steps",
+        ),
+        (
+            "expect-any-order\nexpect-any-order\n",
+            "2: expect-any-order blocks do not nest (one is open since line 1)",
+        ),
+    ];
+    for (text, want) in cases {
+        let run = Tether::new()
+            .args(["ws://127.0.0.1:1/", "--script", "-"])
+            .stdin(text)
+            .run();
+        run.code(2);
+        assert_eq!(
+            run.stderr,
+            format!("tether: error: <stdin>:{want}\n"),
+            "{text:?}"
+        );
+    }
+}

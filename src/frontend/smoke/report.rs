@@ -85,10 +85,42 @@ impl Runner<'_> {
 
     /// How diagnostics name a step: the flag, or the script's file and line.
     pub(super) fn label(&self, step: &Step) -> String {
-        match (&self.smoke.script, step.line) {
-            (Some(script), Some(line)) => format!("{script}:{line} ({})", step.text),
+        let text = match &step.action {
+            Action::ExpectAnyOrder(members) => self.any_order_text(step, members),
             _ => step.text.clone(),
+        };
+        match (&self.smoke.script, step.line) {
+            (Some(script), Some(line)) => format!("{script}:{line} ({text})"),
+            _ => text,
         }
+    }
+
+    /// An `expect-any-order` block in a diagnostic: while it waits, how
+    /// many of its steps are met and which are still missing.
+    fn any_order_text(&self, step: &Step, members: &[Step]) -> String {
+        let current = self
+            .steps()
+            .get(self.cursor)
+            .is_some_and(|c| std::ptr::eq(c, step));
+        if !current || self.met.len() != members.len() {
+            return step.text.clone();
+        }
+        let missing: Vec<String> = members
+            .iter()
+            .zip(&self.met)
+            .filter(|(_, met)| !**met)
+            .map(|(m, _)| match m.line {
+                Some(line) => format!("{} (line {line})", m.text),
+                None => m.text.clone(),
+            })
+            .collect();
+        format!(
+            "{}, {} of {} met; still missing: {}",
+            step.text,
+            members.len() - missing.len(),
+            members.len(),
+            missing.join(", ")
+        )
     }
 
     /// The last messages; while a jq expectation waits, each with what its

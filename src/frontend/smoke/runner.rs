@@ -97,6 +97,8 @@ pub(super) struct Runner<'a> {
     pub(super) failed_step: Option<usize>,
     /// Values captured by passed steps, for later templates.
     pub(super) vars: HashMap<String, String>,
+    /// Which steps of the current `expect-any-order` block are met.
+    pub(super) met: Vec<bool>,
 }
 
 impl<'a> Runner<'a> {
@@ -122,7 +124,7 @@ impl<'a> Runner<'a> {
             last_expect: smoke
                 .steps
                 .iter()
-                .rposition(|s| matches!(s.action, Action::Expect(_))),
+                .rposition(|s| matches!(s.action, Action::Expect(_) | Action::ExpectAnyOrder(_))),
             received: 0,
             sent: 0,
             rtt: RttStats::default(),
@@ -136,6 +138,7 @@ impl<'a> Runner<'a> {
             verdict_at: None,
             failed_step: None,
             vars: HashMap::new(),
+            met: Vec::new(),
         }
     }
 
@@ -164,10 +167,12 @@ impl<'a> Runner<'a> {
                     self.pass(s, Detail::default());
                 }
                 Pending::Message => {
-                    let Action::Expect(expectation) = &step.action else {
-                        unreachable!("only expect steps wait for messages")
+                    let examined = match &step.action {
+                        Action::Expect(expectation) => self.examine(expectation),
+                        Action::ExpectAnyOrder(members) => self.examine_any_order(members),
+                        _ => unreachable!("only expect steps wait for messages"),
                     };
-                    match self.examine(expectation) {
+                    match examined {
                         Some(Ok(seen)) => self.pass(
                             s,
                             Detail {
@@ -225,6 +230,10 @@ impl<'a> Runner<'a> {
                 Pending::Delivery
             }
             Action::Expect(_) => Pending::Message,
+            Action::ExpectAnyOrder(members) => {
+                self.met = vec![false; members.len()];
+                Pending::Message
+            }
             Action::Wait(duration) => Pending::Until(Instant::now() + *duration),
             Action::Ping(_) => {
                 self.pong = None;
@@ -252,6 +261,38 @@ impl<'a> Runner<'a> {
             }
             if self.smoke.strict {
                 return Some(Err(seen));
+            }
+        }
+        None
+    }
+
+    /// For an `expect-any-order` block: the message that meets its last
+    /// unmet step. Each message meets at most one step, the first unmet one
+    /// it matches; with `--strict`, one that matches none is an error.
+    pub(super) fn examine_any_order(
+        &mut self,
+        members: &[Step],
+    ) -> Option<std::result::Result<Seen, Seen>> {
+        while let Some(seen) = self.inbox.pop_front() {
+            let found = members.iter().enumerate().find_map(|(i, member)| {
+                let Action::Expect(e) = &member.action else {
+                    unreachable!("a block holds expect steps")
+                };
+                if self.met[i] {
+                    return None;
+                }
+                captures_of(e, &seen).map(|captured| (i, captured))
+            });
+            match found {
+                Some((i, captured)) => {
+                    self.met[i] = true;
+                    self.vars.extend(captured);
+                    if self.met.iter().all(|m| *m) {
+                        return Some(Ok(seen));
+                    }
+                }
+                None if self.smoke.strict => return Some(Err(seen)),
+                None => {}
             }
         }
         None

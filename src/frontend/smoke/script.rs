@@ -41,6 +41,8 @@ pub const KEYWORDS: &[&str] = &[
     "expect-text",
     "expect-json",
     "expect-binary",
+    "expect-any-order",
+    "end",
     "wait",
     "ping",
     "close",
@@ -64,6 +66,9 @@ pub enum Action {
     SendTemplate(Template),
     /// Wait for a received message that matches.
     Expect(Expectation),
+    /// Wait for a message for each of these `expect` steps, in any order
+    /// (an `expect-any-order` … `end` block); a message meets at most one.
+    ExpectAnyOrder(Vec<Step>),
     Wait(Duration),
     /// Send a Ping and wait for its Pong.
     Ping(Bytes),
@@ -132,6 +137,7 @@ impl Action {
                 ..
             }) => "expect-json",
             Action::Expect(_) => "expect",
+            Action::ExpectAnyOrder(_) => "expect-any-order",
             Action::Wait(_) => "wait",
             Action::Ping(_) => "ping",
             Action::Close { .. } => "close",
@@ -145,7 +151,10 @@ impl Action {
     pub fn is_check(&self) -> bool {
         matches!(
             self,
-            Action::Expect(_) | Action::Ping(_) | Action::ExpectClose(_)
+            Action::Expect(_)
+                | Action::ExpectAnyOrder(_)
+                | Action::Ping(_)
+                | Action::ExpectClose(_)
         )
     }
 }
@@ -241,6 +250,8 @@ fn split_captures(arg: &str) -> (&str, Vec<(&str, &str)>) {
 pub fn parse(text: &str, env: Env<'_>) -> Result<Vec<Step>, ScriptError> {
     let mut steps: Vec<Step> = Vec::new();
     let mut captured: HashSet<String> = HashSet::new();
+    // An open `expect-any-order` block: its line and its steps so far.
+    let mut block: Option<(usize, Vec<Step>)> = None;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let trimmed = raw.trim();
@@ -272,7 +283,60 @@ pub fn parse(text: &str, env: Env<'_>) -> Result<Vec<Step>, ScriptError> {
             Some((keyword, arg)) => (keyword, arg.trim_start()),
             None => (trimmed, ""),
         };
+        match (keyword, &mut block) {
+            ("expect-any-order", Some((opened, _))) => {
+                return Err(fail(format!(
+                    "expect-any-order blocks do not nest (one is open since line {opened})"
+                )));
+            }
+            ("expect-any-order", None) => {
+                if !arg.is_empty() {
+                    return Err(fail(
+                        "expect-any-order takes no argument: its expect steps follow, one a \
+                         line, then end"
+                            .into(),
+                    ));
+                }
+                block = Some((line, Vec::new()));
+                continue;
+            }
+            ("end", None) => {
+                return Err(fail("end without an expect-any-order block to end".into()));
+            }
+            ("end", Some((opened, members))) => {
+                if members.is_empty() {
+                    return Err(fail(format!(
+                        "the expect-any-order block of line {opened} has no expect steps"
+                    )));
+                }
+                let opened = *opened;
+                let members = std::mem::take(members);
+                block = None;
+                steps.push(Step {
+                    action: Action::ExpectAnyOrder(members),
+                    line: Some(opened),
+                    text: "expect-any-order".into(),
+                });
+                continue;
+            }
+            _ => {}
+        }
         let action = parse_action(keyword, arg, env).map_err(fail)?;
+        if let Some((opened, members)) = &mut block {
+            let Action::Expect(e) = &action else {
+                return Err(fail(format!(
+                    "only expect steps can be in the expect-any-order block of line {opened} \
+                     (end it first)"
+                )));
+            };
+            captured.extend(e.captures.iter().map(|c| c.name.clone()));
+            members.push(Step {
+                action,
+                line: Some(line),
+                text: trimmed.to_owned(),
+            });
+            continue;
+        }
         match &action {
             Action::SendTemplate(template) => {
                 if let Some(name) = template.vars().find(|n| !captured.contains(*n)) {
@@ -286,6 +350,12 @@ pub fn parse(text: &str, env: Env<'_>) -> Result<Vec<Step>, ScriptError> {
             action,
             line: Some(line),
             text: trimmed.to_owned(),
+        });
+    }
+    if let Some((opened, _)) = block {
+        return Err(ScriptError {
+            line: Some(opened),
+            message: "this expect-any-order block has no end".into(),
         });
     }
     if steps.is_empty() {
@@ -676,5 +746,28 @@ mod tests {
             panic!()
         };
         assert!(e.matcher.matches(r#"{"a":"abc"}"#).is_some());
+    }
+
+    #[test]
+    fn an_any_order_block_is_one_step_holding_its_expectations() {
+        let steps = parse_plain(
+            "send a\nexpect-any-order\n  expect x\n\n  expect-json .id capture id=.id\nend\nsend {{id}}\n",
+        )
+        .unwrap();
+        let keywords: Vec<_> = steps.iter().map(|s| s.action.keyword()).collect();
+        assert_eq!(keywords, ["send", "expect-any-order", "send"]);
+        assert_eq!(steps[1].line, Some(2));
+        let Action::ExpectAnyOrder(members) = &steps[1].action else {
+            panic!()
+        };
+        let lines: Vec<_> = members
+            .iter()
+            .map(|m| (m.line.unwrap(), m.text.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [(3, "expect x"), (5, "expect-json .id capture id=.id")]
+        );
+        assert!(steps[1].action.is_check());
     }
 }
