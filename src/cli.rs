@@ -367,7 +367,7 @@ pub struct OutputArgs {
     pub color: ColorArg,
 }
 
-/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// Any of `--send`, `--expect*`, `--script` or `--timeout` makes the run a
 /// smoke test: stdin is read only when nothing else sends, and the exit code
 /// says whether every expectation was met.
 #[derive(Debug, Args)]

@@ -342,7 +342,7 @@ impl ClientConfig {
     }
 }
 
-/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// Any of `--send`, `--expect*`, `--script` or `--timeout` makes the run a
 /// smoke test.
 fn is_smoke_test(args: &cli::SmokeArgs) -> bool {
     !args.send.is_empty()
