@@ -43,7 +43,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--backoff-initial', '--backoff-initial', [CompletionResultType]::ParameterName, 'First reconnect delay; later ones double, with jitter')
             [CompletionResult]::new('--backoff-max', '--backoff-max', [CompletionResultType]::ParameterName, 'Longest reconnect delay, jitter included')
             [CompletionResult]::new('--max-reconnects', '--max-reconnects', [CompletionResultType]::ParameterName, 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried')
-            [CompletionResult]::new('--on-connect', '--on-connect', [CompletionResultType]::ParameterName, 'Send this message after every (re)connection, before anything queued (repeatable)')
+            [CompletionResult]::new('--on-connect', '--on-connect', [CompletionResultType]::ParameterName, 'Send this message after every (re)connection, before anything queued (repeatable; {{env.NAME}} is the environment variable NAME, read once at start)')
             [CompletionResult]::new('--queue-size', '--queue-size', [CompletionResultType]::ParameterName, 'Messages held while disconnected before reading input pauses')
             [CompletionResult]::new('--replay-window', '--replay-window', [CompletionResultType]::ParameterName, 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off')
             [CompletionResult]::new('--linger', '--linger', [CompletionResultType]::ParameterName, 'After stdin ends, wait this long with no incoming message before closing')

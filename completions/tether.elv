@@ -40,7 +40,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --backoff-initial 'First reconnect delay; later ones double, with jitter'
             cand --backoff-max 'Longest reconnect delay, jitter included'
             cand --max-reconnects 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried'
-            cand --on-connect 'Send this message after every (re)connection, before anything queued (repeatable)'
+            cand --on-connect 'Send this message after every (re)connection, before anything queued (repeatable; {{env.NAME}} is the environment variable NAME, read once at start)'
             cand --queue-size 'Messages held while disconnected before reading input pauses'
             cand --replay-window 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off'
             cand --linger 'After stdin ends, wait this long with no incoming message before closing'

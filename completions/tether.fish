@@ -42,7 +42,7 @@ complete -c tether -n "__fish_tether_needs_command" -l ping-timeout -d 'Declare 
 complete -c tether -n "__fish_tether_needs_command" -l backoff-initial -d 'First reconnect delay; later ones double, with jitter' -r
 complete -c tether -n "__fish_tether_needs_command" -l backoff-max -d 'Longest reconnect delay, jitter included' -r
 complete -c tether -n "__fish_tether_needs_command" -l max-reconnects -d 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried' -r
-complete -c tether -n "__fish_tether_needs_command" -l on-connect -d 'Send this message after every (re)connection, before anything queued (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l on-connect -d 'Send this message after every (re)connection, before anything queued (repeatable; {{env.NAME}} is the environment variable NAME, read once at start)' -r
 complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages held while disconnected before reading input pauses' -r
 complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
 complete -c tether -n "__fish_tether_needs_command" -l linger -d 'After stdin ends, wait this long with no incoming message before closing' -r

@@ -263,7 +263,8 @@ pub struct ResilienceArgs {
     #[arg(long)]
     pub reconnect_always: bool,
 
-    /// Send this message after every (re)connection, before anything queued (repeatable)
+    /// Send this message after every (re)connection, before anything queued (repeatable;
+    /// {{env.NAME}} is the environment variable NAME, read once at start)
     #[arg(long, value_name = "MSG")]
     pub on_connect: Vec<String>,
 
