@@ -150,8 +150,9 @@ impl Matcher {
         })
     }
 
-    /// The number of groups a regex has (0 is the whole match) and their
-    /// names, to check a capture's group when the step is parsed.
+    /// Whether a capture's source exists in this matcher (a regex's group
+    /// by number, 0 being the whole match, or by name), checked when the
+    /// step is parsed rather than when a message arrives.
     pub fn check_source(&self, source: &Source) -> Result<(), String> {
         match (self, source) {
             (Matcher::Regex(regex), Source::Group(GroupRef::Index(i))) => {
@@ -396,6 +397,10 @@ mod tests {
         assert_eq!(got.capture(&src(".n")).as_deref(), Some("[1,2]"));
         assert_eq!(got.capture(&src(".missing")).as_deref(), Some("null"));
         assert_eq!(got.capture(&src("empty")), None);
+        assert_eq!(
+            got.capture(&src(".session | tojson")).as_deref(),
+            Some("\"s-1\"")
+        );
 
         let r = Matcher::regex(r"id=(?<id>\d+) (\w+)", "-").unwrap();
         let got = r.matches("id=42 ok").unwrap();
