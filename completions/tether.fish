@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= expect-text= expect-json= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -43,7 +43,7 @@ complete -c tether -n "__fish_tether_needs_command" -l ping-timeout -d 'Declare 
 complete -c tether -n "__fish_tether_needs_command" -l backoff-initial -d 'First reconnect delay; later ones double, with jitter' -r
 complete -c tether -n "__fish_tether_needs_command" -l backoff-max -d 'Longest reconnect delay, jitter included' -r
 complete -c tether -n "__fish_tether_needs_command" -l max-reconnects -d 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried' -r
-complete -c tether -n "__fish_tether_needs_command" -l on-connect -d 'Send this message after every (re)connection, before anything queued (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l on-connect -d 'Send this message after every (re)connection, before anything queued (repeatable; {{env.NAME}} is the environment variable NAME, read once at start)' -r
 complete -c tether -n "__fish_tether_needs_command" -l on-connect-cmd -d 'Run CMD before every dial, as --header-cmd does; each line it prints is a message sent once connected, after the --on-connect ones. Its output is secret: not in --json-sent, not in -vvv\'s frame payloads' -r
 complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages held while disconnected before reading input pauses' -r
 complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
@@ -56,8 +56,10 @@ raw\t''"
 complete -c tether -n "__fish_tether_needs_command" -l color -d 'When to colour stdout and stderr (-v diagnostics included): auto colours a stream that is a terminal unless NO_COLOR is set and not empty; always colours pipes and files too' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect and --on-connect-cmd messages (repeatable, in order)' -r
-complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each must be matched, in order (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l send -d 'Send this message once connected, after any --on-connect and --on-connect-cmd messages (repeatable, in order; {{env.NAME}} is the environment variable NAME)' -r
+complete -c tether -n "__fish_tether_needs_command" -l expect -d 'Wait for a message matching this regex; each --expect, --expect-text and --expect-json must be matched, in the order given (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l expect-text -d 'Wait for a message containing this text, taken literally (repeatable)' -r
+complete -c tether -n "__fish_tether_needs_command" -l expect-json -d 'Wait for a JSON message for which this jq filter is true, e.g. \'.type == "pong"\' (repeatable)' -r
 complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps in this scenario file (\'-\' reads it from stdin); the steps: SCENARIO FILES in man tether' -r -F
 complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r
 complete -c tether -n "__fish_tether_needs_command" -s 4 -l ipv4 -d 'Use IPv4 addresses only'

@@ -279,7 +279,8 @@ pub struct ResilienceArgs {
     #[arg(long)]
     pub reconnect_always: bool,
 
-    /// Send this message after every (re)connection, before anything queued (repeatable)
+    /// Send this message after every (re)connection, before anything queued (repeatable;
+    /// {{env.NAME}} is the environment variable NAME, read once at start)
     #[arg(long, value_name = "MSG")]
     pub on_connect: Vec<String>,
 
@@ -314,7 +315,7 @@ pub struct InputArgs {
         long,
         conflicts_with_all = [
             "null", "verbatim", "binary_format", "timestamps", "pretty",
-            "send", "expect", "script", "timeout",
+            "send", "expect", "expect_text", "expect_json", "script", "timeout",
         ]
     )]
     pub byte_stream: bool,
@@ -342,7 +343,10 @@ pub struct InputArgs {
 
     /// Send every received message back unchanged, instead of reading stdin (each echo
     /// goes out once: no replay after a drop)
-    #[arg(long, conflicts_with_all = ["binary", "null", "verbatim", "byte_stream", "send", "expect", "script", "timeout"])]
+    #[arg(long, conflicts_with_all = [
+        "binary", "null", "verbatim", "byte_stream", "send", "expect", "expect_text", "expect_json",
+        "script", "timeout",
+    ])]
     pub echo: bool,
 
     /// Run CMD in place of stdin and stdout: its output records are sent, each received message
@@ -352,7 +356,9 @@ pub struct InputArgs {
     #[arg(
         long,
         value_name = "CMD",
-        conflicts_with_all = ["echo", "send", "expect", "script", "timeout", "strict"]
+        conflicts_with_all = [
+            "echo", "send", "expect", "expect_text", "expect_json", "script", "timeout", "strict",
+        ]
     )]
     pub exec: Option<String>,
 }
@@ -397,20 +403,30 @@ pub struct OutputArgs {
     pub color: ColorArg,
 }
 
-/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// Any of `--send`, `--expect*`, `--script` or `--timeout` makes the run a
 /// smoke test: stdin is read only when nothing else sends, and the exit code
 /// says whether every expectation was met.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Smoke testing")]
 pub struct SmokeArgs {
     /// Send this message once connected, after any --on-connect and --on-connect-cmd messages
-    /// (repeatable, in order)
+    /// (repeatable, in order; {{env.NAME}} is the environment variable NAME)
     #[arg(long = "send", value_name = "MSG")]
     pub send: Vec<String>,
 
-    /// Wait for a message matching this regex; each must be matched, in order (repeatable)
-    #[arg(long = "expect", value_name = "REGEX")]
-    pub expect: Vec<String>,
+    /// Wait for a message matching this regex; each --expect, --expect-text and --expect-json
+    /// must be matched, in the order given (repeatable)
+    #[arg(long = "expect", value_name = "REGEX", value_parser = ordered)]
+    pub expect: Vec<Ordered>,
+
+    /// Wait for a message containing this text, taken literally (repeatable)
+    #[arg(long = "expect-text", value_name = "TEXT", value_parser = ordered)]
+    pub expect_text: Vec<Ordered>,
+
+    /// Wait for a JSON message for which this jq filter is true, e.g. '.type == "pong"'
+    /// (repeatable)
+    #[arg(long = "expect-json", value_name = "FILTER", value_parser = ordered)]
+    pub expect_json: Vec<Ordered>,
 
     /// Fail when a message does not match the expectation waiting for it, instead of skipping it
     #[arg(long)]
@@ -418,12 +434,31 @@ pub struct SmokeArgs {
 
     /// Run the steps in this scenario file ('-' reads it from stdin); the steps: SCENARIO
     /// FILES in man tether
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["send", "expect"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["send", "expect", "expect_text", "expect_json"])]
     pub script: Option<PathBuf>,
 
     /// Fail with exit code 6 if the whole run, connecting included, takes longer than this
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+}
+
+/// A flag's value and its place among the values of ordered flags: clap
+/// keeps each flag's values apart, and expectations from `--expect`,
+/// `--expect-text` and `--expect-json` run in the order they were given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ordered {
+    pub seq: u64,
+    pub value: String,
+}
+
+/// clap parses values in command-line order, so a counter orders them
+/// (values parsed for other command lines at the same time only leave gaps).
+fn ordered(raw: &str) -> Result<Ordered, std::convert::Infallible> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    Ok(Ordered {
+        seq: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        value: raw.to_owned(),
+    })
 }
 
 #[derive(Debug, Args)]

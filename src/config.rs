@@ -20,12 +20,11 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use crate::cli::{self, BinaryFormatArg, Cli, ColorArg};
 use crate::credentials::CredentialCommand;
 use crate::error::{Error, Result};
-use crate::frontend::smoke::script::{self, Action, Step};
+use crate::frontend::smoke::script::{self, Action, ExpectKind, Step};
 use crate::headers::sensitive;
 use crate::net::endpoint::Endpoint;
 use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
-use crate::session::Payload;
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
 
 /// The environment variables configuration reads (the proxy variables,
@@ -355,6 +354,7 @@ impl ClientConfig {
             &cli.resilience,
             smoke_test,
             cli.input.echo,
+            env,
         )?;
         let input = InputConfig::from_args(&cli.input);
         let end = EndPolicy::from_args(&cli.input)?;
@@ -376,7 +376,7 @@ impl ClientConfig {
             smoke_test,
             env,
         );
-        let frontend = Frontend::from_cli(cli, smoke_test, terminals)?;
+        let frontend = Frontend::from_cli(cli, smoke_test, terminals, env)?;
         session.reports = Reports::from_args(&cli.output, &cli.verbosity, &frontend);
         Ok(ClientConfig {
             session,
@@ -389,11 +389,13 @@ impl ClientConfig {
     }
 }
 
-/// Any of `--send`, `--expect`, `--script` or `--timeout` makes the run a
+/// Any of `--send`, `--expect*`, `--script` or `--timeout` makes the run a
 /// smoke test.
 fn is_smoke_test(args: &cli::SmokeArgs) -> bool {
     !args.send.is_empty()
         || !args.expect.is_empty()
+        || !args.expect_text.is_empty()
+        || !args.expect_json.is_empty()
         || args.script.is_some()
         || args.timeout.is_some()
 }
@@ -558,6 +560,7 @@ impl SessionConfig {
         res: &cli::ResilienceArgs,
         smoke_test: bool,
         echo: bool,
+        env: Env,
     ) -> Result<SessionConfig> {
         let reconnect = ReconnectPolicy::from_args(res, smoke_test)?;
         if res.queue_size == 0 {
@@ -578,7 +581,11 @@ impl SessionConfig {
             dial,
             heartbeat,
             reconnect,
-            on_connect: res.on_connect.clone(),
+            on_connect: res
+                .on_connect
+                .iter()
+                .map(|message| on_connect_message(message, env))
+                .collect::<Result<_>>()?,
             queue_capacity: res.queue_size,
             // An echo answers each message once. Re-sending answers after a drop
             // would tell the server something it did not send twice, and waiting
@@ -709,12 +716,13 @@ impl OutputConfig {
 }
 
 impl Frontend {
-    fn from_cli(cli: &Cli, smoke_test: bool, terminals: Terminals) -> Result<Frontend> {
+    fn from_cli(cli: &Cli, smoke_test: bool, terminals: Terminals, env: Env) -> Result<Frontend> {
         if smoke_test {
             return Ok(Frontend::Smoke(SmokeConfig::from_args(
                 &cli.smoke,
                 cli.output.binary_format,
                 terminals,
+                env,
             )?));
         }
         if cli.smoke.strict {
@@ -733,7 +741,11 @@ impl Frontend {
 }
 
 fn strict_without_expectations() -> Error {
-    Error::Usage("--strict needs something to be strict about: --expect or --script".into())
+    Error::Usage(
+        "--strict needs something to be strict about: --expect, --expect-text, --expect-json \
+         or --script"
+            .into(),
+    )
 }
 
 impl SmokeConfig {
@@ -741,7 +753,10 @@ impl SmokeConfig {
         args: &cli::SmokeArgs,
         binary_format: Option<BinaryFormatArg>,
         terminals: Terminals,
+        env: Env,
     ) -> Result<SmokeConfig> {
+        let env = text_env(env);
+        let env: script::Env<'_> = &env;
         let timeout = match &args.timeout {
             Some(raw) => Some(positive_duration("--timeout", raw)?),
             None => None,
@@ -749,18 +764,24 @@ impl SmokeConfig {
         let (steps, script) = match &args.script {
             Some(path) => {
                 let (text, name) = read_script(path)?;
-                let steps = script::parse(&text).map_err(|err| match err.line {
+                let steps = script::parse(&text, env).map_err(|err| match err.line {
                     Some(line) => Error::Usage(format!("{name}:{line}: {}", err.message)),
                     None => Error::Usage(format!("--script {name}: {}", err.message)),
                 })?;
                 (steps, Some(name))
             }
-            None => (flag_steps(args)?, None),
+            None => (flag_steps(args, env)?, None),
         };
-        if args.strict && !steps.iter().any(|s| matches!(s.action, Action::Expect(_))) {
+        if args.strict
+            && !steps
+                .iter()
+                .any(|s| matches!(s.action, Action::Expect(_) | Action::ExpectAnyOrder(_)))
+        {
             return Err(strict_without_expectations());
         }
-        let sends = steps.iter().any(|s| matches!(s.action, Action::Send(_)));
+        let sends = steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Send(_) | Action::SendTemplate(_)));
         let stdin_is_script = args.script.as_deref() == Some(Path::new("-"));
         Ok(SmokeConfig {
             steps,
@@ -776,23 +797,83 @@ impl SmokeConfig {
     }
 }
 
-/// `--send` messages in order, then `--expect` patterns in order.
-fn flag_steps(args: &cli::SmokeArgs) -> Result<Vec<Step>> {
+/// The environment as templates read it (`{{env.NAME}}`).
+fn text_env(env: Env<'_>) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name| env(name).map(|value| value.to_string_lossy().into_owned())
+}
+
+/// An `--on-connect` message, its `{{env.NAME}}` filled in. It goes out on
+/// every connection, before any step, so nothing captured can be in it.
+fn on_connect_message(message: &str, env: Env<'_>) -> Result<String> {
+    let env = text_env(env);
+    let template = crate::template::Template::parse(message, &env)
+        .map_err(|err| Error::Usage(format!("--on-connect {}: {err}", quote(message))))?;
+    match (template.fixed(), template.vars().next()) {
+        (Some(text), _) => Ok(text.to_owned()),
+        (None, name) => Err(Error::Usage(format!(
+            "--on-connect {}: {{{{{}}}}} cannot be filled in: --on-connect is sent before any \
+             step has captured a value (use {{{{env.NAME}}}} or a send step)",
+            quote(message),
+            name.unwrap_or_default()
+        ))),
+    }
+}
+
+/// `--send` messages in order, then the expectations (`--expect`,
+/// `--expect-text`, `--expect-json`) in the order given.
+fn flag_steps(args: &cli::SmokeArgs, env: script::Env<'_>) -> Result<Vec<Step>> {
     let mut steps = Vec::with_capacity(args.send.len() + args.expect.len());
     for message in &args.send {
+        let text = format!("--send {}", quote(message));
+        let action = match script::send_action(message, env) {
+            Ok(Action::SendTemplate(template)) => {
+                let name = template.vars().next().unwrap_or_default();
+                return Err(Error::Usage(format!(
+                    "{text}: {{{{{name}}}}} cannot be filled in: --send messages go out before \
+                     any expectation captures a value (use a --script with capture, or \
+                     {{{{env.{name}}}}})"
+                )));
+            }
+            Ok(action) => action,
+            Err(err) => return Err(Error::Usage(format!("{text}: {err}"))),
+        };
         steps.push(Step {
-            action: Action::Send(Payload::text(message.as_str())),
+            action,
             line: None,
-            text: format!("--send {}", quote(message)),
+            text,
         });
     }
-    for pattern in &args.expect {
-        let expectation = script::expectation(pattern, false)
-            .map_err(|err| Error::Usage(format!("--expect {err}")))?;
+    let mut expectations: Vec<(&cli::Ordered, ExpectKind, &str)> = Vec::new();
+    expectations.extend(
+        args.expect
+            .iter()
+            .map(|o| (o, ExpectKind::Regex, "--expect")),
+    );
+    expectations.extend(
+        args.expect_text
+            .iter()
+            .map(|o| (o, ExpectKind::Text, "--expect-text")),
+    );
+    expectations.extend(
+        args.expect_json
+            .iter()
+            .map(|o| (o, ExpectKind::Json, "--expect-json")),
+    );
+    expectations.sort_by_key(|(o, _, _)| o.seq);
+    for (arg, kind, flag) in expectations {
+        let expectation = script::expectation(kind, &arg.value, "--expect-text")
+            .map_err(|err| Error::Usage(format!("{flag} {err}")))?;
+        if !expectation.captures.is_empty() {
+            return Err(Error::Usage(format!(
+                "{flag} {}: capture is for scenario files (--script): nothing after the flags \
+                 could use the value",
+                quote(&arg.value)
+            )));
+        }
         steps.push(Step {
             action: Action::Expect(expectation),
             line: None,
-            text: format!("--expect {}", quote(pattern)),
+            text: format!("{flag} {}", quote(&arg.value)),
         });
     }
     Ok(steps)

@@ -183,7 +183,10 @@ fn markdown(roff: &mut Roff, text: &str) {
         if line.trim().is_empty() {
             continue;
         }
-        if let Some(heading) = line.strip_prefix("### ") {
+        if let Some(heading) = line
+            .strip_prefix("### ")
+            .or_else(|| line.strip_prefix("#### "))
+        {
             roff.control("SS", [heading.replace('`', "").as_str()]);
         } else if line.starts_with("```") {
             roff.control("PP", [])
@@ -204,14 +207,23 @@ fn markdown(roff: &mut Roff, text: &str) {
             }
             table(roff, &rows);
         } else {
-            let mut paragraph = line.to_owned();
+            // A list item is a paragraph of its own, with its bullet.
+            let item = line.strip_prefix("- ");
+            let mut paragraph = item.unwrap_or(line).to_owned();
             while let Some(more) = lines.next_if(|l| {
-                !l.trim().is_empty() && !l.starts_with(['|', '#']) && !l.starts_with("```")
+                !l.trim().is_empty()
+                    && !l.starts_with(['|', '#'])
+                    && !l.starts_with("```")
+                    && !l.starts_with("- ")
             }) {
                 paragraph.push(' ');
-                paragraph.push_str(more);
+                paragraph.push_str(more.trim_start());
             }
-            roff.control("PP", []).text(inline(&paragraph));
+            match item {
+                Some(_) => roff.control("IP", ["\\(bu", "2"]),
+                None => roff.control("PP", []),
+            }
+            .text(inline(&paragraph));
         }
     }
 }

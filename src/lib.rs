@@ -11,6 +11,7 @@ pub(crate) mod frontend;
 pub(crate) mod generate;
 pub(crate) mod headers;
 pub(crate) mod io;
+pub(crate) mod matcher;
 pub(crate) mod net;
 pub(crate) mod pretty;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub(crate) mod rfc6455;
 pub(crate) mod serve;
 pub mod session;
 pub mod supervisor;
+pub(crate) mod template;
 pub(crate) mod values;
 
 use config::{ClientConfig, Task, Terminals, Verbosity};

@@ -231,6 +231,8 @@ fn the_man_page_carries_the_json_schema_and_the_scenario_syntax() {
         "send TEXT",
         "send-binary HEX",
         "expect REGEX",
+        "expect-text TEXT",
+        "expect-json FILTER",
         "expect-binary REGEX",
         "wait DURATION",
         "ping [PAYLOAD]",
@@ -242,6 +244,7 @@ fn the_man_page_carries_the_json_schema_and_the_scenario_syntax() {
             "SCENARIO FILES has no {step:?} entry:\n{scenario}"
         );
     }
+    assert!(scenario.contains("expect-json .op == \"welcome\" capture session=.session"));
     // The example script, verbatim.
     assert!(scenario.contains("send {\"op\":\"add\",\"a\":2,\"b\":3}\nexpect \"sum\": 5\\b"));
 }

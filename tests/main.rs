@@ -17,6 +17,7 @@ mod generated;
 mod handshake;
 mod hostile;
 mod interop;
+mod matching;
 mod pipe;
 mod proxy;
 mod python_peer;

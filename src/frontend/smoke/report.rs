@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use tokio::time::Instant;
 
 use super::runner::{Detail, Runner, Seen};
-use super::script::Step;
+use super::script::{Action, Step};
 use crate::error::{Error, ExitCode, Result};
 use crate::frontend::session::Session;
+use crate::matcher::Matcher;
 use crate::render;
 use crate::report::json::{self, Millis, StepStatus, Summary};
 use crate::session::Ending;
@@ -84,14 +85,73 @@ impl Runner<'_> {
 
     /// How diagnostics name a step: the flag, or the script's file and line.
     pub(super) fn label(&self, step: &Step) -> String {
-        match (&self.smoke.script, step.line) {
-            (Some(script), Some(line)) => format!("{script}:{line} ({})", step.text),
+        let text = match &step.action {
+            Action::ExpectAnyOrder(members) => self.any_order_text(step, members),
             _ => step.text.clone(),
+        };
+        match (&self.smoke.script, step.line) {
+            (Some(script), Some(line)) => format!("{script}:{line} ({text})"),
+            _ => text,
         }
     }
 
+    /// An `expect-any-order` block in a diagnostic: while it waits, how
+    /// many of its steps are met and which are still missing.
+    fn any_order_text(&self, step: &Step, members: &[Step]) -> String {
+        let current = self
+            .steps()
+            .get(self.cursor)
+            .is_some_and(|c| std::ptr::eq(c, step));
+        if !current || self.met.len() != members.len() {
+            return step.text.clone();
+        }
+        let missing: Vec<String> = members
+            .iter()
+            .zip(&self.met)
+            .filter(|(_, met)| !**met)
+            .map(|(m, _)| match m.line {
+                Some(line) => format!("{} (line {line})", m.text),
+                None => m.text.clone(),
+            })
+            .collect();
+        format!(
+            "{}, {} of {} met; still missing: {}",
+            step.text,
+            members.len() - missing.len(),
+            members.len(),
+            missing.join(", ")
+        )
+    }
+
+    /// The last messages; while a jq expectation waits, each with what its
+    /// filter made of it, so a near miss (`false`, `null`, an error) shows.
     pub(super) fn tail(&self) -> String {
-        received_tail(self.received, self.recent.iter())
+        let jq = match self.steps().get(self.cursor).map(|step| &step.action) {
+            Some(Action::Expect(e)) if matches!(e.matcher, Matcher::Jq(_)) => Some(e),
+            _ => None,
+        };
+        let explain = jq.map(|e| {
+            move |seen: &Seen| {
+                let Matcher::Jq(filter) = &e.matcher else {
+                    unreachable!("only jq expectations explain")
+                };
+                let value = if seen.binary {
+                    "a binary message, never matched".to_owned()
+                } else {
+                    e.matcher.explain(&seen.form).unwrap_or_default()
+                };
+                format!(
+                    "{} gave: {}",
+                    filter.source(),
+                    render::excerpt(&value, 120, value.len())
+                )
+            }
+        });
+        received_tail(
+            self.received,
+            self.recent.iter(),
+            explain.as_ref().map(|f| f as &dyn Fn(&Seen) -> String),
+        )
     }
 
     /// The `--json` summary, or the one-line success note on stderr.
@@ -156,6 +216,7 @@ pub(super) fn quoted_reason(reason: &str) -> String {
 pub(super) fn received_tail<'a>(
     total: u64,
     recent: impl ExactSizeIterator<Item = &'a Seen>,
+    explain: Option<&dyn Fn(&Seen) -> String>,
 ) -> String {
     let shown = recent.len();
     let mut out = match (total, shown as u64) {
@@ -167,6 +228,9 @@ pub(super) fn received_tail<'a>(
     for seen in recent {
         let kind = if seen.binary { "[binary] " } else { "" };
         let _ = write!(out, "\n    #{}: {kind}{}", seen.number, seen.excerpt(120));
+        if let Some(explain) = explain {
+            let _ = write!(out, "\n      {}", explain(seen));
+        }
     }
     out
 }
@@ -178,7 +242,7 @@ mod tests {
     #[test]
     fn the_received_tail_counts_and_lists() {
         assert_eq!(
-            received_tail(0, std::iter::empty()),
+            received_tail(0, std::iter::empty(), None),
             "\n  no messages were received"
         );
         let seen = |number, binary, form: &str, bytes| Seen {
@@ -189,13 +253,13 @@ mod tests {
         };
         let recent = [seen(6, false, "six", 3), seen(7, true, "00ff", 2)];
         assert_eq!(
-            received_tail(7, recent.iter()),
+            received_tail(7, recent.iter(), None),
             "\n  7 messages were received; the last 2:\n    #6: six\n    #7: [binary] 00ff"
         );
         // A long binary message is cut in its hex form but counted in bytes.
         let recent = [seen(1, true, &"ab".repeat(100), 100)];
         assert_eq!(
-            received_tail(1, recent.iter()),
+            received_tail(1, recent.iter(), None),
             format!(
                 "\n  1 message was received:\n    #1: [binary] {}... (100 bytes in all)",
                 "ab".repeat(60)

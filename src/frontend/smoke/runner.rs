@@ -1,7 +1,7 @@
 //! The steps runner: starts each step, matches received messages against
 //! expectations, and reaches the verdict.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use base64::Engine;
@@ -95,6 +95,10 @@ pub(super) struct Runner<'a> {
     pub(super) verdict: Option<Verdict>,
     pub(super) verdict_at: Option<Instant>,
     pub(super) failed_step: Option<usize>,
+    /// Values captured by passed steps, for later templates.
+    pub(super) vars: HashMap<String, String>,
+    /// Which steps of the current `expect-any-order` block are met.
+    pub(super) met: Vec<bool>,
 }
 
 impl<'a> Runner<'a> {
@@ -120,7 +124,7 @@ impl<'a> Runner<'a> {
             last_expect: smoke
                 .steps
                 .iter()
-                .rposition(|s| matches!(s.action, Action::Expect(_))),
+                .rposition(|s| matches!(s.action, Action::Expect(_) | Action::ExpectAnyOrder(_))),
             received: 0,
             sent: 0,
             rtt: RttStats::default(),
@@ -133,6 +137,8 @@ impl<'a> Runner<'a> {
             verdict: None,
             verdict_at: None,
             failed_step: None,
+            vars: HashMap::new(),
+            met: Vec::new(),
         }
     }
 
@@ -161,10 +167,12 @@ impl<'a> Runner<'a> {
                     self.pass(s, Detail::default());
                 }
                 Pending::Message => {
-                    let Action::Expect(expectation) = &step.action else {
-                        unreachable!("only expect steps wait for messages")
+                    let examined = match &step.action {
+                        Action::Expect(expectation) => self.examine(expectation),
+                        Action::ExpectAnyOrder(members) => self.examine_any_order(members),
+                        _ => unreachable!("only expect steps wait for messages"),
                     };
-                    match self.examine(expectation) {
+                    match examined {
                         Some(Ok(seen)) => self.pass(
                             s,
                             Detail {
@@ -214,7 +222,18 @@ impl<'a> Runner<'a> {
                 let _ = s.handle().drain().await;
                 Pending::Delivery
             }
+            Action::SendTemplate(template) => {
+                let text = template.render(|name| self.vars.get(name).map(String::as_str));
+                self.drained = false;
+                let _ = s.handle().send(Payload::text(text)).await;
+                let _ = s.handle().drain().await;
+                Pending::Delivery
+            }
             Action::Expect(_) => Pending::Message,
+            Action::ExpectAnyOrder(members) => {
+                self.met = vec![false; members.len()];
+                Pending::Message
+            }
             Action::Wait(duration) => Pending::Until(Instant::now() + *duration),
             Action::Ping(_) => {
                 self.pong = None;
@@ -229,19 +248,51 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The next unexamined message that matches; with `--strict`, the first
-    /// one that does not is an error.
+    /// The next unexamined message that matches, its captures kept; with
+    /// `--strict`, the first one that does not is an error.
     pub(super) fn examine(
         &mut self,
         expectation: &Expectation,
     ) -> Option<std::result::Result<Seen, Seen>> {
         while let Some(seen) = self.inbox.pop_front() {
-            let eligible = seen.binary || !expectation.binary_only;
-            if eligible && expectation.pattern.is_match(&seen.form) {
+            if let Some(captured) = captures_of(expectation, &seen) {
+                self.vars.extend(captured);
                 return Some(Ok(seen));
             }
             if self.smoke.strict {
                 return Some(Err(seen));
+            }
+        }
+        None
+    }
+
+    /// For an `expect-any-order` block: the message that meets its last
+    /// unmet step. Each message meets at most one step, the first unmet one
+    /// it matches; with `--strict`, one that matches none is an error.
+    pub(super) fn examine_any_order(
+        &mut self,
+        members: &[Step],
+    ) -> Option<std::result::Result<Seen, Seen>> {
+        while let Some(seen) = self.inbox.pop_front() {
+            let found = members.iter().enumerate().find_map(|(i, member)| {
+                let Action::Expect(e) = &member.action else {
+                    unreachable!("a block holds expect steps")
+                };
+                if self.met[i] {
+                    return None;
+                }
+                captures_of(e, &seen).map(|captured| (i, captured))
+            });
+            match found {
+                Some((i, captured)) => {
+                    self.met[i] = true;
+                    self.vars.extend(captured);
+                    if self.met.iter().all(|m| *m) {
+                        return Some(Ok(seen));
+                    }
+                }
+                None if self.smoke.strict => return Some(Err(seen)),
+                None => {}
             }
         }
         None
@@ -507,6 +558,21 @@ impl<'a> Runner<'a> {
             Some(Verdict::Fail(err)) => Err(err),
         }
     }
+}
+
+/// The captures of a message that matches `expectation`: `None` when it
+/// does not, or when a capture finds no value in it (the message is not
+/// the one the step is waiting for).
+fn captures_of(expectation: &Expectation, seen: &Seen) -> Option<Vec<(String, String)>> {
+    if !expectation.eligible(seen.binary) {
+        return None;
+    }
+    let found = expectation.matcher.matches(&seen.form)?;
+    expectation
+        .captures
+        .iter()
+        .map(|c| Some((c.name.clone(), found.capture(&c.source)?)))
+        .collect()
 }
 
 /// The form of a message that smoke-test expectations match: text as it

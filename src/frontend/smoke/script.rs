@@ -19,19 +19,30 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
-use regex::Regex;
+use std::collections::HashSet;
 
+use bytes::Bytes;
+
+use crate::matcher::{Matcher, Source};
 use crate::rfc6455::{self, CLOSE_REASON_MAX, CONTROL_PAYLOAD_MAX};
 use crate::session::Payload;
+use crate::template::{self, Template};
 use crate::values::{self, HexError};
+
+/// How the environment is read (`{{env.NAME}}`): passed in, so tests need
+/// no process environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The keywords, in the order the format's documentation lists them.
 pub const KEYWORDS: &[&str] = &[
     "send",
     "send-binary",
     "expect",
+    "expect-text",
+    "expect-json",
     "expect-binary",
+    "expect-any-order",
+    "end",
     "wait",
     "ping",
     "close",
@@ -51,8 +62,13 @@ pub struct Step {
 pub enum Action {
     /// Queue a message; the step is done once it is written to the socket.
     Send(Payload),
+    /// A text message made from values captured by earlier steps.
+    SendTemplate(Template),
     /// Wait for a received message that matches.
     Expect(Expectation),
+    /// Wait for a message for each of these `expect` steps, in any order
+    /// (an `expect-any-order` … `end` block); a message meets at most one.
+    ExpectAnyOrder(Vec<Step>),
     Wait(Duration),
     /// Send a Ping and wait for its Pong.
     Ping(Bytes),
@@ -68,9 +84,40 @@ pub enum Action {
 
 #[derive(Debug, Clone)]
 pub struct Expectation {
-    pub pattern: Regex,
+    pub matcher: Matcher,
     /// Only binary messages can match (`expect-binary`).
     pub binary_only: bool,
+    /// Values the matched message gives later templates.
+    pub captures: Vec<Capture>,
+}
+
+/// `capture NAME=SOURCE`: a regex group or a jq filter.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub name: String,
+    pub source: Source,
+}
+
+/// Which expect step (or flag) an expectation comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectKind {
+    Regex,
+    Text,
+    Json,
+    Binary,
+}
+
+impl Expectation {
+    /// Whether a message of this kind can match at all: `expect-binary`
+    /// only binary ones, a jq filter only text (a binary message's hex
+    /// form may read as a JSON number).
+    pub fn eligible(&self, binary: bool) -> bool {
+        match self.matcher {
+            _ if self.binary_only => binary,
+            Matcher::Jq(_) => !binary,
+            _ => true,
+        }
+    }
 }
 
 impl Action {
@@ -79,8 +126,18 @@ impl Action {
         match self {
             Action::Send(Payload::Text(_)) => "send",
             Action::Send(Payload::Binary(_)) => "send-binary",
+            Action::SendTemplate(_) => "send",
             Action::Expect(e) if e.binary_only => "expect-binary",
+            Action::Expect(Expectation {
+                matcher: Matcher::Text(_),
+                ..
+            }) => "expect-text",
+            Action::Expect(Expectation {
+                matcher: Matcher::Jq(_),
+                ..
+            }) => "expect-json",
             Action::Expect(_) => "expect",
+            Action::ExpectAnyOrder(_) => "expect-any-order",
             Action::Wait(_) => "wait",
             Action::Ping(_) => "ping",
             Action::Close { .. } => "close",
@@ -94,7 +151,10 @@ impl Action {
     pub fn is_check(&self) -> bool {
         matches!(
             self,
-            Action::Expect(_) | Action::Ping(_) | Action::ExpectClose(_)
+            Action::Expect(_)
+                | Action::ExpectAnyOrder(_)
+                | Action::Ping(_)
+                | Action::ExpectClose(_)
         )
     }
 }
@@ -115,33 +175,83 @@ impl fmt::Display for ScriptError {
     }
 }
 
-/// Compiles an expectation's regex; the error is one line for the user.
-pub fn expectation(pattern: &str, binary_only: bool) -> Result<Expectation, String> {
-    let pattern = Regex::new(pattern).map_err(|err| match err {
-        regex::Error::Syntax(detail) => {
-            // The regex crate's message is several lines; keep the last
-            // ("error: ..."), which says what is wrong.
-            let why = detail
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .trim_start_matches("error: ")
-                .to_owned();
-            format!("{pattern:?} is not a valid regex: {why}")
+/// A step's expectation with its `capture` clauses: `expect-json .op ==
+/// "welcome" capture session=.session capture n=.n`. The matcher is the text
+/// up to the first ` capture NAME=`; each capture runs to the next one.
+/// `keyword` is the step's (or flag's) name for error messages, and `text`
+/// what a regex that reads as plain text should use instead.
+pub fn expectation(kind: ExpectKind, arg: &str, text_flag: &str) -> Result<Expectation, String> {
+    let (matcher_text, clauses) = split_captures(arg);
+    let matcher = match kind {
+        ExpectKind::Regex | ExpectKind::Binary => Matcher::regex(matcher_text, text_flag)?,
+        ExpectKind::Text => Matcher::text(matcher_text),
+        ExpectKind::Json => Matcher::jq(matcher_text)?,
+    };
+    let mut captures: Vec<Capture> = Vec::new();
+    for (name, raw) in clauses {
+        if captures.iter().any(|c| c.name == name) {
+            return Err(format!("{name} is captured twice"));
         }
-        other => format!("{pattern:?} is not a usable regex: {other}"),
-    })?;
+        let source =
+            Source::parse(&matcher, raw).map_err(|why| format!("capture {name}: {why}"))?;
+        captures.push(Capture {
+            name: name.to_owned(),
+            source,
+        });
+    }
     Ok(Expectation {
-        pattern,
-        binary_only,
+        matcher,
+        binary_only: kind == ExpectKind::Binary,
+        captures,
     })
 }
 
-/// Parses a scenario file into steps.
-pub fn parse(text: &str) -> Result<Vec<Step>, ScriptError> {
+/// The matcher's text and each `capture NAME=SOURCE` clause after it.
+fn split_captures(arg: &str) -> (&str, Vec<(&str, &str)>) {
+    // Where each clause starts (its whitespace) and where its source does.
+    let mut clauses: Vec<(usize, &str, usize)> = Vec::new();
+    let mut from = 0;
+    while let Some(found) = arg[from..].find("capture") {
+        let at = from + found;
+        from = at + "capture".len();
+        let before = &arg[..at];
+        let after = &arg[from..];
+        if !before.ends_with(char::is_whitespace) || !after.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let after = after.trim_start();
+        let Some((name, _)) = after.split_once('=') else {
+            continue;
+        };
+        if !template::is_name(name) {
+            continue;
+        }
+        let start = before.trim_end().len();
+        let source = arg.len() - after.len() + name.len() + 1;
+        clauses.push((start, name, source));
+    }
+    let Some(first) = clauses.first() else {
+        return (arg, Vec::new());
+    };
+    let matcher = &arg[..first.0];
+    let parsed = clauses
+        .iter()
+        .enumerate()
+        .map(|(i, (_, name, source))| {
+            let end = clauses.get(i + 1).map_or(arg.len(), |next| next.0);
+            (*name, arg[*source..end].trim())
+        })
+        .collect();
+    (matcher, parsed)
+}
+
+/// Parses a scenario file into steps; `{{env.NAME}}` in a send step is
+/// read from `env` now, and a `{{name}}` must be captured by an earlier step.
+pub fn parse(text: &str, env: Env<'_>) -> Result<Vec<Step>, ScriptError> {
     let mut steps: Vec<Step> = Vec::new();
+    let mut captured: HashSet<String> = HashSet::new();
+    // An open `expect-any-order` block: its line and its steps so far.
+    let mut block: Option<(usize, Vec<Step>)> = None;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let trimmed = raw.trim();
@@ -173,11 +283,79 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ScriptError> {
             Some((keyword, arg)) => (keyword, arg.trim_start()),
             None => (trimmed, ""),
         };
-        let action = parse_action(keyword, arg).map_err(fail)?;
+        match (keyword, &mut block) {
+            ("expect-any-order", Some((opened, _))) => {
+                return Err(fail(format!(
+                    "expect-any-order blocks do not nest (one is open since line {opened})"
+                )));
+            }
+            ("expect-any-order", None) => {
+                if !arg.is_empty() {
+                    return Err(fail(
+                        "expect-any-order takes no argument: its expect steps follow, one a \
+                         line, then end"
+                            .into(),
+                    ));
+                }
+                block = Some((line, Vec::new()));
+                continue;
+            }
+            ("end", None) => {
+                return Err(fail("end without an expect-any-order block to end".into()));
+            }
+            ("end", Some((opened, members))) => {
+                if members.is_empty() {
+                    return Err(fail(format!(
+                        "the expect-any-order block of line {opened} has no expect steps"
+                    )));
+                }
+                let opened = *opened;
+                let members = std::mem::take(members);
+                block = None;
+                steps.push(Step {
+                    action: Action::ExpectAnyOrder(members),
+                    line: Some(opened),
+                    text: "expect-any-order".into(),
+                });
+                continue;
+            }
+            _ => {}
+        }
+        let action = parse_action(keyword, arg, env).map_err(fail)?;
+        if let Some((opened, members)) = &mut block {
+            let Action::Expect(e) = &action else {
+                return Err(fail(format!(
+                    "only expect steps can be in the expect-any-order block of line {opened} \
+                     (end it first)"
+                )));
+            };
+            captured.extend(e.captures.iter().map(|c| c.name.clone()));
+            members.push(Step {
+                action,
+                line: Some(line),
+                text: trimmed.to_owned(),
+            });
+            continue;
+        }
+        match &action {
+            Action::SendTemplate(template) => {
+                if let Some(name) = template.vars().find(|n| !captured.contains(*n)) {
+                    return Err(fail(uncaptured(name)));
+                }
+            }
+            Action::Expect(e) => captured.extend(e.captures.iter().map(|c| c.name.clone())),
+            _ => {}
+        }
         steps.push(Step {
             action,
             line: Some(line),
             text: trimmed.to_owned(),
+        });
+    }
+    if let Some((opened, _)) = block {
+        return Err(ScriptError {
+            line: Some(opened),
+            message: "this expect-any-order block has no end".into(),
         });
     }
     if steps.is_empty() {
@@ -189,7 +367,24 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ScriptError> {
     Ok(steps)
 }
 
-fn parse_action(keyword: &str, arg: &str) -> Result<Action, String> {
+/// Why a template cannot be sent: nothing before it captures `name`.
+pub fn uncaptured(name: &str) -> String {
+    format!(
+        "{{{{{name}}}}} is not captured by an earlier step \
+         (capture it with e.g. expect-json FILTER capture {name}=.{name}, or use {{{{env.{name}}}}})"
+    )
+}
+
+/// A text message as a send step says it: fixed, or a template.
+pub fn send_action(raw: &str, env: Env<'_>) -> Result<Action, String> {
+    let template = Template::parse(raw, env)?;
+    Ok(match template.fixed() {
+        Some(text) => Action::Send(Payload::text(text)),
+        None => Action::SendTemplate(template),
+    })
+}
+
+fn parse_action(keyword: &str, arg: &str, env: Env<'_>) -> Result<Action, String> {
     let required = |what: &str| {
         if arg.is_empty() {
             Err(format!("{keyword} needs {what}"))
@@ -198,12 +393,30 @@ fn parse_action(keyword: &str, arg: &str) -> Result<Action, String> {
         }
     };
     Ok(match keyword {
-        "send" => Action::Send(Payload::text(required("a message")?)),
+        "send" => send_action(required("a message")?, env)?,
         "send-binary" => Action::Send(Payload::Binary(parse_hex(required(
             "the message in hex, e.g. send-binary 00ff 1a2b",
         )?)?)),
-        "expect" => Action::Expect(expectation(required("a regex")?, false)?),
-        "expect-binary" => Action::Expect(expectation(required("a regex")?, true)?),
+        "expect" => Action::Expect(expectation(
+            ExpectKind::Regex,
+            required("a regex")?,
+            "expect-text",
+        )?),
+        "expect-text" => Action::Expect(expectation(
+            ExpectKind::Text,
+            required("the text to look for")?,
+            "expect-text",
+        )?),
+        "expect-json" => Action::Expect(expectation(
+            ExpectKind::Json,
+            required("a jq filter, e.g. expect-json .type == \"pong\"")?,
+            "expect-text",
+        )?),
+        "expect-binary" => Action::Expect(expectation(
+            ExpectKind::Binary,
+            required("a regex")?,
+            "expect-text",
+        )?),
         "wait" => Action::Wait(
             values::duration_value(required("a duration, e.g. wait 500ms")?)
                 .ok_or_else(|| format!("{arg:?} is not a duration; use e.g. 500ms, 2s"))?,
@@ -277,13 +490,21 @@ fn parse_hex(raw: &str) -> Result<Bytes, String> {
 mod tests {
     use super::*;
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse_plain(text: &str) -> Result<Vec<Step>, ScriptError> {
+        parse(text, &no_env)
+    }
+
     fn error(text: &str) -> ScriptError {
-        parse(text).expect_err("the script should be rejected")
+        parse_plain(text).expect_err("the script should be rejected")
     }
 
     #[test]
     fn every_step_parses_with_its_line() {
-        let steps = parse(
+        let steps = parse_plain(
             "# a comment\n\
              send {\"op\": \"ping\"}\n\
              \n\
@@ -323,7 +544,7 @@ mod tests {
         match &steps[2].action {
             Action::Expect(e) => {
                 assert!(!e.binary_only);
-                assert!(e.pattern.is_match("{\"op\":\"pong\",\"t\":1}"));
+                assert!(e.matcher.matches("{\"op\":\"pong\",\"t\":1}").is_some());
             }
             other => panic!("{other:?}"),
         }
@@ -339,7 +560,7 @@ mod tests {
 
     #[test]
     fn arguments_are_literal_but_surrounding_space_and_crlf_go() {
-        let steps = parse("  send   a  #not a comment \r\nclose\r\n").unwrap();
+        let steps = parse_plain("  send   a  #not a comment \r\nclose\r\n").unwrap();
         assert!(
             matches!(&steps[0].action, Action::Send(p) if *p == Payload::text("a  #not a comment"))
         );
@@ -386,7 +607,7 @@ mod tests {
     #[test]
     fn close_sends_every_valid_code_and_no_other() {
         for code in 0..=u16::MAX {
-            let result = parse(&format!("close {code}\n"));
+            let result = parse_plain(&format!("close {code}\n"));
             match result {
                 Ok(steps) => {
                     assert!(crate::rfc6455::is_valid_close_code(code), "{code}");
@@ -396,7 +617,7 @@ mod tests {
             }
         }
         let longest = format!("close 4000 {}\n", "r".repeat(123));
-        assert!(parse(&longest).is_ok());
+        assert!(parse_plain(&longest).is_ok());
         let long = format!("close 4000 {}\n", "r".repeat(124));
         assert!(error(&long).message.contains("at most 123 bytes"));
     }
@@ -410,8 +631,143 @@ mod tests {
 
     #[test]
     fn regex_errors_are_one_line() {
-        let err = expectation("a(b", false).unwrap_err();
+        let err = expectation(ExpectKind::Regex, "a(b", "expect-text").unwrap_err();
         assert!(!err.contains('\n'), "{err}");
         assert!(err.contains("unclosed group"), "{err}");
+    }
+
+    #[test]
+    fn expect_text_and_json_and_their_captures() {
+        let env = |name: &str| (name == "TOKEN").then(|| "t0k".to_owned());
+        let steps = parse(
+            "send {\"auth\":\"{{env.TOKEN}}\"}\n\
+             expect-json .op == \"welcome\" capture session=.session capture n=.n\n\
+             expect-text 1+1=2\n\
+             expect id=(\\d+) capture id=1\n\
+             send {\"session\":\"{{session}}\",\"id\":{{id}}}\n",
+            &env,
+        )
+        .unwrap();
+        let keywords: Vec<_> = steps.iter().map(|s| s.action.keyword()).collect();
+        assert_eq!(
+            keywords,
+            ["send", "expect-json", "expect-text", "expect", "send"]
+        );
+        assert!(
+            matches!(&steps[0].action, Action::Send(p) if *p == Payload::text("{\"auth\":\"t0k\"}"))
+        );
+        // The step's text is the script's: the secret is not in it.
+        assert_eq!(steps[0].text, "send {\"auth\":\"{{env.TOKEN}}\"}");
+        let Action::Expect(e) = &steps[1].action else {
+            panic!()
+        };
+        let names: Vec<_> = e.captures.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["session", "n"]);
+        let m = e
+            .matcher
+            .matches(r#"{"op":"welcome","session":"abc","n":3}"#)
+            .unwrap();
+        assert_eq!(m.capture(&e.captures[0].source).as_deref(), Some("abc"));
+        assert_eq!(m.capture(&e.captures[1].source).as_deref(), Some("3"));
+        let Action::Expect(e) = &steps[2].action else {
+            panic!()
+        };
+        assert!(e.matcher.matches("1+1=2").is_some());
+        let Action::SendTemplate(t) = &steps[4].action else {
+            panic!("{:?}", steps[4].action)
+        };
+        assert_eq!(t.vars().collect::<Vec<_>>(), ["session", "id"]);
+    }
+
+    #[test]
+    fn template_and_matcher_mistakes_name_their_line() {
+        let cases = [
+            (
+                "send {{session}}\n",
+                1,
+                "{{session}} is not captured by an earlier step",
+            ),
+            (
+                "expect-json .ok\nsend {{env.NOT_SET_HERE}}\n",
+                2,
+                "{{env.NOT_SET_HERE}}: the environment variable NOT_SET_HERE is not set",
+            ),
+            (
+                "expect {\"sum\": 5}\n",
+                1,
+                "repetition operator missing expression (to match it as plain text, use expect-text)",
+            ),
+            (
+                "expect-json .sum ==\n",
+                1,
+                "\".sum ==\" is not a valid jq filter: expected term at the end",
+            ),
+            ("expect-json\n", 1, "expect-json needs a jq filter"),
+            (
+                "expect-text x capture a=1\n",
+                1,
+                "capture a: a fixed string has nothing to capture",
+            ),
+            (
+                "expect (x) capture a=2\n",
+                1,
+                "capture a: the regex has no group 2 (it has 1)",
+            ),
+            (
+                "expect-json .a capture a=.a capture a=.b\n",
+                1,
+                "a is captured twice",
+            ),
+            (
+                "expect-json .a capture a=.[\n",
+                1,
+                "capture a: \".[\" is not a valid jq filter",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let err = error(text);
+            assert_eq!(err.line, Some(line), "{text:?}: {err}");
+            assert!(err.message.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_word_capture_alone_is_part_of_the_matcher() {
+        let steps = parse_plain(
+            "expect-text capture this\nexpect-json .a | capture(\"(?<x>b)\") | .x == \"b\"\n",
+        )
+        .unwrap();
+        let Action::Expect(e) = &steps[0].action else {
+            panic!()
+        };
+        assert!(e.captures.is_empty());
+        assert!(e.matcher.matches("please capture this").is_some());
+        let Action::Expect(e) = &steps[1].action else {
+            panic!()
+        };
+        assert!(e.matcher.matches(r#"{"a":"abc"}"#).is_some());
+    }
+
+    #[test]
+    fn an_any_order_block_is_one_step_holding_its_expectations() {
+        let steps = parse_plain(
+            "send a\nexpect-any-order\n  expect x\n\n  expect-json .id capture id=.id\nend\nsend {{id}}\n",
+        )
+        .unwrap();
+        let keywords: Vec<_> = steps.iter().map(|s| s.action.keyword()).collect();
+        assert_eq!(keywords, ["send", "expect-any-order", "send"]);
+        assert_eq!(steps[1].line, Some(2));
+        let Action::ExpectAnyOrder(members) = &steps[1].action else {
+            panic!()
+        };
+        let lines: Vec<_> = members
+            .iter()
+            .map(|m| (m.line.unwrap(), m.text.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [(3, "expect x"), (5, "expect-json .id capture id=.id")]
+        );
+        assert!(steps[1].action.is_check());
     }
 }

@@ -1,0 +1,420 @@
+//! Matching messages as text, regex or jq (`--expect-text`, `--expect`,
+//! `--expect-json` and their scenario steps), captures and templates, end to
+//! end: the real binary against the in-process echo server and Python
+//! `websockets` servers that speak a small JSON protocol.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::python::PythonServer;
+use crate::support::{Server, Tether};
+
+const HARNESS_DEADLINE: Duration = Duration::from_secs(20);
+
+fn write_script(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("scenario.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn json_and_text_expectations_match_what_a_regex_cannot() {
+    let server = Server::echo();
+    Tether::new()
+        .args([
+            &server.url("/"),
+            "--send",
+            r#"{"sum": 5}"#,
+            "--send",
+            "1+1=2",
+        ])
+        .args(["--expect-json", ".sum == 5", "--expect-text", "1+1=2"])
+        .args(["--timeout", "10s"])
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0)
+        .stdout_is("{\"sum\": 5}\n1+1=2\n")
+        .stderr_has("smoke test passed: 4 steps");
+}
+
+#[test]
+fn expectations_from_different_flags_keep_the_order_they_were_given() {
+    let server = Server::echo();
+    let base = [server.url("/"), "--send".into(), "first".into()];
+    let base = base
+        .iter()
+        .map(String::as_str)
+        .chain(["--send", r#"{"n":2}"#, "--strict"]);
+    let base: Vec<&str> = base.chain(["--timeout", "10s"]).collect();
+    Tether::new()
+        .args(&base)
+        .args(["--expect-text", "first", "--expect-json", ".n == 2"])
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0);
+    // The JSON one first: "first" arrives while it waits, and --strict fails it.
+    let run = Tether::new()
+        .args(&base)
+        .args(["--expect-json", ".n == 2", "--expect-text", "first"])
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(7);
+    assert_eq!(
+        run.error_line(),
+        "tether: error: expectation not met: --expect-json '.n == 2': message #1 did not match \
+         it (--strict): first, after waiting 0 ms"
+            .replace("0 ms", &waited(run.error_line())),
+        "{}",
+        run.describe()
+    );
+}
+
+/// The "after waiting N ms" of a diagnostic, which varies.
+fn waited(line: &str) -> String {
+    let at = line.rfind("after waiting ").expect("a wait") + "after waiting ".len();
+    line[at..].to_owned()
+}
+
+#[test]
+fn a_regex_that_does_not_compile_suggests_expect_text() {
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--expect", r#"{"sum": 5}"#])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --expect \"{\\\"sum\\\": 5}\" is not a valid regex: repetition operator \
+         missing expression (to match it as plain text, use --expect-text)\n"
+    );
+}
+
+#[test]
+fn an_invalid_jq_filter_is_a_usage_error_naming_it() {
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--expect-json", ".sum =="])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --expect-json \".sum ==\" is not a valid jq filter: expected term at the end\n"
+    );
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--expect-json", "nosuch"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --expect-json \"nosuch\" is not a valid jq filter: filter nosuch is not defined\n"
+    );
+}
+
+/// Hands out a fresh session id, and answers only requests that carry it
+/// and the token; anything else is closed with 4001 or 4003.
+const SESSIONS: &str = r#"
+import asyncio, json, secrets
+import websockets
+
+async def handler(ws):
+    session = secrets.token_hex(8)
+    await ws.send(json.dumps({"op": "hello"}))
+    await ws.send(json.dumps({"op": "welcome", "session": session}))
+    async for message in ws:
+        request = json.loads(message)
+        if request.get("session") != session:
+            await ws.close(4001, "unknown session")
+            return
+        if request.get("token") != "t0ken-from-ci":
+            await ws.close(4003, "bad token")
+            return
+        await ws.send(json.dumps({"op": "ok", "id": request["id"]}))
+"#;
+
+const SESSION_SCENARIO: &str = r#"expect-json .op == "welcome" capture session=.session
+send {"op":"auth","session":"{{session}}","token":"{{env.WS_TOKEN}}","id":1}
+expect-json .op == "ok" and .id == 1
+"#;
+
+#[test]
+fn a_captured_session_id_and_a_token_from_the_environment_go_into_a_later_send() {
+    let server = PythonServer::start(SESSIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), SESSION_SCENARIO);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--timeout", "10s", "-v"])
+        .env("WS_TOKEN", "t0ken-from-ci")
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(0)
+        .stderr_has("smoke test passed: 3 steps")
+        // The step is reported as written: the token is not in the log.
+        .stderr_has("\"token\":\"{{env.WS_TOKEN}}\"")
+        .stderr_lacks("t0ken-from-ci");
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 3, "{}", run.describe());
+    assert_eq!(lines[0], r#"{"op": "hello"}"#);
+    assert!(
+        lines[1].starts_with(r#"{"op": "welcome", "session": ""#),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], r#"{"op": "ok", "id": 1}"#);
+}
+
+#[test]
+fn without_the_capture_the_same_server_refuses_and_the_run_fails() {
+    let server = PythonServer::start(SESSIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(
+        dir.path(),
+        &SESSION_SCENARIO
+            .replace(" capture session=.session", "")
+            .replace("{{session}}", "s"),
+    );
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--timeout", "10s"])
+        .env("WS_TOKEN", "t0ken-from-ci")
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    // Exit 9: the server closed without confirming what it was sent.
+    run.code(9)
+        .stderr_has(&format!(
+            "the smoke test stopped at {}:3 (expect-json .op == \"ok\" and .id == 1)",
+            script.display()
+        ))
+        .stderr_has("server closed the connection with code 4001 (\"unknown session\")");
+}
+
+#[test]
+fn a_missing_variable_is_a_usage_error_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), "send {\"s\":\"{{session}}\"}\n");
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--script"])
+        .arg(&script)
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: {}:1: {{{{session}}}} is not captured by an earlier step (capture it \
+             with e.g. expect-json FILTER capture session=.session, or use {{{{env.session}}}})\n",
+            script.display()
+        )
+    );
+    let script = write_script(dir.path(), SESSION_SCENARIO);
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--script"])
+        .arg(&script)
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: {}:2: {{{{env.WS_TOKEN}}}}: the environment variable WS_TOKEN is not set\n",
+            script.display()
+        )
+    );
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:1/", "--send", "{{id}}"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --send '{{id}}': {{id}} cannot be filled in: --send messages go out \
+         before any expectation captures a value (use a --script with capture, or {{env.id}})\n"
+    );
+}
+
+#[test]
+fn send_and_on_connect_take_values_from_the_environment() {
+    let server = Server::echo();
+    Tether::new()
+        .args([&server.url("/"), "--on-connect", r#"{"token":"{{env.T}}"}"#])
+        .args(["--send", "user {{env.U}}"])
+        .args([
+            "--expect-json",
+            r#".token == "abc""#,
+            "--expect-text",
+            "user me",
+        ])
+        .args(["--timeout", "10s"])
+        .env("T", "abc")
+        .env("U", "me")
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0)
+        .stdout_is("{\"token\":\"abc\"}\nuser me\n");
+    let run = Tether::new()
+        .args([&server.url("/"), "--on-connect", "{{env.NOT_SET_AT_ALL}}"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "tether: error: --on-connect '{{env.NOT_SET_AT_ALL}}': {{env.NOT_SET_AT_ALL}}: the \
+         environment variable NOT_SET_AT_ALL is not set\n"
+    );
+}
+
+#[test]
+fn a_failed_json_expectation_shows_what_its_filter_made_of_each_message() {
+    let server = Server::echo();
+    let run = Tether::new()
+        .args([
+            &server.url("/"),
+            "--send",
+            r#"{"sum":4}"#,
+            "--send",
+            "hello",
+        ])
+        .args(["--send", "[1]", "--send", r#"{"sum":null}"#])
+        .args(["--expect-json", ".sum == 5", "--timeout", "1s"])
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(6);
+    let error = run
+        .stderr
+        .split_once("tether: error: ")
+        .expect("an error")
+        .1;
+    assert_eq!(
+        error.replacen(
+            &waited(error.lines().next().unwrap()),
+            "N ms for --expect-json '.sum == 5'",
+            1
+        ),
+        "deadline reached: --timeout 1s ran out after waiting N ms for --expect-json '.sum == 5'
+  4 messages were received:
+    #1: {\"sum\":4}
+      .sum == 5 gave: false
+    #2: hello
+      .sum == 5 gave: not JSON
+    #3: [1]
+      .sum == 5 gave: error: cannot index [1] with \"sum\"
+    #4: {\"sum\":null}
+      .sum == 5 gave: false
+",
+        "{}",
+        run.describe()
+    );
+}
+
+/// Answers three requests only once all three are in, last first, and
+/// never answers an id in `SKIP`; then echoes `echo` requests.
+const OUT_OF_ORDER: &str = r#"
+import asyncio, json
+import websockets
+
+SKIP = {SKIPPED}
+
+async def handler(ws):
+    pending = []
+    async for message in ws:
+        request = json.loads(message)
+        if "echo" in request:
+            await ws.send(json.dumps({"echo": request["echo"]}))
+            continue
+        pending.append(request)
+        if len(pending) == 3:
+            for r in reversed(pending):
+                if r["id"] not in SKIP:
+                    await ws.send(json.dumps({"id": r["id"], "value": "v%d" % r["id"]}))
+"#;
+
+const ANY_ORDER_SCENARIO: &str = r#"send {"id":1}
+send {"id":2}
+send {"id":3}
+expect-any-order
+  expect-json .id == 1 capture one=.value
+  expect-json .id == 2
+  expect-text "id": 3
+end
+send {"echo":"{{one}}"}
+expect-json .echo == "v1"
+"#;
+
+#[test]
+fn replies_that_come_in_any_order_meet_an_expect_any_order_block() {
+    let server = PythonServer::start(&OUT_OF_ORDER.replace("{SKIPPED}", "set()"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), ANY_ORDER_SCENARIO);
+    Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--strict", "--timeout", "10s"])
+        .deadline(HARNESS_DEADLINE)
+        .run()
+        .code(0)
+        .stdout_is(
+            "{\"id\": 3, \"value\": \"v3\"}\n{\"id\": 2, \"value\": \"v2\"}\n\
+             {\"id\": 1, \"value\": \"v1\"}\n{\"echo\": \"v1\"}\n",
+        )
+        .stderr_has("smoke test passed: 6 steps");
+}
+
+#[test]
+fn an_any_order_block_that_times_out_names_what_is_still_missing() {
+    let server = PythonServer::start(&OUT_OF_ORDER.replace("{SKIPPED}", "{2}"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), ANY_ORDER_SCENARIO);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--timeout", "2s"])
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(6);
+    let line = run.error_line();
+    assert_eq!(
+        line.replacen(&waited(line), "N s for", 1),
+        format!("tether: error: deadline reached: --timeout 2s ran out after waiting N s for"),
+        "{}",
+        run.describe()
+    );
+    run.stderr_has(&format!(
+        " for {}:4 (expect-any-order, 2 of 3 met; still missing: expect-json .id == 2 (line 6))\n  2 messages were received:",
+        script.display()
+    ));
+}
+
+#[test]
+fn any_order_block_mistakes_name_their_line() {
+    let cases = [
+        (
+            "expect-any-order\nexpect x\n",
+            "1: this expect-any-order block has no end",
+        ),
+        (
+            "expect-any-order\nsend x\nend\n",
+            "2: only expect steps can be in the expect-any-order block of line 1 (end it first)",
+        ),
+        ("end\n", "1: end without an expect-any-order block to end"),
+        (
+            "expect-any-order\nend\n",
+            "2: the expect-any-order block of line 1 has no expect steps",
+        ),
+        (
+            "expect-any-order\nexpect-any-order\n",
+            "2: expect-any-order blocks do not nest (one is open since line 1)",
+        ),
+    ];
+    for (text, want) in cases {
+        let run = Tether::new()
+            .args(["ws://127.0.0.1:1/", "--script", "-"])
+            .stdin(text)
+            .run();
+        run.code(2);
+        assert_eq!(
+            run.stderr,
+            format!("tether: error: <stdin>:{want}\n"),
+            "{text:?}"
+        );
+    }
+}
