@@ -148,6 +148,8 @@ pub struct DialConfig {
     pub tls: TlsConfig,
     pub connect_timeout: Duration,
     pub max_message_size: usize,
+    /// Offer permessage-deflate (`--compression on`).
+    pub compression: bool,
     /// Which proxy each URL goes through (from --proxy, --no-proxy and the environment).
     pub proxy: ProxyRules,
     /// Redirects to follow (-L, --max-redirects); `None` reports them as rejections.
@@ -405,6 +407,7 @@ impl DialConfig {
             tls,
             connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
             max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
+            compression: conn.compression == crate::cli::CompressionArg::On,
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
