@@ -117,11 +117,15 @@ fn compressed_json_from_python_arrives_whole_both_ways() {
         .stdin("hi\n")
         .run();
     run.code(0);
-    assert_eq!(
-        agreed(&run),
-        "permessage-deflate; client_no_context_takeover; server_max_window_bits=12; \
-         client_max_window_bits=12"
-    );
+    let params = "permessage-deflate; client_no_context_takeover; server_max_window_bits=12; \
+                  client_max_window_bits=12";
+    assert_eq!(agreed(&run), params);
+    Tether::new()
+        .args([&server.url("/"), "-v"])
+        .stdin("hi\n")
+        .run()
+        .code(0)
+        .stderr_has(&format!("compression agreed: {params}\n"));
 }
 
 #[test]
