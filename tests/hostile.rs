@@ -633,6 +633,7 @@ fn a_malformed_deflate_answer_fails_the_handshake() {
          is not a window size (8 to 15) (Sec-WebSocket-Extensions: permessage-deflate; \
          server_max_window_bits=16)",
     );
+    run.stderr_has("tether: hint: --compression off connects without offering compression\n");
     not_retried(&server, &run);
 }
 
