@@ -920,6 +920,7 @@ mod tests {
         assert!(s.dial.headers.is_empty() && s.dial.subprotocols.is_empty());
         assert_eq!(s.dial.connect_timeout, secs(10));
         assert_eq!(s.dial.max_message_size, 64 << 20);
+        assert!(s.dial.compression, "permessage-deflate is offered");
         assert_eq!(s.dial.follow_redirects, None);
         assert_eq!(
             s.dial.proxy.route(&s.dial.endpoint),
@@ -1056,6 +1057,9 @@ mod tests {
             }),
             (&["-L"], |c| {
                 assert_eq!(c.session.dial.follow_redirects, Some(10))
+            }),
+            (&["--compression", "off"], |c| {
+                assert!(!c.session.dial.compression)
             }),
             (&["-L", "--max-redirects", "3"], |c| {
                 assert_eq!(c.session.dial.follow_redirects, Some(3))

@@ -863,4 +863,44 @@ mod tests {
         assert!(inflater.failed.is_some());
         assert!(inflated < (1 << 20) + 2 * CHUNK + 64, "{inflated}");
     }
+
+    async fn read_all(mut stream: Inflating<&[u8]>) -> (Vec<u8>, Result<Option<Params>, String>) {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.unwrap();
+        (out, stream.agreement())
+    }
+
+    #[tokio::test]
+    async fn the_head_goes_through_and_a_frame_in_the_same_read_is_inflated() {
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n";
+        // RFC 7692 §7.2.3.1: "Hello", compressed.
+        let hello = frame(
+            Data::Text,
+            true,
+            true,
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+        );
+        let wire = [&head[..], &hello].concat();
+        let (out, agreed) = read_all(Inflating::new(&wire[..], true, 1 << 20)).await;
+        assert_eq!(
+            out,
+            [&head[..], &frame(Data::Text, true, false, b"Hello")].concat()
+        );
+        let params = agreed.unwrap().unwrap();
+        assert!(params.server_no_context_takeover);
+
+        // Not offered: the answer is refused, and nothing is touched.
+        let (out, agreed) = read_all(Inflating::new(&wire[..], false, 1 << 20)).await;
+        assert_eq!(out, wire);
+        assert!(agreed.is_err());
+
+        // No agreement: every byte as it came (tungstenite refuses the RSV1).
+        let plain = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let wire = [&plain[..], &hello].concat();
+        let (out, agreed) = read_all(Inflating::new(&wire[..], true, 1 << 20)).await;
+        assert_eq!(out, wire);
+        assert_eq!(agreed, Ok(None));
+    }
 }
