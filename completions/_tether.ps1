@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Limit for DNS, TCP (and any proxy), TLS and the HTTP upgrade together')
             [CompletionResult]::new('--resolve', '--resolve', [CompletionResultType]::ParameterName, 'Connect to these addresses for HOST:PORT instead of asking DNS, as curl does (repeatable)')
             [CompletionResult]::new('--max-message-size', '--max-message-size', [CompletionResultType]::ParameterName, 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)')
+            [CompletionResult]::new('--compression', '--compression', [CompletionResultType]::ParameterName, 'Offer permessage-deflate, so the server may compress what it sends (tether sends uncompressed)')
             [CompletionResult]::new('-x', '-x', [CompletionResultType]::ParameterName, 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]')
             [CompletionResult]::new('--proxy', '--proxy', [CompletionResultType]::ParameterName, 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]')
             [CompletionResult]::new('--unix-socket', '--unix-socket', [CompletionResultType]::ParameterName, 'Connect to this Unix-domain socket instead of the URL''s host and port; the URL still gives the Host header and the path (as curl''s --unix-socket)')

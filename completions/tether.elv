@@ -29,6 +29,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --connect-timeout 'Limit for DNS, TCP (and any proxy), TLS and the HTTP upgrade together'
             cand --resolve 'Connect to these addresses for HOST:PORT instead of asking DNS, as curl does (repeatable)'
             cand --max-message-size 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)'
+            cand --compression 'Offer permessage-deflate, so the server may compress what it sends (tether sends uncompressed)'
             cand -x 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]'
             cand --proxy 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]'
             cand --unix-socket 'Connect to this Unix-domain socket instead of the URL''s host and port; the URL still gives the Host header and the path (as curl''s --unix-socket)'

@@ -195,6 +195,14 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_message_size: String,
 
+    /// Offer permessage-deflate, so the server may compress what it sends (tether sends
+    /// uncompressed)
+    ///
+    /// Compressed messages are inflated as they arrive, each held to --max-message-size. `off`
+    /// offers nothing.
+    #[arg(long, value_name = "WHEN", default_value = "on")]
+    pub compression: CompressionArg,
+
     /// Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]
     ///
     /// An http:// proxy is asked for a tunnel with CONNECT; socks5:// resolves host names here,
@@ -480,6 +488,12 @@ pub enum BinaryFormatArg {
     Hex,
     Base64,
     Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -175,6 +175,8 @@ pub struct DialConfig {
     pub tls: TlsConfig,
     pub connect_timeout: Duration,
     pub max_message_size: usize,
+    /// Offer permessage-deflate (`--compression on`).
+    pub compression: bool,
     /// Which proxy each URL goes through (from --proxy, --no-proxy and the environment).
     pub proxy: ProxyRules,
     /// Redirects to follow (-L, --max-redirects); `None` reports them as rejections.
@@ -453,6 +455,7 @@ impl DialConfig {
             tls,
             connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
             max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
+            compression: conn.compression == crate::cli::CompressionArg::On,
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
@@ -1062,6 +1065,7 @@ mod tests {
         assert!(s.dial.headers.is_empty() && s.dial.subprotocols.is_empty());
         assert_eq!(s.dial.connect_timeout, secs(10));
         assert_eq!(s.dial.max_message_size, 64 << 20);
+        assert!(s.dial.compression, "permessage-deflate is offered");
         assert_eq!(s.dial.follow_redirects, None);
         assert_eq!(
             s.dial.proxy.route(&s.dial.endpoint),
@@ -1198,6 +1202,9 @@ mod tests {
             }),
             (&["-L"], |c| {
                 assert_eq!(c.session.dial.follow_redirects, Some(10))
+            }),
+            (&["--compression", "off"], |c| {
+                assert!(!c.session.dial.compression)
             }),
             (&["-L", "--max-redirects", "3"], |c| {
                 assert_eq!(c.session.dial.follow_redirects, Some(3))

@@ -411,6 +411,12 @@ impl Error {
                 }
             }),
             Error::Redirect { .. } => Some("see -L/--location and --max-redirects"),
+            // The server speaks WebSocket, but its compression answer is broken.
+            Error::HandshakeInvalid { detail, .. }
+                if detail.contains("permessage-deflate answer") =>
+            {
+                Some("--compression off connects without offering compression")
+            }
             Error::HandshakeInvalid { .. } => {
                 Some("the server did not speak WebSocket at that URL; check the URL")
             }

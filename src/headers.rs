@@ -120,14 +120,13 @@ fn read_capped(path: &Path) -> std::result::Result<String, String> {
 }
 
 /// Refuses the headers tether cannot honour. `Sec-WebSocket-Extensions`
-/// offers extensions; tether implements none, so a server that took the
-/// offer would send frames tether cannot read.
+/// is tether's own: it offers permessage-deflate itself (`--compression`)
+/// and must know what was offered to read what the server agreed to.
 fn supported(header: (HeaderName, HeaderValue), flag: &str) -> Result<(HeaderName, HeaderValue)> {
     if header.0 == "sec-websocket-extensions" {
         return Err(Error::Usage(format!(
-            "{flag}: Sec-WebSocket-Extensions cannot be set: tether does not support \
-             WebSocket extensions yet (permessage-deflate compression is planned), and a \
-             server that accepted the offer would send frames tether cannot read"
+            "{flag}: Sec-WebSocket-Extensions cannot be set: tether negotiates extensions \
+             itself (it offers permessage-deflate unless --compression off), so drop this header"
         )));
     }
     Ok(header)
@@ -220,7 +219,11 @@ mod tests {
     #[test]
     fn offering_extensions_is_refused() {
         let message = usage(&["Sec-WebSocket-Extensions: permessage-deflate"]);
-        assert!(message.starts_with("-H: Sec-WebSocket-Extensions cannot be set: tether does not support WebSocket extensions yet"), "{message}");
+        assert_eq!(
+            message,
+            "-H: Sec-WebSocket-Extensions cannot be set: tether negotiates extensions itself \
+             (it offers permessage-deflate unless --compression off), so drop this header"
+        );
         let (_keep, arg) = file(b"sec-websocket-extensions: x\n");
         assert!(usage(&[&arg]).starts_with(&format!("-H {arg}:1: Sec-WebSocket-Extensions")));
     }

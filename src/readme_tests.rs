@@ -358,6 +358,9 @@ fn the_json_examples_print_as_documented() {
         JsonEvent::Connected(Connected {
             url: "ws://127.0.0.1:9101/x",
             subprotocol: None,
+            compression: Some(
+                "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+            ),
             attempt: 1,
         }),
         JsonEvent::Message(Message {

@@ -67,6 +67,8 @@ pub enum Event {
     Connected {
         url: String,
         subprotocol: Option<String>,
+        /// The permessage-deflate parameters agreed, as the header spells them.
+        compression: Option<String>,
         attempt: u32,
     },
     /// One HTTP exchange of a dial: the proxy's `CONNECT`, the upgrade (or a
@@ -158,6 +160,8 @@ pub struct Status {
     pub state: State,
     pub url: String,
     pub subprotocol: Option<String>,
+    /// The permessage-deflate parameters agreed on this connection.
+    pub compression: Option<String>,
     /// When the current connection was made.
     pub connected_since: Option<SystemTime>,
     pub uptime: Option<Duration>,

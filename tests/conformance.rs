@@ -1,6 +1,7 @@
 //! WebSocket conformance: the Autobahn Testsuite's fuzzingserver against the binary under
 //! test, as `tether --echo --no-reconnect`, through the 301 cases that need no
-//! permessage-deflate (12.* and 13.* are excluded: tokio-tungstenite does not offer it).
+//! permessage-deflate, and a subset of the 216 that do (12.* and 13.*), held case by case
+//! to `autobahn/expected-deflate.json`.
 //!
 //! `tests/autobahn/run` does the work: it installs the suite on first use (Python 2.7 from
 //! pyenv, into `.peers/autobahn`, about a minute and a half), starts the fuzzingserver on
@@ -25,6 +26,42 @@ const DEADLINE: Duration = Duration::from_secs(20 * 60);
 
 #[test]
 fn autobahn_reports_no_failed_case_out_of_301() {
+    let (out, status, output) = autobahn(None);
+    let verdicts = verdicts(&out.path().join("reports/clients/index.json"), &output);
+    eprintln!("autobahn: verdicts {verdicts:?}");
+    assert_eq!(
+        verdicts.values().sum::<usize>(),
+        CASES,
+        "cases in the report\n{output}"
+    );
+    assert_eq!(verdicts.get("FAILED"), None, "FAILED cases\n{output}");
+    assert_eq!(
+        verdicts.get("UNIMPLEMENTED"),
+        None,
+        "UNIMPLEMENTED cases\n{output}"
+    );
+    assert!(status.success(), "the runner said {status}\n{output}");
+}
+
+/// The permessage-deflate cases `cargo test` runs (12.* and 13.*: the first sizes of each
+/// message kind, and every parameter set of 13.* once), with the verdict each must get.
+const DEFLATE_EXPECTED: &str = include_str!("autobahn/expected-deflate.json");
+
+#[test]
+fn autobahn_deflate_subset_matches_the_expected_results() {
+    let expected: BTreeMap<String, String> =
+        serde_json::from_str(DEFLATE_EXPECTED).expect("expected-deflate.json is JSON");
+    let cases = expected.keys().cloned().collect::<Vec<_>>().join(",");
+    let (out, status, output) = autobahn(Some(&cases));
+    let got = behaviours(&out.path().join("reports/clients/index.json"), &output);
+    // A case that slips from OK to NON-STRICT fails too, not only a FAILED one.
+    assert_eq!(got, expected, "verdicts per case\n{output}");
+    assert!(status.success(), "the runner said {status}\n{output}");
+}
+
+/// Runs `tests/autobahn/run` against the debug binary (all 301 cases, or `cases`); its
+/// output directory, exit status and output.
+fn autobahn(cases: Option<&str>) -> (tempfile::TempDir, std::process::ExitStatus, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().expect("temp dir");
     let binary = env!("CARGO_BIN_EXE_tether");
@@ -45,7 +82,6 @@ fn autobahn_reports_no_failed_case_out_of_301() {
         .env("AUTOBAHN_PORT", free_port().to_string())
         .env("AGENT", "tether")
         .env("CASE_TIMEOUT", "30")
-        .env_remove("CASES")
         .env_remove("EXPECTED_CASES")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -62,6 +98,10 @@ fn autobahn_reports_no_failed_case_out_of_301() {
     ] {
         command.env_remove(var).env_remove(var.to_lowercase());
     }
+    match cases {
+        Some(cases) => command.env("CASES", cases),
+        None => command.env_remove("CASES"),
+    };
     let started = Instant::now();
     let mut child = command.spawn().expect("starting tests/autobahn/run");
     let stdout = drain(child.stdout.take().expect("piped stdout"));
@@ -81,20 +121,7 @@ fn autobahn_reports_no_failed_case_out_of_301() {
     eprintln!("autobahn: the whole run took {:.0?}", started.elapsed());
     let status = status.unwrap_or_else(|| panic!("no verdict within {DEADLINE:?}\n{output}"));
 
-    let verdicts = verdicts(&out.path().join("reports/clients/index.json"), &output);
-    eprintln!("autobahn: verdicts {verdicts:?}");
-    assert_eq!(
-        verdicts.values().sum::<usize>(),
-        CASES,
-        "cases in the report\n{output}"
-    );
-    assert_eq!(verdicts.get("FAILED"), None, "FAILED cases\n{output}");
-    assert_eq!(
-        verdicts.get("UNIMPLEMENTED"),
-        None,
-        "UNIMPLEMENTED cases\n{output}"
-    );
-    assert!(status.success(), "the runner said {status}\n{output}");
+    (out, status, output)
 }
 
 /// How many cases got each verdict (OK, NON-STRICT, INFORMATIONAL, FAILED, ...).
@@ -111,4 +138,23 @@ fn verdicts(index: &Path, output: &str) -> BTreeMap<String, usize> {
         *counts.entry(verdict).or_default() += 1;
     }
     counts
+}
+
+/// Each case's verdict.
+fn behaviours(index: &Path, output: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(index)
+        .unwrap_or_else(|e| panic!("no report at {}: {e}\n{output}", index.display()));
+    let report: serde_json::Value = serde_json::from_str(&text).expect("index.json is JSON");
+    let cases = report["tether"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no results for agent tether\n{output}"));
+    cases
+        .iter()
+        .map(|(id, case)| {
+            (
+                id.clone(),
+                case["behavior"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect()
 }

@@ -61,22 +61,24 @@ fn handshake_lines(stderr: &str, addr: &str) -> Vec<String> {
 }
 
 /// What tether asks for on a plain connection, before any header of the user's.
-const UPGRADE: [&str; 6] = [
+const UPGRADE: [&str; 7] = [
     "> GET / HTTP/1.1",
     "> Host: ADDR",
     "> Connection: Upgrade",
     "> Upgrade: websocket",
     "> Sec-WebSocket-Version: 13",
     "> Sec-WebSocket-Key: KEY",
+    "> sec-websocket-extensions: permessage-deflate; client_no_context_takeover; client_max_window_bits",
 ];
 
-/// What Python `websockets` answers.
-const PYTHON_101: [&str; 6] = [
+/// What Python `websockets` answers (it takes the compression offer).
+const PYTHON_101: [&str; 7] = [
     "< HTTP/1.1 101 Switching Protocols",
     "< Date: DATE",
     "< Upgrade: websocket",
     "< Connection: Upgrade",
     "< Sec-WebSocket-Accept: ACCEPT",
+    "< Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_max_window_bits=12; client_max_window_bits=12",
     "< Server: PYTHON",
 ];
 
@@ -228,6 +230,10 @@ fn minus_v_shows_the_handshake_with_python_websockets_and_no_secret() {
                     ["Upgrade", "websocket"],
                     ["Sec-WebSocket-Version", "13"],
                     ["Sec-WebSocket-Key", "KEY"],
+                    [
+                        "sec-websocket-extensions",
+                        "permessage-deflate; client_no_context_takeover; client_max_window_bits"
+                    ],
                     ["authorization", "<redacted>"],
                     ["x-team", "blue"],
                     ["cookie", "<redacted>"],
@@ -241,6 +247,11 @@ fn minus_v_shows_the_handshake_with_python_websockets_and_no_secret() {
                     ["Upgrade", "websocket"],
                     ["Connection", "Upgrade"],
                     ["Sec-WebSocket-Accept", "ACCEPT"],
+                    [
+                        "Sec-WebSocket-Extensions",
+                        "permessage-deflate; client_no_context_takeover; \
+                         server_max_window_bits=12; client_max_window_bits=12"
+                    ],
                     ["Server", "PYTHON"],
                 ],
             },

@@ -172,22 +172,24 @@ fn a_trickled_handshake_is_retried_when_reconnects_are_allowed() {
 #[test]
 fn an_extension_that_was_not_offered_fails_the_handshake() {
     // RFC 6455 §4.1: a 101 that turns on an extension the client did not ask for fails the
-    // connection. tether offers none, so the frames that follow could not be read.
+    // connection: the frames that follow could not be read.
     let server = Hostile::start(vec![
         Step::AcceptWith(
-            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n".into(),
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=15\r\n".into(),
         ),
         Step::Send(frame(TEXT | RSV1, b"compressed")),
         Step::Drain,
     ]);
-    let run = tether(&server).args(["--max-reconnects", "3"]).run();
+    let run = tether(&server)
+        .args(["--max-reconnects", "3", "--compression", "off"])
+        .run();
     run.code(5).stdout_is("");
     assert_eq!(
         run.stderr,
         format!(
             "tether: error: the WebSocket handshake with {} failed: the server's answer turns on \
-             WebSocket extensions tether did not offer (Sec-WebSocket-Extensions: \
-             permessage-deflate; client_max_window_bits); tether supports none yet\n\
+             a WebSocket extension tether did not offer (Sec-WebSocket-Extensions: \
+             permessage-deflate; client_max_window_bits=15)\n\
              tether: hint: the server did not speak WebSocket at that URL; check the URL\n",
             server.url("/")
         ),
@@ -195,6 +197,13 @@ fn an_extension_that_was_not_offered_fails_the_handshake() {
         run.describe()
     );
     not_retried(&server, &run);
+    assert!(
+        !server.connections()[0]
+            .request
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions"),
+        "--compression off offers nothing"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -540,4 +549,131 @@ fn a_ping_flood_from_a_server_that_never_reads_keeps_memory_bounded() {
     // Reading stopped once the socket buffers were full of unwritten Pongs.
     let written = server.connections()[0].written;
     assert!(written < 16 << 20, "tether read {written} bytes of Pings");
+}
+
+// ---------------------------------------------------------------------------------------
+// permessage-deflate (RFC 7692)
+
+const DEFLATE: &str = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+
+/// `payload` deflated as a message carries it: raw deflate, the final `00 00 ff ff` off.
+fn deflated(payload: &[u8]) -> Vec<u8> {
+    let mut compress = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut out = Vec::with_capacity(payload.len() / 100 + 1024);
+    let mut at = 0;
+    loop {
+        let before = compress.total_in();
+        compress
+            .compress_vec(&payload[at..], &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        at += (compress.total_in() - before) as usize;
+        if at == payload.len() && out.ends_with(&[0, 0, 0xff, 0xff]) {
+            break;
+        }
+        out.reserve(out.capacity());
+    }
+    out.truncate(out.len() - 4);
+    out
+}
+
+#[test]
+fn a_compressed_frame_in_the_same_read_as_the_101_is_inflated() {
+    // RFC 7692 §7.2.3.1's "Hello", sent in the very write that carries the 101.
+    let hello = frame(TEXT | RSV1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    let mut then = hello.clone();
+    then.extend(frame(CLOSE, &1000u16.to_be_bytes()));
+    let server = Hostile::start(vec![Step::AcceptThen(DEFLATE.into(), then), Step::Drain]);
+    let run = tether(&server).run();
+    run.code(0).stdout_is("Hello\n");
+    let request = &server.connections()[0].request;
+    assert!(
+        request.contains(
+            "sec-websocket-extensions: permessage-deflate; client_no_context_takeover; \
+             client_max_window_bits\r\n"
+        ),
+        "{request}"
+    );
+}
+
+#[test]
+fn rsv1_on_a_control_or_continuation_frame_is_a_protocol_violation() {
+    for bytes in [
+        frame(PING | RSV1, b""),
+        [
+            frame(TEXT & NOT_FIN | RSV1, &deflated(b"abc")),
+            frame(CONTINUATION | 0x80 | RSV1, &deflated(b"def")),
+        ]
+        .concat(),
+    ] {
+        let server = Hostile::start(vec![
+            Step::AcceptWith(DEFLATE.into()),
+            Step::Send(bytes),
+            Step::Drain,
+        ]);
+        let run = tether(&server).run();
+        fails_with(&run, 10, "Reserved bits are non-zero");
+        closed_with(&server, 1002);
+        not_retried(&server, &run);
+    }
+}
+
+#[test]
+fn a_malformed_deflate_answer_fails_the_handshake() {
+    let server = Hostile::start(vec![
+        Step::AcceptWith(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16\r\n".into(),
+        ),
+        Step::Drain,
+    ]);
+    let run = tether(&server).run();
+    fails_with(
+        &run,
+        5,
+        "the server's permessage-deflate answer is not acceptable: server_max_window_bits=16 \
+         is not a window size (8 to 15) (Sec-WebSocket-Extensions: permessage-deflate; \
+         server_max_window_bits=16)",
+    );
+    run.stderr_has("tether: hint: --compression off connects without offering compression\n");
+    not_retried(&server, &run);
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_at_the_limit_with_flat_memory() {
+    // 256 KiB on the wire that would inflate to 256 MiB.
+    let bomb = deflated(&vec![0u8; 256 << 20]);
+    assert!(bomb.len() < 300 << 10, "{}", bomb.len());
+    let server = Hostile::start(vec![
+        Step::AcceptWith(DEFLATE.into()),
+        Step::Send(frame(BINARY | RSV1, &bomb)),
+        Step::Drain,
+    ]);
+    let (run, peak_kib) = tether(&server)
+        .args(["--max-message-size", "1MiB"])
+        .run_peak_rss();
+    fails_with(&run, 10, "over --max-message-size (1048576 bytes)");
+    closed_with(&server, 1009);
+    not_retried(&server, &run);
+    assert!(
+        peak_kib < 32 << 10,
+        "peak RSS {peak_kib} KiB\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn compressed_data_that_does_not_inflate_is_a_protocol_violation() {
+    // Block type 3 is reserved in DEFLATE (RFC 1951 §3.2.3).
+    let server = Hostile::start(vec![
+        Step::AcceptWith(DEFLATE.into()),
+        Step::Send(frame(TEXT | RSV1, &[0xff, 0xff, 0xff])),
+        Step::Drain,
+    ]);
+    let run = tether(&server).run();
+    fails_with(
+        &run,
+        10,
+        "the server sent a compressed message that does not inflate",
+    );
+    closed_with(&server, 1007);
+    not_retried(&server, &run);
 }

@@ -615,3 +615,19 @@ fn the_repl_works_over_a_unix_socket() {
     pty.send(CTRL_D);
     assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
 }
+
+#[test]
+fn status_says_which_compression_was_agreed() {
+    let server = crate::support::python::PythonServer::start(crate::support::python::ECHO);
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(&server.url("/"), &state, &[]);
+    pty.line("/status");
+    pty.expect(&format!("  url:         {}\r\n", server.url("/")));
+    pty.expect(
+        "  compression: permessage-deflate; client_no_context_takeover; \
+         server_max_window_bits=12; client_max_window_bits=12\r\n",
+    );
+    pty.expect("  reconnects:  0\r\n");
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+}

@@ -17,6 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::config::DialConfig;
 use crate::error::{Error, Result};
 use crate::headers::is_secret_header;
+use crate::net::deflate::{self, Inflating, Params};
 use crate::net::endpoint::Endpoint;
 use crate::net::handshake::{self, Exchange, Log, Peer, Recorded};
 use crate::net::meter::{Metered, WriteProgress};
@@ -26,7 +27,7 @@ use crate::net::unix::{self, Transport};
 
 type Header = (HeaderName, HeaderValue);
 
-pub type Socket = WebSocketStream<Recorded<MaybeTlsStream<Metered<Transport>>>>;
+pub type Socket = WebSocketStream<Inflating<Recorded<MaybeTlsStream<Metered<Transport>>>>>;
 
 /// A fresh connection and what the handshake settled.
 pub struct Connection {
@@ -34,6 +35,8 @@ pub struct Connection {
     /// How the peer drains what is written to the socket.
     pub progress: WriteProgress,
     pub subprotocol: Option<String>,
+    /// The permessage-deflate parameters agreed, if any.
+    pub compression: Option<Params>,
     /// The URL connected to: the configured one, or where redirects led.
     pub url: String,
     /// Things the user should hear about (no subprotocol was picked, a
@@ -50,7 +53,7 @@ pub struct Dialer {
 
 /// What one request led to.
 enum Step {
-    Connected(Box<Socket>, WriteProgress, Option<String>),
+    Connected(Box<Socket>, WriteProgress, Option<String>, Option<Params>),
     Redirect { status: u16, location: String },
 }
 
@@ -126,7 +129,7 @@ impl Dialer {
                 .request(&endpoint, offer_subprotocols, fresh, log)
                 .await?
             {
-                Step::Connected(socket, progress, subprotocol) => {
+                Step::Connected(socket, progress, subprotocol, compression) => {
                     // Judged by where the chain ends: the user asked for TLS.
                     let warnings = if original.tls && !endpoint.tls {
                         vec![format!(
@@ -139,6 +142,7 @@ impl Dialer {
                         socket: *socket,
                         progress,
                         subprotocol,
+                        compression,
                         url: endpoint.to_string(),
                         warnings,
                     });
@@ -247,6 +251,13 @@ impl Dialer {
                 headers.insert("sec-websocket-protocol", value);
             }
         }
+        let offer = self.config.compression;
+        if offer {
+            headers.insert(
+                "sec-websocket-extensions",
+                HeaderValue::from_static(deflate::OFFER),
+            );
+        }
 
         if let Some(head) = request_head(&request, &secret_names) {
             handshake::trace(&head.lines());
@@ -258,6 +269,7 @@ impl Dialer {
             });
         }
         let (stream, answer) = Recorded::new(stream);
+        let stream = Inflating::new(stream, offer, self.config.max_message_size);
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size));
@@ -272,24 +284,31 @@ impl Dialer {
         }
         match result {
             Ok((mut socket, response)) => {
-                socket.get_mut().stop();
-                // RFC 6455 §4.1: an extension the client did not offer fails the
-                // connection. tether offers none (and refuses -H for the header).
-                if let Some(named) = unoffered_extensions(&response) {
-                    return Err(Error::HandshakeInvalid {
-                        target: endpoint.to_string(),
-                        detail: format!(
-                            "the server's answer turns on WebSocket extensions tether did not offer \
-                             (Sec-WebSocket-Extensions: {named}); tether supports none yet"
-                        ),
-                    });
+                socket.get_mut().get_mut().stop();
+                // RFC 6455 §4.1, RFC 7692 §5: an extension or a parameter the
+                // client did not offer fails the connection.
+                let compression =
+                    socket
+                        .get_ref()
+                        .agreement()
+                        .map_err(|detail| Error::HandshakeInvalid {
+                            target: endpoint.to_string(),
+                            detail,
+                        })?;
+                if let Some(params) = &compression {
+                    tracing::debug!("{endpoint}: compression agreed: {params}");
                 }
                 let subprotocol = response
                     .headers()
                     .get("sec-websocket-protocol")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                Ok(Step::Connected(Box::new(socket), progress, subprotocol))
+                Ok(Step::Connected(
+                    Box::new(socket),
+                    progress,
+                    subprotocol,
+                    compression,
+                ))
             }
             Err(tungstenite::Error::Http(response)) => match location(&response) {
                 Some(location) if self.config.follow_redirects.is_some() => Ok(Step::Redirect {
@@ -401,22 +420,6 @@ fn classify_handshake_error(endpoint: &Endpoint, err: tungstenite::Error, identi
             detail: other.to_string(),
         },
     }
-}
-
-/// The server's `Sec-WebSocket-Extensions`, when it names any (as shown in
-/// the error: quoted when it is not plain ASCII).
-fn unoffered_extensions<T>(response: &Response<T>) -> Option<String> {
-    let values: Vec<String> = response
-        .headers()
-        .get_all("sec-websocket-extensions")
-        .iter()
-        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
-        .map(|v| match v.to_str() {
-            Ok(text) => text.trim().to_owned(),
-            Err(_) => format!("{:?}", String::from_utf8_lossy(v.as_bytes())),
-        })
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
 }
 
 /// The `Location` of a redirect response.

@@ -2,6 +2,7 @@
 //! the upgrade, redirects), the metered stream under the socket and the
 //! transport below it (TCP or a Unix-domain socket).
 
+pub mod deflate;
 pub mod dial;
 pub mod endpoint;
 pub mod eyeballs;

@@ -52,6 +52,7 @@ pub struct Connecting {
 pub struct Connected<'a> {
     pub url: &'a str,
     pub subprotocol: Option<&'a str>,
+    pub compression: Option<&'a str>,
     pub attempt: u32,
 }
 
@@ -345,10 +346,12 @@ impl<'a> JsonEvent<'a> {
             Event::Connected {
                 url,
                 subprotocol,
+                compression,
                 attempt,
             } => JsonEvent::Connected(Connected {
                 url,
                 subprotocol: subprotocol.as_deref(),
+                compression: compression.as_deref(),
                 attempt: *attempt,
             }),
             Event::Sent { payload, replay } => {
@@ -618,6 +621,9 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
         JsonEvent::Connected(Connected {
             url: "ws://127.0.0.1:9101/x",
             subprotocol: None,
+            compression: Some(
+                "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+            ),
             attempt: 1,
         }),
         JsonEvent::Handshake(Handshake {
@@ -835,9 +841,10 @@ mod tests {
                 JsonEvent::Connected(Connected {
                     url: "wss://h/p",
                     subprotocol: Some("chat"),
+                    compression: None,
                     attempt: 1,
                 }),
-                r#""connected","url":"wss://h/p","subprotocol":"chat","attempt":1}"#,
+                r#""connected","url":"wss://h/p","subprotocol":"chat","compression":null,"attempt":1}"#,
             ),
             (
                 JsonEvent::Pong(Pong {

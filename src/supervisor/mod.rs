@@ -124,6 +124,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
         drain_requested: false,
         state: State::Connecting,
         subprotocol: None,
+        compression: None,
         connected_since: None,
         reconnects: 0,
         rtt: RttStats::default(),
@@ -169,6 +170,7 @@ struct Supervisor {
     drain_requested: bool,
     state: State,
     subprotocol: Option<String>,
+    compression: Option<String>,
     connected_since: Option<(SystemTime, Instant)>,
     reconnects: u32,
     rtt: RttStats,
@@ -245,10 +247,13 @@ impl Supervisor {
                     self.state = State::Connected;
                     self.ever_connected = true;
                     self.subprotocol = conn.subprotocol.clone();
+                    let compression = conn.compression.as_ref().map(ToString::to_string);
+                    self.compression = compression.clone();
                     self.connected_since = Some((SystemTime::now(), Instant::now()));
                     self.emitter.emit(Event::Connected {
                         url: conn.url,
                         subprotocol: conn.subprotocol,
+                        compression,
                         attempt: streak + 1,
                     });
                     let started = Instant::now();
@@ -636,6 +641,7 @@ impl Supervisor {
             state: self.state,
             url: self.url.clone(),
             subprotocol: self.subprotocol.clone(),
+            compression: self.compression.clone(),
             connected_since: self.connected_since.map(|(wall, _)| wall),
             uptime: self.connected_since.map(|(_, mono)| mono.elapsed()),
             reconnects: self.reconnects,
@@ -1288,8 +1294,17 @@ fn failure_close_code(err: &tungstenite::Error) -> Option<u16> {
         tungstenite::Error::Protocol(_) => Some(u16::from(CloseCode::Protocol)),
         tungstenite::Error::Utf8(_) => Some(u16::from(CloseCode::Invalid)),
         tungstenite::Error::Capacity(_) => Some(u16::from(CloseCode::Size)),
+        tungstenite::Error::Io(err) if inflate_error(err).is_some() => {
+            Some(u16::from(CloseCode::Invalid))
+        }
         _ => None,
     }
+}
+
+/// Why the server's compressed data did not inflate (`net/deflate.rs`), when
+/// that is what broke the stream.
+fn inflate_error(err: &std::io::Error) -> Option<&crate::net::deflate::InflateError> {
+    err.get_ref()?.downcast_ref()
 }
 
 fn lost(err: tungstenite::Error) -> Error {
@@ -1315,6 +1330,9 @@ fn classify_read_error(err: tungstenite::Error) -> Error {
         tungstenite::Error::Utf8(detail) => Error::Protocol(format!(
             "a text message or Close reason is not valid UTF-8 ({detail})"
         )),
+        tungstenite::Error::Io(err) if inflate_error(&err).is_some() => {
+            Error::Protocol(err.to_string())
+        }
         other => lost(other),
     }
 }

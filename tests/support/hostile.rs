@@ -24,6 +24,8 @@ pub enum Step {
     Accept,
     /// As [`Step::Accept`], with these extra header lines (each ending in `\r\n`) in the 101.
     AcceptWith(String),
+    /// As [`Step::AcceptWith`], and these bytes right after the head, in the same write.
+    AcceptThen(String, Vec<u8>),
     /// Write these bytes.
     Send(Vec<u8>),
     /// Write these bytes one at a time, `interval` apart, until done or the client leaves.
@@ -127,19 +129,22 @@ async fn run_script(mut stream: TcpStream, script: &[Step], record: &Record) {
     for step in script {
         let ok = match step {
             Step::ReadRequest => read_request(&mut stream, index, record).await.is_some(),
-            Step::Accept | Step::AcceptWith(_) => {
+            Step::Accept | Step::AcceptWith(_) | Step::AcceptThen(..) => {
                 match read_request(&mut stream, index, record).await {
                     Some(key) => {
-                        let extra = match step {
-                            Step::AcceptWith(extra) => extra.as_str(),
-                            _ => "",
+                        let (extra, then) = match step {
+                            Step::AcceptWith(extra) => (extra.as_str(), &[][..]),
+                            Step::AcceptThen(extra, then) => (extra.as_str(), &then[..]),
+                            _ => ("", &[][..]),
                         };
                         let answer = format!(
                             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                          Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{extra}\r\n",
                             derive_accept_key(key.as_bytes())
                         );
-                        write(&mut stream, answer.as_bytes(), index, record).await
+                        let mut bytes = answer.into_bytes();
+                        bytes.extend_from_slice(then);
+                        write(&mut stream, &bytes, index, record).await
                     }
                     None => false,
                 }

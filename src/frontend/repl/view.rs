@@ -234,6 +234,9 @@ impl View {
         if let Some(protocol) = &status.subprotocol {
             let _ = writeln!(out, "subprotocol: {}", escape_controls(protocol));
         }
+        if let Some(compression) = &status.compression {
+            let _ = writeln!(out, "compression: {compression}");
+        }
         let _ = writeln!(out, "reconnects:  {}", status.reconnects);
         let rtt = &status.rtt;
         match (rtt.last, rtt.min, rtt.avg(), rtt.max) {
