@@ -42,7 +42,9 @@ fn not_retried(server: &Hostile, run: &Run) {
 
 /// tether failed the connection with a Close frame carrying `code`, as RFC 6455 asks.
 fn closed_with(server: &Hostile, code: u16) {
-    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    let conns = server.wait_until(Duration::from_secs(10), |c| {
+        c.first().is_some_and(|c| c.hung_up)
+    });
     assert_eq!(client_close_code(&conns[0].after), Some(code), "{conns:?}");
 }
 
@@ -133,7 +135,9 @@ fn an_endless_handshake_answer_is_refused_at_64_kib() {
         .run();
     fails_with(&run, 5, "the server's answer to the upgrade is over 64 KiB");
     not_retried(&server, &run);
-    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    let conns = server.wait_until(Duration::from_secs(10), |c| {
+        c.first().is_some_and(|c| c.hung_up)
+    });
     assert!(conns[0].written < 64 << 20, "{conns:?}");
 }
 
@@ -468,7 +472,9 @@ const BOUND: u64 = 64 << 20;
 /// The server wrote less than [`BOUND`], so tether read less than that (the socket
 /// buffers hold the rest), and its memory peak stayed below it too.
 fn bounded(server: &Hostile, run: &Run, peak_kib: u64) {
-    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].hung_up);
+    let conns = server.wait_until(Duration::from_secs(10), |c| {
+        c.first().is_some_and(|c| c.hung_up)
+    });
     assert!(
         conns[0].written < BOUND,
         "the server wrote {} bytes before tether refused the message",

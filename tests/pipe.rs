@@ -20,7 +20,9 @@ fn ten_thousand_lines_come_back_complete_and_in_order() {
         .collect();
     let run = Tether::new().arg(server.url("/")).stdin(&input).run();
     run.code(0).stdout_is(&input);
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].close, Some((1000, String::new())), "a clean close");
 }
 
@@ -184,7 +186,9 @@ fn crlf_lines_are_sent_without_their_cr_and_empty_lines_are_skipped() {
         .run()
         .code(0)
         .stdout_is("first\nsecond line\n  \nlast\n");
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].texts(), ["first", "second line", "  ", "last"]);
 }
 
@@ -197,7 +201,9 @@ fn verbatim_and_nul_records_keep_their_cr_and_empty_records() {
         .run();
     run.code(0);
     assert_eq!(run.stdout, b"first\r\n\r\n\nlast\r\n");
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].texts(), ["first\r", "\r", "", "last\r"]);
 
     let server = Server::echo();
@@ -207,7 +213,9 @@ fn verbatim_and_nul_records_keep_their_cr_and_empty_records() {
         .run();
     run.code(0);
     assert_eq!(run.stdout, b"one\r\n\x00\r\x00\x00");
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].texts(), ["one\r\n", "\r", ""]);
 }
 
@@ -446,7 +454,9 @@ fn invalid_utf8_on_stdin_names_the_line_and_sends_what_came_before() {
         .code(1)
         .stdout_is("good\n")
         .stderr_has("stdin line 2 is not valid UTF-8");
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].texts(), ["good"]);
 }
 
@@ -620,7 +630,9 @@ fn sigterm_closes_cleanly_and_exits_130() {
     tether.signal("TERM");
     let (code, _) = tether.wait();
     assert_eq!(code, Some(130));
-    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(10), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
 }
 
@@ -636,7 +648,9 @@ fn sighup_closes_cleanly_and_exits_130() {
     tether.signal("HUP");
     let (code, _) = tether.wait();
     assert_eq!(code, Some(130));
-    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(10), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
 }
 

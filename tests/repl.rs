@@ -59,7 +59,7 @@ fn a_typed_line_is_sent_and_its_echo_shown() {
     pty.expect("connected > ");
     pty.send(CTRL_D);
     assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
-    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    let conns = server.wait_until(WAIT, |c| c.first().is_some_and(|c| c.close.is_some()));
     assert_eq!(conns[0].close, Some((1000, String::new())));
 }
 
@@ -138,7 +138,7 @@ fn close_with_a_code_and_reason_reaches_the_server() {
     let state = tempfile::tempdir().unwrap();
     let mut pty = open(&server.url("/"), &state, &[]);
     pty.line("/close 4000 bye");
-    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    let conns = server.wait_until(WAIT, |c| c.first().is_some_and(|c| c.close.is_some()));
     assert_eq!(conns[0].close, Some((4000, "bye".to_string())));
     pty.expect("* closed (4000: bye)");
     assert_eq!(pty.exit_code(), 0);
@@ -389,7 +389,7 @@ fn a_hung_up_terminal_closes_cleanly_and_exits_130() {
     // Messages keep arriving for a terminal nobody reads.
     push.text_if_listening("for nobody");
     assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
-    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    let conns = server.wait_until(WAIT, |c| c.first().is_some_and(|c| c.close.is_some()));
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
     assert!(conns[0].texts().is_empty(), "the half line was not sent");
 }
@@ -402,7 +402,7 @@ fn sighup_with_the_terminal_still_there_closes_cleanly_and_exits_130() {
     pty.signal(nix::sys::signal::Signal::SIGHUP);
     pty.expect("* closing with 1000 (interrupted); Ctrl-C leaves without waiting\r\n");
     assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
-    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    let conns = server.wait_until(WAIT, |c| c.first().is_some_and(|c| c.close.is_some()));
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
 }
 
@@ -425,7 +425,7 @@ fn a_hung_up_terminal_closes_cleanly_even_with_sighup_ignored() {
     pty.expect("connected > ");
     pty.hang_up();
     assert_eq!(pty.exit_code(), 130, "{}", pty.all_output());
-    let conns = server.wait_until(WAIT, |c| c[0].close.is_some());
+    let conns = server.wait_until(WAIT, |c| c.first().is_some_and(|c| c.close.is_some()));
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
 }
 
@@ -453,7 +453,10 @@ fn a_burst_of_lines(enter: &str) {
     // record says what became of the burst.
     pty.expect("connected > ");
     pty.line("four");
-    let conns = server.wait_until(WAIT, |c| c[0].texts().last().is_some_and(|t| t == "four"));
+    let conns = server.wait_until(WAIT, |c| {
+        c.first()
+            .is_some_and(|c| c.texts().last().is_some_and(|t| t == "four"))
+    });
     assert_eq!(conns[0].texts(), ["one", "two", "three", "four"]);
     assert_eq!(history_lines(&state), ["one", "two", "three", "four"]);
     pty.expect("< four\r\n");

@@ -409,7 +409,9 @@ fn a_slow_reader_is_alive_and_gets_every_line_once() {
     run.code(0)
         .stderr_lacks("heartbeat")
         .stderr_lacks("re-sending");
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].ended);
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.ended)
+    });
     assert_eq!(conns.len(), 1, "{}", run.describe());
     let expected: Vec<String> = input.lines().map(str::to_owned).collect();
     assert_eq!(conns[0].texts(), expected);

@@ -28,7 +28,9 @@ fn send_and_expect_pass_with_a_clean_close_seen_by_the_server() {
         .code(0)
         .stdout_is("hello\n")
         .stderr_has("smoke test passed: 2 steps");
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].texts(), ["hello"]);
     assert_eq!(conns[0].close, Some((1000, String::new())), "a clean close");
 }
@@ -321,7 +323,9 @@ fn count_3_exits_after_exactly_three_messages() {
     let (code, lines) = running.wait();
     assert_eq!(code, Some(0));
     assert_eq!(lines, ["tick 0", "tick 1", "tick 2"]);
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].close, Some((1000, String::new())));
     Tether::new()
         .args([&server.url("/"), "--count", "3", "--expect", "tick 2"])
@@ -443,7 +447,9 @@ fn sends_follow_the_on_connect_messages_in_order() {
         .run()
         .code(0)
         .stdout_is("auth\none\ntwo\n");
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].texts(), ["auth", "one", "two"]);
 }
 
@@ -470,7 +476,9 @@ fn stdin_is_sent_when_no_step_sends() {
         .stdin("from stdin\n")
         .run()
         .code(0);
-    let conns = server.wait_until(Duration::from_secs(5), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(5), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].texts(), ["flag"]);
 }
 
@@ -608,6 +616,8 @@ fn sighup_interrupts_a_smoke_test_with_a_clean_close() {
     tether.signal("HUP");
     let (code, _) = tether.wait();
     assert_eq!(code, Some(130));
-    let conns = server.wait_until(Duration::from_secs(10), |c| c[0].close.is_some());
+    let conns = server.wait_until(Duration::from_secs(10), |c| {
+        c.first().is_some_and(|c| c.close.is_some())
+    });
     assert_eq!(conns[0].close, Some((1000, "interrupted".to_string())));
 }
