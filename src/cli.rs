@@ -290,6 +290,21 @@ pub struct ResilienceArgs {
     #[arg(long, value_name = "CMD")]
     pub on_connect_cmd: Option<String>,
 
+    /// Answer every received text message matching the regex MATCHER with RESPONSE, at once
+    /// and before anything queued, on every connection (repeatable; the first that matches
+    /// answers). In RESPONSE, {{1}} or {{name}} is a group of the match
+    #[arg(long, num_args = 2, value_names = ["MATCHER", "RESPONSE"], action = clap::ArgAction::Append)]
+    pub reply: Vec<String>,
+
+    /// As --reply, for a message containing MATCHER, taken literally
+    #[arg(long, num_args = 2, value_names = ["TEXT", "RESPONSE"], action = clap::ArgAction::Append)]
+    pub reply_text: Vec<String>,
+
+    /// As --reply, for a JSON message for which the jq filter MATCHER is true; in RESPONSE,
+    /// {{.id}} is a jq filter run on the message, e.g. '{"type":"pong","id":{{.id}}}'
+    #[arg(long, num_args = 2, value_names = ["FILTER", "RESPONSE"], action = clap::ArgAction::Append)]
+    pub reply_json: Vec<String>,
+
     /// Messages held while disconnected before reading input pauses
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub queue_size: usize,

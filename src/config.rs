@@ -25,6 +25,7 @@ use crate::headers::sensitive;
 use crate::net::endpoint::Endpoint;
 use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
+use crate::supervisor::replies::{Replies, ReplyKind, ReplySpec};
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
 
 /// The environment variables configuration reads (the proxy variables,
@@ -141,6 +142,8 @@ pub struct SessionConfig {
     pub header_cmd: Option<CredentialCommand>,
     /// `--on-connect-cmd`: run before every dial, its lines sent once connected.
     pub on_connect_cmd: Option<CredentialCommand>,
+    /// `--reply*`: checked here, compiled by the supervisor.
+    pub replies: Vec<ReplySpec>,
     pub queue_capacity: usize,
     /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
     pub replay_window: usize,
@@ -575,7 +578,9 @@ impl SessionConfig {
         };
         let header_cmd = command("--header-cmd", header_cmd)?;
         let on_connect_cmd = command("--on-connect-cmd", &res.on_connect_cmd)?;
+        let replies = reply_specs(res, env)?;
         Ok(SessionConfig {
+            replies,
             header_cmd,
             on_connect_cmd,
             dial,
@@ -804,6 +809,39 @@ fn text_env(env: Env<'_>) -> impl Fn(&str) -> Option<String> + '_ {
 
 /// An `--on-connect` message, its `{{env.NAME}}` filled in. It goes out on
 /// every connection, before any step, so nothing captured can be in it.
+/// `--reply`, `--reply-text`, `--reply-json`, each a MATCHER and RESPONSE pair.
+/// Checked by compiling them once; the environment variables they use are
+/// kept with them, so the supervisor's compile reads no environment.
+fn reply_specs(res: &cli::ResilienceArgs, env: Env<'_>) -> Result<Vec<ReplySpec>> {
+    let mut specs: Vec<ReplySpec> = [
+        (ReplyKind::Regex, &res.reply),
+        (ReplyKind::Text, &res.reply_text),
+        (ReplyKind::Json, &res.reply_json),
+    ]
+    .into_iter()
+    .flat_map(|(kind, values)| {
+        values.chunks_exact(2).map(move |pair| ReplySpec {
+            kind,
+            matcher: pair[0].clone(),
+            response: pair[1].clone(),
+            env: Vec::new(),
+        })
+    })
+    .collect();
+    let text_env = text_env(env);
+    for spec in &mut specs {
+        let used = std::cell::RefCell::new(Vec::new());
+        let recording = |name: &str| {
+            let value = text_env(name)?;
+            used.borrow_mut().push((name.to_owned(), value.clone()));
+            Some(value)
+        };
+        Replies::compile(std::slice::from_ref(spec), &recording).map_err(Error::Usage)?;
+        spec.env = used.into_inner();
+    }
+    Ok(specs)
+}
+
 fn on_connect_message(message: &str, env: Env<'_>) -> Result<String> {
     let env = text_env(env);
     let template = crate::template::Template::parse(message, &env)

@@ -16,6 +16,7 @@ mod emitter;
 mod handle;
 mod heartbeat;
 mod outbox;
+pub mod replies;
 mod spin;
 mod wire;
 
@@ -82,6 +83,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// the close: a server that takes them and always drops the connection
 /// before answering would otherwise get them again forever.
 const CLOSE_ATTEMPTS: u32 = 3;
+/// Frames (`--reply` answers, Pings) waiting to be written past which
+/// nothing more is read: a server that floods messages to answer and never
+/// reads must not grow the queue without bound.
+const CONTROL_MAX: usize = 256;
 /// Said once when a session whose input has ended is not dialled again.
 const NOT_RECONNECTING: &str =
     "not reconnecting: input has ended and the server confirmed every message";
@@ -108,6 +113,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
             .map(|m| Message::text(m.as_str()))
             .collect(),
         fresh_on_connect: Vec::new(),
+        replies: replies::Replies::from_specs(&config.replies),
         outbox: Outbox::new(config.queue_capacity, config.replay_window),
         url: dialer.target(),
         dialer,
@@ -156,6 +162,8 @@ struct Supervisor {
     /// This connection's `--on-connect-cmd` messages, sent after
     /// `on_connect`: secrets, never traced or reported.
     fresh_on_connect: Vec<Message>,
+    /// `--reply*`: answers written ahead of the queue, never replayed.
+    replies: replies::Replies,
     outbox: Outbox,
     /// The Close asked for (or the interrupt's); it waits until every written
     /// message is confirmed, unless interrupted.
@@ -819,7 +827,7 @@ impl Connection {
                 // While a Pong is owed and not yet written, nothing more is
                 // read: tungstenite buffers one Pong per Ping read, so a server
                 // that floods Pings and never reads would grow it without bound.
-                incoming = next_incoming(&mut self.stream, &sv.emitter), if !sv.emitter.has_backlog() && !self.pong_owed => {
+                incoming = next_incoming(&mut self.stream, &sv.emitter), if !sv.emitter.has_backlog() && !self.pong_owed && self.writer.control.len() < CONTROL_MAX => {
                     let closing = self.close_deadline.is_some();
                     let received = sv.received;
                     if let Some(end) = self.incoming(sv, incoming, closing).await {
@@ -828,7 +836,7 @@ impl Connection {
                     // Take the frames that have already arrived too, so a
                     // burst costs one pass of this loop, not one per message.
                     for _ in 1..READ_BURST {
-                        if !sv.emitter.may_read() || self.pong_owed {
+                        if !sv.emitter.may_read() || self.pong_owed || self.writer.control.len() >= CONTROL_MAX {
                             break;
                         }
                         let Some(incoming) = self.stream.next().now_or_never() else {
@@ -1049,6 +1057,18 @@ impl Connection {
             Message::Text(text) => {
                 self.healthy = true;
                 sv.received += 1;
+                // Not after our Close: nothing may follow it.
+                if !sv.replies.is_empty()
+                    && !closing
+                    && !self.writer.unflushed.close
+                    && let Some(reply) = sv.replies.answer(text.as_str())
+                {
+                    sv.emitter.emit(Event::Replied {
+                        to: text.as_str().to_owned(),
+                        reply: reply.clone(),
+                    });
+                    self.writer.control.push_back(Message::text(reply));
+                }
                 sv.emitter.message(Payload::Text(text));
             }
             Message::Binary(data) => {

@@ -1,0 +1,150 @@
+//! `--reply`, `--reply-text`, `--reply-json`: answers to the server's
+//! application pings, against Python `websockets`.
+
+use crate::support::Tether;
+use crate::support::python::PythonServer;
+
+/// Sends `{"type":"ping","id":N}` every 100 ms, five times, and closes with
+/// 4008 unless `{"type":"pong","id":N}` comes back within 300 ms; then says
+/// "done" and closes normally.
+const APP_PINGER: &str = r#"
+import asyncio, json
+
+async def handler(ws):
+    for n in range(1, 6):
+        await asyncio.sleep(0.1)
+        await ws.send(json.dumps({"type": "ping", "id": n}))
+        try:
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 0.3))
+                if reply == {"type": "pong", "id": n}:
+                    break
+        except asyncio.TimeoutError:
+            await ws.close(4008, f"no pong for ping {n}")
+            return
+    await ws.send("done")
+    await ws.close(1000, "bye")
+"#;
+
+const PONG: [&str; 3] = [
+    "--reply-json",
+    r#".type == "ping""#,
+    r#"{"type":"pong","id":{{.id}}}"#,
+];
+
+fn pings() -> String {
+    (1..=5)
+        .map(|n| format!("{{\"type\": \"ping\", \"id\": {n}}}\n"))
+        .collect()
+}
+
+#[test]
+fn a_reply_json_answers_every_application_ping_in_pipe_mode() {
+    let server = PythonServer::start(APP_PINGER);
+    let url = server.url("/");
+    let run = Tether::new()
+        .args([url.as_str(), "--keep-open"])
+        .args(PONG)
+        .run();
+    run.code(0).stdout_is(&(pings() + "done\n"));
+    let replied: String = (1..=5)
+        .map(|n| {
+            format!(
+                "tether: replied to {{\"type\": \"ping\", \"id\": {n}}} with {{\"type\":\"pong\",\"id\":{n}}}\n"
+            )
+        })
+        .collect();
+    assert_eq!(
+        run.stderr,
+        format!("tether: connected to {url}\n{replied}tether: server closed (1000: bye)\n"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn without_a_reply_the_server_closes_with_4008() {
+    let server = PythonServer::start(APP_PINGER);
+    let url = server.url("/");
+    let run = Tether::new().args([url.as_str(), "--keep-open"]).run();
+    run.code(9).stdout_is("{\"type\": \"ping\", \"id\": 1}\n");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: connected to {url}\n\
+             tether: disconnected: server closed the connection with code 4008 (\"no pong for ping 1\")\n\
+             tether: error: server closed the connection with code 4008 (\"no pong for ping 1\")\n"
+        ),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn quiet_replies_say_nothing_and_json_reports_them() {
+    let server = PythonServer::start(APP_PINGER);
+    let url = server.url("/");
+    let run = Tether::new()
+        .args([url.as_str(), "--keep-open", "-q"])
+        .args(PONG)
+        .run();
+    run.code(0).stdout_is(&(pings() + "done\n"));
+    assert_eq!(run.stderr, "", "{}", run.describe());
+
+    let run = Tether::new()
+        .args([url.as_str(), "--keep-open", "--json"])
+        .args(PONG)
+        .run();
+    run.code(0);
+    let replied: Vec<_> = run
+        .json_events()
+        .into_iter()
+        .filter(|e| e["event"] == "replied")
+        .map(|e| (e["to"].clone(), e["reply"].clone()))
+        .collect();
+    let expected: Vec<_> = (1..=5)
+        .map(|n| {
+            (
+                serde_json::Value::from(format!("{{\"type\": \"ping\", \"id\": {n}}}")),
+                serde_json::Value::from(format!("{{\"type\":\"pong\",\"id\":{n}}}")),
+            )
+        })
+        .collect();
+    assert_eq!(replied, expected, "{}", run.describe());
+}
+
+#[test]
+fn a_regex_reply_fills_in_its_groups_in_a_smoke_test() {
+    let server = PythonServer::start(APP_PINGER);
+    let url = server.url("/");
+    // The regex's group is the id; the smoke test passes only if all five
+    // pings were answered, since "done" follows the fifth pong.
+    let run = Tether::new()
+        .args([
+            url.as_str(),
+            "-q",
+            "--reply",
+            r#""id": (\d+)"#,
+            r#"{"type":"pong","id":{{1}}}"#,
+            "--expect-text",
+            "done",
+        ])
+        .run();
+    run.code(0);
+    let run = Tether::new()
+        .args([url.as_str(), "-q", "--expect-text", "done"])
+        .run();
+    assert_ne!(run.code, Some(0), "{}", run.describe());
+}
+
+#[test]
+fn a_bad_reply_is_a_usage_error() {
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:9", "--reply", "a(", "x"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.error_line(),
+        r#"tether: error: --reply: "a(" is not a valid regex: unclosed group (to match it as plain text, use --reply-text)"#
+    );
+}
