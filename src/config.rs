@@ -122,6 +122,9 @@ pub struct SmokeConfig {
     pub read_stdin: bool,
     /// How binary messages are shown to expectations: `Hex` or `Base64`.
     pub binary_match: BinaryFormat,
+    /// The scenario file's `reply` declarations, which the session answers
+    /// with (after the `--reply*` flags').
+    pub replies: Vec<ReplySpec>,
 }
 
 impl SmokeConfig {
@@ -380,6 +383,9 @@ impl ClientConfig {
             env,
         );
         let frontend = Frontend::from_cli(cli, smoke_test, terminals, env)?;
+        if let Frontend::Smoke(smoke) = &frontend {
+            session.replies.extend(smoke.replies.iter().cloned());
+        }
         session.reports = Reports::from_args(&cli.output, &cli.verbosity, &frontend);
         Ok(ClientConfig {
             session,
@@ -766,16 +772,17 @@ impl SmokeConfig {
             Some(raw) => Some(positive_duration("--timeout", raw)?),
             None => None,
         };
-        let (steps, script) = match &args.script {
+        let (steps, script, replies) = match &args.script {
             Some(path) => {
                 let (text, name) = read_script(path)?;
-                let steps = script::parse(&text, env).map_err(|err| match err.line {
-                    Some(line) => Error::Usage(format!("{name}:{line}: {}", err.message)),
-                    None => Error::Usage(format!("--script {name}: {}", err.message)),
-                })?;
-                (steps, Some(name))
+                let (steps, replies) =
+                    script::parse_with_replies(&text, env).map_err(|err| match err.line {
+                        Some(line) => Error::Usage(format!("{name}:{line}: {}", err.message)),
+                        None => Error::Usage(format!("--script {name}: {}", err.message)),
+                    })?;
+                (steps, Some(name), replies)
             }
-            None => (flag_steps(args, env)?, None),
+            None => (flag_steps(args, env)?, None, Vec::new()),
         };
         if args.strict
             && !steps
@@ -789,6 +796,7 @@ impl SmokeConfig {
             .any(|s| matches!(s.action, Action::Send(_) | Action::SendTemplate(_)));
         let stdin_is_script = args.script.as_deref() == Some(Path::new("-"));
         Ok(SmokeConfig {
+            replies,
             steps,
             script,
             strict: args.strict,
@@ -813,7 +821,7 @@ fn text_env(env: Env<'_>) -> impl Fn(&str) -> Option<String> + '_ {
 /// Checked by compiling them once; the environment variables they use are
 /// kept with them, so the supervisor's compile reads no environment.
 fn reply_specs(res: &cli::ResilienceArgs, env: Env<'_>) -> Result<Vec<ReplySpec>> {
-    let mut specs: Vec<ReplySpec> = [
+    let specs: Vec<ReplySpec> = [
         (ReplyKind::Regex, &res.reply),
         (ReplyKind::Text, &res.reply_text),
         (ReplyKind::Json, &res.reply_json),
@@ -829,17 +837,10 @@ fn reply_specs(res: &cli::ResilienceArgs, env: Env<'_>) -> Result<Vec<ReplySpec>
     })
     .collect();
     let text_env = text_env(env);
-    for spec in &mut specs {
-        let used = std::cell::RefCell::new(Vec::new());
-        let recording = |name: &str| {
-            let value = text_env(name)?;
-            used.borrow_mut().push((name.to_owned(), value.clone()));
-            Some(value)
-        };
-        Replies::compile(std::slice::from_ref(spec), &recording).map_err(Error::Usage)?;
-        spec.env = used.into_inner();
-    }
-    Ok(specs)
+    specs
+        .into_iter()
+        .map(|spec| Replies::check(spec, &text_env).map_err(Error::Usage))
+        .collect()
 }
 
 fn on_connect_message(message: &str, env: Env<'_>) -> Result<String> {

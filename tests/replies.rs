@@ -148,3 +148,36 @@ fn a_bad_reply_is_a_usage_error() {
         r#"tether: error: --reply: "a(" is not a valid regex: unclosed group (to match it as plain text, use --reply-text)"#
     );
 }
+
+#[test]
+fn a_scenario_file_declares_its_replies() {
+    let server = PythonServer::start(APP_PINGER);
+    let url = server.url("/");
+    let script = "# answer the pings all along\n\
+                  expect-text done\n\
+                  reply-json .type == \"ping\" => {\"type\":\"pong\",\"id\":{{.id}}}\n";
+    let run = Tether::new()
+        .args([url.as_str(), "-q", "--script", "-"])
+        .stdin(script)
+        .run();
+    run.code(0);
+    // Without the declaration the server gives up on the first ping.
+    let run = Tether::new()
+        .args([url.as_str(), "-q", "--script", "-"])
+        .stdin("expect-text done\n")
+        .run();
+    assert_ne!(run.code, Some(0), "{}", run.describe());
+}
+
+#[test]
+fn a_reply_declaration_without_its_arrow_names_the_line() {
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:9", "--script", "-"])
+        .stdin("expect-text done\nreply-json .type == \"ping\" {\"type\":\"pong\"}\n")
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.error_line(),
+        r#"tether: error: <stdin>:2: reply-json needs MATCHER => RESPONSE, e.g. reply-json .type == "ping" => {"type":"pong","id":{{.id}}}"#
+    );
+}

@@ -85,6 +85,56 @@ impl Replies {
         Ok(Replies { replies })
     }
 
+    /// Checks one spec by compiling it, keeping the environment variables it
+    /// uses with it, so the supervisor's compile reads no environment.
+    pub fn check(
+        mut spec: ReplySpec,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ReplySpec, String> {
+        let used = std::cell::RefCell::new(Vec::new());
+        let recording = |name: &str| {
+            let value = env(name)?;
+            used.borrow_mut().push((name.to_owned(), value.clone()));
+            Some(value)
+        };
+        Replies::compile(std::slice::from_ref(&spec), &recording)?;
+        spec.env = used.into_inner();
+        Ok(spec)
+    }
+
+    /// A scenario file's `reply MATCHER => RESPONSE` (or `reply-text`,
+    /// `reply-json`): `None` when `keyword` is not one of them.
+    pub fn declaration(
+        keyword: &str,
+        arg: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Result<ReplySpec, String>> {
+        let kind = match keyword {
+            "reply" => ReplyKind::Regex,
+            "reply-text" => ReplyKind::Text,
+            "reply-json" => ReplyKind::Json,
+            _ => return None,
+        };
+        let Some((matcher, response)) = arg.split_once(" => ") else {
+            return Some(Err(format!(
+                "{keyword} needs MATCHER => RESPONSE, e.g. reply-json .type == \"ping\" => \
+                 {{\"type\":\"pong\",\"id\":{{{{.id}}}}}}"
+            )));
+        };
+        let spec = ReplySpec {
+            kind,
+            matcher: matcher.trim().to_owned(),
+            response: response.trim().to_owned(),
+            env: Vec::new(),
+        };
+        // A scenario's errors name the line, not a flag.
+        Some(Replies::check(spec, env).map_err(|err| {
+            err.strip_prefix(kind.flag())
+                .and_then(|rest| rest.strip_prefix(": "))
+                .map_or_else(|| err.clone(), |rest| format!("{keyword}: {rest}"))
+        }))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.replies.is_empty()
     }
