@@ -25,6 +25,7 @@ use crate::headers::sensitive;
 use crate::net::endpoint::Endpoint;
 use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
+use crate::supervisor::app_heartbeat::AppHeartbeatConfig;
 use crate::supervisor::replies::{Replies, ReplyKind, ReplySpec};
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
 
@@ -147,6 +148,8 @@ pub struct SessionConfig {
     pub on_connect_cmd: Option<CredentialCommand>,
     /// `--reply*`: checked here, compiled by the supervisor.
     pub replies: Vec<ReplySpec>,
+    /// `--app-ping`: the application's heartbeat.
+    pub app_heartbeat: Option<AppHeartbeatConfig>,
     pub queue_capacity: usize,
     /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
     pub replay_window: usize,
@@ -585,8 +588,10 @@ impl SessionConfig {
         let header_cmd = command("--header-cmd", header_cmd)?;
         let on_connect_cmd = command("--on-connect-cmd", &res.on_connect_cmd)?;
         let replies = reply_specs(res, env)?;
+        let app_heartbeat = app_heartbeat(res)?;
         Ok(SessionConfig {
             replies,
+            app_heartbeat,
             header_cmd,
             on_connect_cmd,
             dial,
@@ -817,6 +822,46 @@ fn text_env(env: Env<'_>) -> impl Fn(&str) -> Option<String> + '_ {
 
 /// An `--on-connect` message, its `{{env.NAME}}` filled in. It goes out on
 /// every connection, before any step, so nothing captured can be in it.
+/// `--app-ping` with its pong matcher and interval.
+fn app_heartbeat(res: &cli::ResilienceArgs) -> Result<Option<AppHeartbeatConfig>> {
+    let Some(message) = &res.app_ping else {
+        return Ok(None);
+    };
+    let (kind, matcher) = match (&res.app_pong, &res.app_pong_json) {
+        (Some(regex), _) => (ReplyKind::Regex, regex),
+        (None, Some(filter)) => (ReplyKind::Json, filter),
+        (None, None) => {
+            return Err(Error::Usage(
+                "--app-ping needs --app-pong REGEX or --app-pong-json FILTER: the reply that \
+                 shows the server is alive"
+                    .into(),
+            ));
+        }
+    };
+    let flag = if kind == ReplyKind::Regex {
+        "--app-pong"
+    } else {
+        "--app-pong-json"
+    };
+    let pong = ReplySpec {
+        kind,
+        matcher: matcher.clone(),
+        response: String::new(),
+        env: Vec::new(),
+    };
+    let pong = Replies::check(pong, &|_| None).map_err(|err| {
+        Error::Usage(match err.split_once(": ") {
+            Some((_, why)) => format!("{flag}: {why}"),
+            None => err,
+        })
+    })?;
+    Ok(Some(AppHeartbeatConfig {
+        message: message.clone(),
+        interval: positive_duration("--app-ping-interval", &res.app_ping_interval)?,
+        pong,
+    }))
+}
+
 /// `--reply`, `--reply-text`, `--reply-json`, each a MATCHER and RESPONSE pair.
 /// Checked by compiling them once; the environment variables they use are
 /// kept with them, so the supervisor's compile reads no environment.

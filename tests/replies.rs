@@ -181,3 +181,107 @@ fn a_reply_declaration_without_its_arrow_names_the_line() {
         r#"tether: error: <stdin>:2: reply-json needs MATCHER => RESPONSE, e.g. reply-json .type == "ping" => {"type":"pong","id":{{.id}}}"#
     );
 }
+
+/// Reads what it is sent and never answers.
+const SILENT: &str = r#"
+async def handler(ws):
+    async for _ in ws:
+        pass
+"#;
+
+/// Answers each `{"type":"ping"}` with `{"type":"pong"}`; closes after the third.
+const APP_PONGER: &str = r#"
+import json
+
+async def handler(ws):
+    pings = 0
+    async for message in ws:
+        if json.loads(message) == {"type": "ping"}:
+            pings += 1
+            await ws.send(json.dumps({"type": "pong"}))
+            if pings == 3:
+                await ws.close(1000, "bye")
+"#;
+
+const APP_PING: [&str; 9] = [
+    "--app-ping",
+    r#"{"type":"ping"}"#,
+    "--app-pong-json",
+    r#".type == "pong""#,
+    "--app-ping-interval",
+    "100ms",
+    "--ping-timeout",
+    "300ms",
+    "--keep-open",
+];
+
+#[test]
+fn an_unanswered_app_ping_is_a_dead_connection_and_reconnected() {
+    let server = PythonServer::start(SILENT);
+    let url = server.url("/");
+    let run = Tether::new()
+        .args([url.as_str(), "--max-reconnects", "1"])
+        .args(["--backoff-initial", "100ms", "--backoff-max", "100ms"])
+        .args(APP_PING)
+        .run();
+    run.code(8).stdout_is("");
+    let lost =
+        "connection lost: application heartbeat timeout: no reply to --app-ping within 300ms";
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: connected to {url}\n\
+             tether: disconnected: {lost}\n\
+             tether: reconnecting in 100 ms (attempt 2)\n\
+             tether: connected to {url}\n\
+             tether: disconnected: {lost}\n\
+             tether: error: {lost}; gave up after 2 attempts\n\
+             tether: hint: not reconnecting: reconnects are off or used up (see --max-reconnects), or stdin had ended with nothing left to deliver (--keep-open keeps reconnecting)\n"
+        ),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn answered_app_pings_keep_the_connection_and_count_as_heartbeat_pongs() {
+    let server = PythonServer::start(APP_PONGER);
+    let url = server.url("/");
+    let run = Tether::new()
+        .args([url.as_str(), "--json", "--ping-interval", "0"])
+        .args(APP_PING)
+        .run();
+    run.code(0);
+    let events = run.json_events();
+    let pongs = events
+        .iter()
+        .filter(|e| e["event"] == "pong" && e["heartbeat"] == true && e["rtt_ms"].is_number())
+        .count();
+    let messages: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| e["data"].clone())
+        .collect();
+    assert_eq!(pongs, 3, "{}", run.describe());
+    assert_eq!(
+        messages,
+        vec![serde_json::Value::from(r#"{"type": "pong"}"#); 3]
+    );
+    assert!(
+        events.iter().all(|e| e["event"] != "disconnected"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn an_app_ping_needs_its_pong() {
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:9", "--app-ping", "ping"])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.error_line(),
+        "tether: error: --app-ping needs --app-pong REGEX or --app-pong-json FILTER: the reply that shows the server is alive"
+    );
+}

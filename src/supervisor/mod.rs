@@ -10,6 +10,7 @@
 //! close in progress).
 
 mod acks;
+pub mod app_heartbeat;
 mod backoff;
 mod credit;
 mod emitter;
@@ -35,6 +36,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use self::acks::Acks;
+use self::app_heartbeat::{AppHeartbeat, AppTick};
 pub use self::backoff::Backoff;
 pub use self::credit::Credit;
 use self::emitter::Emitter;
@@ -661,6 +663,8 @@ struct Connection {
     writer: Writer,
     progress: WriteProgress,
     heartbeat: Heartbeat,
+    /// `--app-ping`: the application's heartbeat, if asked for.
+    app_heartbeat: Option<AppHeartbeat>,
     /// User pings awaiting their pong: (payload, when queued).
     user_pings: VecDeque<(Bytes, Instant)>,
     /// A Ping was read: tungstenite queued its Pong, which a flush sends.
@@ -714,6 +718,9 @@ impl Connection {
             },
             progress,
             heartbeat: Heartbeat::new(supervisor.config.heartbeat, Instant::now()),
+            app_heartbeat: supervisor.config.app_heartbeat.as_ref().map(|config| {
+                AppHeartbeat::new(config, supervisor.config.heartbeat.timeout, Instant::now())
+            }),
             user_pings: VecDeque::new(),
             pong_owed: false,
             healthy: false,
@@ -881,6 +888,26 @@ impl Connection {
                             )));
                         }
                         Tick::Nothing => {}
+                    }
+                }
+                () = sleep_until(self.app_heartbeat.as_ref().map_or_else(Instant::now, AppHeartbeat::deadline)), if self.app_heartbeat.is_some() && self.close_deadline.is_none() && !self.writer.unflushed.close => {
+                    let now = Instant::now();
+                    let app = self.app_heartbeat.as_mut().expect("in the branch's condition");
+                    match app.tick(now) {
+                        AppTick::Send => {
+                            let message = sv.config.app_heartbeat.as_ref().map(|c| c.message.as_str()).unwrap_or_default();
+                            self.writer.control.push_back(Message::text(message));
+                        }
+                        // Our reader is paused by a slow consumer: the pong
+                        // may be sitting unread.
+                        AppTick::Dead if sv.emitter.reader_paused() => app.extend(now),
+                        AppTick::Dead => {
+                            return ConnectionEnd::Lost(Error::ConnectionLost(format!(
+                                "application heartbeat timeout: no reply to --app-ping within {}",
+                                crate::values::format_duration(sv.config.heartbeat.timeout)
+                            )));
+                        }
+                        AppTick::Nothing => {}
                     }
                 }
                 () = sleep_until(self.idle_ack_at.unwrap_or_else(Instant::now)), if self.idle_ack_at.is_some() && self.close_deadline.is_none() => {
@@ -1057,6 +1084,15 @@ impl Connection {
             Message::Text(text) => {
                 self.healthy = true;
                 sv.received += 1;
+                if let Some(app) = &mut self.app_heartbeat
+                    && let Some(rtt) = app.received(text.as_str(), Instant::now())
+                {
+                    sv.rtt.record(rtt);
+                    sv.emitter.emit(Event::Pong {
+                        rtt,
+                        heartbeat: true,
+                    });
+                }
                 // Not after our Close: nothing may follow it.
                 if !sv.replies.is_empty()
                     && !closing
