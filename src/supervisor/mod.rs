@@ -1094,18 +1094,19 @@ impl Connection {
                     });
                 }
                 // Not after our Close: nothing may follow it.
-                if !sv.replies.is_empty()
-                    && !closing
-                    && !self.writer.unflushed.close
-                    && let Some(reply) = sv.replies.answer(text.as_str())
-                {
-                    sv.emitter.emit(Event::Replied {
-                        to: text.as_str().to_owned(),
-                        reply: reply.clone(),
-                    });
-                    self.writer.control.push_back(Message::text(reply));
-                }
+                let replied = (!sv.replies.is_empty() && !closing && !self.writer.unflushed.close)
+                    .then(|| {
+                        sv.replies
+                            .answer(text.as_str())
+                            .map(|reply| (text.as_str().to_owned(), reply))
+                    })
+                    .flatten();
                 sv.emitter.message(Payload::Text(text));
+                // Shown after the message it answers.
+                if let Some((to, reply)) = replied {
+                    self.writer.control.push_back(Message::text(reply.as_str()));
+                    sv.emitter.emit(Event::Replied { to, reply });
+                }
             }
             Message::Binary(data) => {
                 self.healthy = true;
