@@ -850,6 +850,8 @@ fn app_heartbeat(res: &cli::ResilienceArgs) -> Result<Option<AppHeartbeatConfig>
         env: Vec::new(),
     };
     let pong = Replies::check(pong, &|_| None).map_err(|err| {
+        // There is no literal --app-pong: the regex error's hint does not apply.
+        let err = err.replace(" (to match it as plain text, use --reply-text)", "");
         Error::Usage(match err.split_once(": ") {
             Some((_, why)) => format!("{flag}: {why}"),
             None => err,

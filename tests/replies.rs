@@ -284,4 +284,12 @@ fn an_app_ping_needs_its_pong() {
         run.error_line(),
         "tether: error: --app-ping needs --app-pong REGEX or --app-pong-json FILTER: the reply that shows the server is alive"
     );
+    let run = Tether::new()
+        .args(["ws://127.0.0.1:9", "--app-ping", "ping", "--app-pong", "a("])
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.error_line(),
+        r#"tether: error: --app-pong: "a(" is not a valid regex: unclosed group"#
+    );
 }
