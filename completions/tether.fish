@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= compression= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= expect-text= expect-json= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= compression= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= reply= reply-text= reply-json= app-ping= app-ping-interval= app-pong= app-pong-json= queue-size= replay-window= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= expect-text= expect-json= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -47,6 +47,13 @@ complete -c tether -n "__fish_tether_needs_command" -l backoff-max -d 'Longest r
 complete -c tether -n "__fish_tether_needs_command" -l max-reconnects -d 'Give up after this many failed attempts in a row. Without it, reconnects after a drop are unlimited and a failed first connection is not retried' -r
 complete -c tether -n "__fish_tether_needs_command" -l on-connect -d 'Send this message after every (re)connection, before anything queued (repeatable; {{env.NAME}} is the environment variable NAME, read once at start)' -r
 complete -c tether -n "__fish_tether_needs_command" -l on-connect-cmd -d 'Run CMD before every dial, as --header-cmd does; each line it prints is a message sent once connected, after the --on-connect ones. Its output is secret: not in --json-sent, not in -vvv\'s frame payloads' -r
+complete -c tether -n "__fish_tether_needs_command" -l reply -d 'Answer every received text message matching the regex MATCHER with RESPONSE, at once and before anything queued, on every connection (repeatable; the first that matches answers). In RESPONSE, {{1}} or {{name}} is a group of the match' -r
+complete -c tether -n "__fish_tether_needs_command" -l reply-text -d 'As --reply, for a message containing MATCHER, taken literally' -r
+complete -c tether -n "__fish_tether_needs_command" -l reply-json -d 'As --reply, for a JSON message for which the jq filter MATCHER is true; in RESPONSE, {{.id}} is a jq filter run on the message, e.g. \'{"type":"pong","id":{{.id}}}\'' -r
+complete -c tether -n "__fish_tether_needs_command" -l app-ping -d 'Send this text message every --app-ping-interval as an application heartbeat; with no reply matching --app-pong (or --app-pong-json) within --ping-timeout, the connection is dead and reconnected ("application heartbeat timeout")' -r
+complete -c tether -n "__fish_tether_needs_command" -l app-ping-interval -d 'How often --app-ping is sent' -r
+complete -c tether -n "__fish_tether_needs_command" -l app-pong -d 'The reply to --app-ping: a text message this regex matches' -r
+complete -c tether -n "__fish_tether_needs_command" -l app-pong-json -d 'The reply to --app-ping: a JSON message for which this jq filter is true' -r
 complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages held while disconnected before reading input pauses' -r
 complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
 complete -c tether -n "__fish_tether_needs_command" -l linger -d 'After stdin ends, wait this long with no incoming message before closing' -r

@@ -298,6 +298,49 @@ pub struct ResilienceArgs {
     #[arg(long, value_name = "CMD")]
     pub on_connect_cmd: Option<String>,
 
+    /// Answer every received text message matching the regex MATCHER with RESPONSE, at once
+    /// and before anything queued, on every connection (repeatable; the first that matches
+    /// answers). In RESPONSE, {{1}} or {{name}} is a group of the match
+    #[arg(long, num_args = 2, value_names = ["MATCHER", "RESPONSE"], action = clap::ArgAction::Append)]
+    pub reply: Vec<String>,
+
+    /// As --reply, for a message containing MATCHER, taken literally
+    #[arg(long, num_args = 2, value_names = ["TEXT", "RESPONSE"], action = clap::ArgAction::Append)]
+    pub reply_text: Vec<String>,
+
+    /// As --reply, for a JSON message for which the jq filter MATCHER is true; in RESPONSE,
+    /// {{.id}} is a jq filter run on the message, e.g. '{"type":"pong","id":{{.id}}}'
+    #[arg(long, num_args = 2, value_names = ["FILTER", "RESPONSE"], action = clap::ArgAction::Append)]
+    pub reply_json: Vec<String>,
+
+    /// Send this text message every --app-ping-interval as an application heartbeat; with
+    /// no reply matching --app-pong (or --app-pong-json) within --ping-timeout, the connection
+    /// is dead and reconnected ("application heartbeat timeout")
+    #[arg(long, value_name = "MSG")]
+    pub app_ping: Option<String>,
+
+    /// How often --app-ping is sent
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        requires = "app_ping"
+    )]
+    pub app_ping_interval: String,
+
+    /// The reply to --app-ping: a text message this regex matches
+    #[arg(
+        long,
+        value_name = "REGEX",
+        requires = "app_ping",
+        conflicts_with = "app_pong_json"
+    )]
+    pub app_pong: Option<String>,
+
+    /// The reply to --app-ping: a JSON message for which this jq filter is true
+    #[arg(long, value_name = "FILTER", requires = "app_ping")]
+    pub app_pong_json: Option<String>,
+
     /// Messages held while disconnected before reading input pauses
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub queue_size: usize,

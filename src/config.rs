@@ -25,6 +25,8 @@ use crate::headers::sensitive;
 use crate::net::endpoint::Endpoint;
 use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
+use crate::supervisor::app_heartbeat::AppHeartbeatConfig;
+use crate::supervisor::replies::{Replies, ReplyKind, ReplySpec};
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
 
 /// The environment variables configuration reads (the proxy variables,
@@ -121,6 +123,9 @@ pub struct SmokeConfig {
     pub read_stdin: bool,
     /// How binary messages are shown to expectations: `Hex` or `Base64`.
     pub binary_match: BinaryFormat,
+    /// The scenario file's `reply` declarations, which the session answers
+    /// with (after the `--reply*` flags').
+    pub replies: Vec<ReplySpec>,
 }
 
 impl SmokeConfig {
@@ -141,6 +146,10 @@ pub struct SessionConfig {
     pub header_cmd: Option<CredentialCommand>,
     /// `--on-connect-cmd`: run before every dial, its lines sent once connected.
     pub on_connect_cmd: Option<CredentialCommand>,
+    /// `--reply*`: checked here, compiled by the supervisor.
+    pub replies: Vec<ReplySpec>,
+    /// `--app-ping`: the application's heartbeat.
+    pub app_heartbeat: Option<AppHeartbeatConfig>,
     pub queue_capacity: usize,
     /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
     pub replay_window: usize,
@@ -379,6 +388,9 @@ impl ClientConfig {
             env,
         );
         let frontend = Frontend::from_cli(cli, smoke_test, terminals, env)?;
+        if let Frontend::Smoke(smoke) = &frontend {
+            session.replies.extend(smoke.replies.iter().cloned());
+        }
         session.reports = Reports::from_args(&cli.output, &cli.verbosity, &frontend);
         Ok(ClientConfig {
             session,
@@ -578,7 +590,11 @@ impl SessionConfig {
         };
         let header_cmd = command("--header-cmd", header_cmd)?;
         let on_connect_cmd = command("--on-connect-cmd", &res.on_connect_cmd)?;
+        let replies = reply_specs(res, env)?;
+        let app_heartbeat = app_heartbeat(res)?;
         Ok(SessionConfig {
+            replies,
+            app_heartbeat,
             header_cmd,
             on_connect_cmd,
             dial,
@@ -764,16 +780,17 @@ impl SmokeConfig {
             Some(raw) => Some(positive_duration("--timeout", raw)?),
             None => None,
         };
-        let (steps, script) = match &args.script {
+        let (steps, script, replies) = match &args.script {
             Some(path) => {
                 let (text, name) = read_script(path)?;
-                let steps = script::parse(&text, env).map_err(|err| match err.line {
-                    Some(line) => Error::Usage(format!("{name}:{line}: {}", err.message)),
-                    None => Error::Usage(format!("--script {name}: {}", err.message)),
-                })?;
-                (steps, Some(name))
+                let (steps, replies) =
+                    script::parse_with_replies(&text, env).map_err(|err| match err.line {
+                        Some(line) => Error::Usage(format!("{name}:{line}: {}", err.message)),
+                        None => Error::Usage(format!("--script {name}: {}", err.message)),
+                    })?;
+                (steps, Some(name), replies)
             }
-            None => (flag_steps(args, env)?, None),
+            None => (flag_steps(args, env)?, None, Vec::new()),
         };
         if args.strict
             && !steps
@@ -787,6 +804,7 @@ impl SmokeConfig {
             .any(|s| matches!(s.action, Action::Send(_) | Action::SendTemplate(_)));
         let stdin_is_script = args.script.as_deref() == Some(Path::new("-"));
         Ok(SmokeConfig {
+            replies,
             steps,
             script,
             strict: args.strict,
@@ -807,6 +825,74 @@ fn text_env(env: Env<'_>) -> impl Fn(&str) -> Option<String> + '_ {
 
 /// An `--on-connect` message, its `{{env.NAME}}` filled in. It goes out on
 /// every connection, before any step, so nothing captured can be in it.
+/// `--app-ping` with its pong matcher and interval.
+fn app_heartbeat(res: &cli::ResilienceArgs) -> Result<Option<AppHeartbeatConfig>> {
+    let Some(message) = &res.app_ping else {
+        return Ok(None);
+    };
+    let (kind, matcher) = match (&res.app_pong, &res.app_pong_json) {
+        (Some(regex), _) => (ReplyKind::Regex, regex),
+        (None, Some(filter)) => (ReplyKind::Json, filter),
+        (None, None) => {
+            return Err(Error::Usage(
+                "--app-ping needs --app-pong REGEX or --app-pong-json FILTER: the reply that \
+                 shows the server is alive"
+                    .into(),
+            ));
+        }
+    };
+    let flag = if kind == ReplyKind::Regex {
+        "--app-pong"
+    } else {
+        "--app-pong-json"
+    };
+    let pong = ReplySpec {
+        kind,
+        matcher: matcher.clone(),
+        response: String::new(),
+        env: Vec::new(),
+    };
+    let pong = Replies::check(pong, &|_| None).map_err(|err| {
+        // There is no literal --app-pong: the regex error's hint does not apply.
+        let err = err.replace(" (to match it as plain text, use --reply-text)", "");
+        Error::Usage(match err.split_once(": ") {
+            Some((_, why)) => format!("{flag}: {why}"),
+            None => err,
+        })
+    })?;
+    Ok(Some(AppHeartbeatConfig {
+        message: message.clone(),
+        interval: positive_duration("--app-ping-interval", &res.app_ping_interval)?,
+        pong,
+    }))
+}
+
+/// `--reply`, `--reply-text`, `--reply-json`, each a MATCHER and RESPONSE pair.
+/// Checked by compiling them once; the environment variables they use are
+/// kept with them, so the supervisor's compile reads no environment.
+fn reply_specs(res: &cli::ResilienceArgs, env: Env<'_>) -> Result<Vec<ReplySpec>> {
+    let specs: Vec<ReplySpec> = [
+        (ReplyKind::Regex, &res.reply),
+        (ReplyKind::Text, &res.reply_text),
+        (ReplyKind::Json, &res.reply_json),
+    ]
+    .into_iter()
+    .flat_map(|(kind, values)| {
+        values.chunks_exact(2).map(move |pair| ReplySpec {
+            kind,
+            matcher: pair[0].clone(),
+            response: pair[1].clone(),
+            env: Vec::new(),
+        })
+    })
+    .collect();
+    let text_env = text_env(env);
+    specs
+        .into_iter()
+        .map(|spec| Replies::check(spec, &text_env).map_err(Error::Usage))
+        .collect()
+}
+
 fn on_connect_message(message: &str, env: Env<'_>) -> Result<String> {
     let env = text_env(env);
     let template = crate::template::Template::parse(message, &env)

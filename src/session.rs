@@ -121,6 +121,12 @@ pub enum Event {
         by_server: bool,
     },
     Warning(String),
+    /// A `--reply*` matched a received message (`to`): `reply`
+    /// goes out next, ahead of anything queued.
+    Replied {
+        to: String,
+        reply: String,
+    },
 }
 
 impl Event {

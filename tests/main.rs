@@ -23,6 +23,7 @@ mod proxy;
 mod python_peer;
 mod readme_examples;
 mod repl;
+mod replies;
 mod resilience;
 mod secrets;
 mod session_rules;

@@ -107,3 +107,34 @@ fn the_on_connect_cmd_example_prints_the_fresh_login_then_the_echo() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_reply_example_answers_the_echoed_ping() {
+    let script = sh_block("# The echo server returns the ping; --reply-json answers it.")
+        .replace("9001", &free_port().to_string());
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(BIN, bin_dir.path().join("tether")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]).env("PATH", path);
+    for var in CLEARED_ENV {
+        command.env_remove(var).env_remove(var.to_lowercase());
+    }
+    let out = command.output().expect("running sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"type\":\"ping\",\"id\":7}\n{\"type\":\"pong\",\"id\":7}\n",
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "tether: replied to {\"type\":\"ping\",\"id\":7} with {\"type\":\"pong\",\"id\":7}\n"
+        ),
+        "{stderr}"
+    );
+}

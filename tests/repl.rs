@@ -634,3 +634,19 @@ fn status_says_which_compression_was_agreed() {
     pty.send(CTRL_D);
     assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
 }
+
+#[test]
+fn a_reply_is_shown_and_sent_back() {
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(
+        &server.url("/"),
+        &state,
+        &["--reply", r"^PING (\d+)$", "PONG {{1}}"],
+    );
+    pty.line("PING 42");
+    pty.expect("< PING 42\r\n");
+    pty.expect("* replied to PING 42 with PONG 42\r\n");
+    pty.expect("< PONG 42\r\n");
+    assert_eq!(received(&server, 0, 2).texts(), ["PING 42", "PONG 42"]);
+}

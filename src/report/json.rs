@@ -38,6 +38,7 @@ pub enum JsonEvent<'a> {
     Reconnecting(Reconnecting<'a>),
     Closed(Closed<'a>),
     Warning(Warning<'a>),
+    Replied(Replied<'a>),
     Error(ErrorEvent),
     Step(Step<'a>),
     Summary(Summary<'a>),
@@ -184,6 +185,15 @@ pub struct Pong {
     /// `None` for a Pong the server sent unasked (`-P`).
     pub rtt_ms: Option<Millis>,
     pub heartbeat: bool,
+}
+
+/// A `--reply*` answered a received message.
+#[derive(Debug, Serialize)]
+pub struct Replied<'a> {
+    /// The received message.
+    pub to: &'a str,
+    /// What was sent in answer.
+    pub reply: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -402,6 +412,7 @@ impl<'a> JsonEvent<'a> {
                 by_server: *by_server,
             }),
             Event::Warning(message) => JsonEvent::Warning(Warning { message }),
+            Event::Replied { to, reply } => JsonEvent::Replied(Replied { to, reply }),
         })
     }
 }
@@ -692,6 +703,10 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
             code: None,
             reason: None,
         }),
+        JsonEvent::Replied(Replied {
+            to: "{\"type\":\"ping\",\"id\":7}",
+            reply: "{\"type\":\"pong\",\"id\":7}",
+        }),
         JsonEvent::Summary(Summary {
             result: Verdict::Pass,
             exit_code: 0,
@@ -720,6 +735,7 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
             | JsonEvent::Reconnecting(_)
             | JsonEvent::Closed(_)
             | JsonEvent::Warning(_)
+            | JsonEvent::Replied(_)
             | JsonEvent::Error(_)
             | JsonEvent::Step(_)
             | JsonEvent::Summary(_) => {}

@@ -225,6 +225,13 @@ pub fn status_line(event: &Event, verbosity: Verbosity, ping_pong: bool) -> Opti
             }
         }
         Event::Warning(text) => format!("warning: {text}"),
+        Event::Replied { to, reply } => {
+            format!(
+                "replied to {} with {}",
+                excerpt(to, 60, to.len()),
+                excerpt(reply, 60, reply.len())
+            )
+        }
     };
     // Warnings show even with -q; the rest of the chatter does not.
     if quiet && !matches!(event, Event::Warning(_)) {

@@ -10,12 +10,14 @@
 //! close in progress).
 
 mod acks;
+pub mod app_heartbeat;
 mod backoff;
 mod credit;
 mod emitter;
 mod handle;
 mod heartbeat;
 mod outbox;
+pub mod replies;
 mod spin;
 mod wire;
 
@@ -34,6 +36,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use self::acks::Acks;
+use self::app_heartbeat::{AppHeartbeat, AppTick};
 pub use self::backoff::Backoff;
 pub use self::credit::Credit;
 use self::emitter::Emitter;
@@ -82,6 +85,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// the close: a server that takes them and always drops the connection
 /// before answering would otherwise get them again forever.
 const CLOSE_ATTEMPTS: u32 = 3;
+/// Frames (`--reply` answers, Pings) waiting to be written past which
+/// nothing more is read: a server that floods messages to answer and never
+/// reads must not grow the queue without bound.
+const CONTROL_MAX: usize = 256;
 /// Said once when a session whose input has ended is not dialled again.
 const NOT_RECONNECTING: &str =
     "not reconnecting: input has ended and the server confirmed every message";
@@ -108,6 +115,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
             .map(|m| Message::text(m.as_str()))
             .collect(),
         fresh_on_connect: Vec::new(),
+        replies: replies::Replies::from_specs(&config.replies),
         outbox: Outbox::new(config.queue_capacity, config.replay_window),
         url: dialer.target(),
         dialer,
@@ -157,6 +165,8 @@ struct Supervisor {
     /// This connection's `--on-connect-cmd` messages, sent after
     /// `on_connect`: secrets, never traced or reported.
     fresh_on_connect: Vec<Message>,
+    /// `--reply*`: answers written ahead of the queue, never replayed.
+    replies: replies::Replies,
     outbox: Outbox,
     /// The Close asked for (or the interrupt's); it waits until every written
     /// message is confirmed, unless interrupted.
@@ -659,6 +669,8 @@ struct Connection {
     writer: Writer,
     progress: WriteProgress,
     heartbeat: Heartbeat,
+    /// `--app-ping`: the application's heartbeat, if asked for.
+    app_heartbeat: Option<AppHeartbeat>,
     /// User pings awaiting their pong: (payload, when queued).
     user_pings: VecDeque<(Bytes, Instant)>,
     /// A Ping was read: tungstenite queued its Pong, which a flush sends.
@@ -712,6 +724,9 @@ impl Connection {
             },
             progress,
             heartbeat: Heartbeat::new(supervisor.config.heartbeat, Instant::now()),
+            app_heartbeat: supervisor.config.app_heartbeat.as_ref().map(|config| {
+                AppHeartbeat::new(config, supervisor.config.heartbeat.timeout, Instant::now())
+            }),
             user_pings: VecDeque::new(),
             pong_owed: false,
             healthy: false,
@@ -825,7 +840,7 @@ impl Connection {
                 // While a Pong is owed and not yet written, nothing more is
                 // read: tungstenite buffers one Pong per Ping read, so a server
                 // that floods Pings and never reads would grow it without bound.
-                incoming = next_incoming(&mut self.stream, &sv.emitter), if !sv.emitter.has_backlog() && !self.pong_owed => {
+                incoming = next_incoming(&mut self.stream, &sv.emitter), if !sv.emitter.has_backlog() && !self.pong_owed && self.writer.control.len() < CONTROL_MAX => {
                     let closing = self.close_deadline.is_some();
                     let received = sv.received;
                     if let Some(end) = self.incoming(sv, incoming, closing).await {
@@ -834,7 +849,7 @@ impl Connection {
                     // Take the frames that have already arrived too, so a
                     // burst costs one pass of this loop, not one per message.
                     for _ in 1..READ_BURST {
-                        if !sv.emitter.may_read() || self.pong_owed {
+                        if !sv.emitter.may_read() || self.pong_owed || self.writer.control.len() >= CONTROL_MAX {
                             break;
                         }
                         let Some(incoming) = self.stream.next().now_or_never() else {
@@ -879,6 +894,26 @@ impl Connection {
                             )));
                         }
                         Tick::Nothing => {}
+                    }
+                }
+                () = sleep_until(self.app_heartbeat.as_ref().map_or_else(Instant::now, AppHeartbeat::deadline)), if self.app_heartbeat.is_some() && self.close_deadline.is_none() && !self.writer.unflushed.close => {
+                    let now = Instant::now();
+                    let app = self.app_heartbeat.as_mut().expect("in the branch's condition");
+                    match app.tick(now) {
+                        AppTick::Send => {
+                            let message = sv.config.app_heartbeat.as_ref().map(|c| c.message.as_str()).unwrap_or_default();
+                            self.writer.control.push_back(Message::text(message));
+                        }
+                        // Our reader is paused by a slow consumer: the pong
+                        // may be sitting unread.
+                        AppTick::Dead if sv.emitter.reader_paused() => app.extend(now),
+                        AppTick::Dead => {
+                            return ConnectionEnd::Lost(Error::ConnectionLost(format!(
+                                "application heartbeat timeout: no reply to --app-ping within {}",
+                                crate::values::format_duration(sv.config.heartbeat.timeout)
+                            )));
+                        }
+                        AppTick::Nothing => {}
                     }
                 }
                 () = sleep_until(self.idle_ack_at.unwrap_or_else(Instant::now)), if self.idle_ack_at.is_some() && self.close_deadline.is_none() => {
@@ -1055,7 +1090,29 @@ impl Connection {
             Message::Text(text) => {
                 self.healthy = true;
                 sv.received += 1;
+                if let Some(app) = &mut self.app_heartbeat
+                    && let Some(rtt) = app.received(text.as_str(), Instant::now())
+                {
+                    sv.rtt.record(rtt);
+                    sv.emitter.emit(Event::Pong {
+                        rtt,
+                        heartbeat: true,
+                    });
+                }
+                // Not after our Close: nothing may follow it.
+                let replied = (!sv.replies.is_empty() && !closing && !self.writer.unflushed.close)
+                    .then(|| {
+                        sv.replies
+                            .answer(text.as_str())
+                            .map(|reply| (text.as_str().to_owned(), reply))
+                    })
+                    .flatten();
                 sv.emitter.message(Payload::Text(text));
+                // Shown after the message it answers.
+                if let Some((to, reply)) = replied {
+                    self.writer.control.push_back(Message::text(reply.as_str()));
+                    sv.emitter.emit(Event::Replied { to, reply });
+                }
             }
             Message::Binary(data) => {
                 self.healthy = true;

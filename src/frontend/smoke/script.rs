@@ -26,6 +26,7 @@ use bytes::Bytes;
 use crate::matcher::{Matcher, Source};
 use crate::rfc6455::{self, CLOSE_REASON_MAX, CONTROL_PAYLOAD_MAX};
 use crate::session::Payload;
+use crate::supervisor::replies::{Replies, ReplySpec};
 use crate::template::{self, Template};
 use crate::values::{self, HexError};
 
@@ -47,6 +48,9 @@ pub const KEYWORDS: &[&str] = &[
     "ping",
     "close",
     "expect-close",
+    "reply",
+    "reply-text",
+    "reply-json",
 ];
 
 #[derive(Debug, Clone)]
@@ -247,7 +251,18 @@ fn split_captures(arg: &str) -> (&str, Vec<(&str, &str)>) {
 
 /// Parses a scenario file into steps; `{{env.NAME}}` in a send step is
 /// read from `env` now, and a `{{name}}` must be captured by an earlier step.
+#[cfg(test)]
 pub fn parse(text: &str, env: Env<'_>) -> Result<Vec<Step>, ScriptError> {
+    parse_with_replies(text, env).map(|(steps, _)| steps)
+}
+
+/// As [`parse`], with the script's `reply` declarations (they are not steps:
+/// they answer every matching message, all the run long, wherever they are).
+pub fn parse_with_replies(
+    text: &str,
+    env: Env<'_>,
+) -> Result<(Vec<Step>, Vec<ReplySpec>), ScriptError> {
+    let mut replies = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
     let mut captured: HashSet<String> = HashSet::new();
     // An open `expect-any-order` block: its line and its steps so far.
@@ -283,6 +298,10 @@ pub fn parse(text: &str, env: Env<'_>) -> Result<Vec<Step>, ScriptError> {
             Some((keyword, arg)) => (keyword, arg.trim_start()),
             None => (trimmed, ""),
         };
+        if let Some(reply) = Replies::declaration(keyword, arg, env) {
+            replies.push(reply.map_err(fail)?);
+            continue;
+        }
         match (keyword, &mut block) {
             ("expect-any-order", Some((opened, _))) => {
                 return Err(fail(format!(
@@ -364,7 +383,7 @@ pub fn parse(text: &str, env: Env<'_>) -> Result<Vec<Step>, ScriptError> {
             message: "the script has no steps".into(),
         });
     }
-    Ok(steps)
+    Ok((steps, replies))
 }
 
 /// Why a template cannot be sent: nothing before it captures `name`.
