@@ -188,3 +188,56 @@ fn pongs_alone_confirm_what_the_application_never_handled() {
         run.code
     );
 }
+
+/// Reads three requests, answers two, and closes normally.
+const ANSWERS_TWO_OF_THREE: &str = r#"
+async def handler(ws):
+    received = [await ws.recv() for _ in range(3)]
+    for message in received[:2]:
+        await ws.send("ok " + message)
+    await ws.close(1000)
+"#;
+
+#[test]
+fn a_normal_close_does_not_confirm_what_was_never_answered() {
+    let server = PythonServer::start(ANSWERS_TWO_OF_THREE);
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--confirm-by-reply", "^ok "])
+        .stdin("a\nb\nc\n")
+        .run();
+    run.code(1).stdout_is("ok a\nok b\n");
+    assert_eq!(
+        run.error_line(),
+        "tether: error: 1 message was never confirmed by the server (1 written, unconfirmed)",
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn the_flags_need_the_replay_window_and_valid_matchers() {
+    for (args, error) in [
+        (
+            &["--echo", "--confirm-by-reply", "ok"][..],
+            "tether: error: --confirm-by-reply cannot be used with --echo, which keeps no replay window",
+        ),
+        (
+            &["--replay-window", "0", "--confirm-key", ".id"][..],
+            "tether: error: --confirm-key needs the replay window; it cannot be used with --replay-window 0",
+        ),
+        (
+            &["--confirm-by-reply", "(ok"][..],
+            "tether: error: --confirm-by-reply: \"(ok\" is not a valid regex: unclosed group \
+             (to match it as plain text, use a backslash before each special character)",
+        ),
+        (
+            &["--confirm-key", ".id ="][..],
+            "tether: error: --confirm-key: \".id =\" is not a valid jq filter: expected term at the end",
+        ),
+    ] {
+        let run = Tether::new().arg("ws://127.0.0.1:9/").args(args).run();
+        run.code(2);
+        assert_eq!(run.error_line(), error, "{args:?}");
+    }
+}

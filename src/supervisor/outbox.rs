@@ -445,6 +445,78 @@ mod tests {
         assert_eq!(drain_texts(&mut outbox), ["1", "2", "3"]);
     }
 
+    fn by_reply(key: Option<&str>) -> Outbox {
+        let mut outbox = Outbox::new(100, 1 << 20);
+        outbox.confirm_by_reply(ConfirmByReply {
+            reply: crate::matcher::Matcher::text("ok"),
+            key: key.map(|k| crate::matcher::Jq::compile(k).unwrap()),
+        });
+        outbox
+    }
+
+    fn send(outbox: &mut Outbox, texts: &[&str]) {
+        for text in texts {
+            outbox.push(Message::text(*text));
+            outbox.mark_fed();
+        }
+        outbox.flushed(None);
+    }
+
+    #[test]
+    fn in_order_replies_confirm_the_oldest_unanswered_and_pongs_nothing() {
+        let mut outbox = by_reply(None);
+        send(&mut outbox, &["a", "b", "c"]);
+        outbox.confirm(outbox.position());
+        assert_eq!(outbox.unconfirmed(), (3, 3), "a Pong confirms nothing");
+        assert!(!outbox.replied("push"), "not a reply");
+        assert!(outbox.replied("ok"));
+        assert_eq!(outbox.unconfirmed(), (2, 2));
+        assert_eq!(outbox.confirmed_total(), 1);
+        assert_eq!(outbox.rewind(), 2);
+        assert_eq!(drain_texts(&mut outbox), ["b", "c"]);
+    }
+
+    #[test]
+    fn a_reply_before_its_flush_is_recorded_counts_once_it_is() {
+        let mut outbox = by_reply(None);
+        outbox.push(Message::text("a"));
+        outbox.mark_fed();
+        assert!(outbox.replied("ok"));
+        outbox.flushed(None);
+        assert_eq!(outbox.unconfirmed(), (0, 0));
+    }
+
+    #[test]
+    fn a_key_pairs_replies_in_any_order_and_answered_ones_are_not_resent() {
+        let mut outbox = by_reply(Some(".id"));
+        send(
+            &mut outbox,
+            &[r#"{"id":1}"#, r#"{"id":2}"#, r#"{"id":3}"#, "plain"],
+        );
+        assert!(outbox.replied(r#"{"ok":1,"id":2}"#));
+        assert_eq!(outbox.unconfirmed().0, 3, "2 answered, behind 1");
+        assert!(
+            !outbox.replied(r#"{"ok":1}"#),
+            "a reply without a key answers nothing"
+        );
+        // A Pong confirms only what no reply can answer.
+        outbox.confirm(outbox.position());
+        assert_eq!(outbox.unconfirmed().0, 2);
+        assert_eq!(outbox.rewind(), 2);
+        assert_eq!(drain_texts(&mut outbox), [r#"{"id":1}"#, r#"{"id":3}"#]);
+    }
+
+    #[test]
+    fn keyed_replies_empty_the_window_once_the_oldest_is_answered() {
+        let mut outbox = by_reply(Some(".id"));
+        send(&mut outbox, &[r#"{"id":1}"#, r#"{"id":2}"#]);
+        outbox.replied(r#"{"id":2,"ok":true}"#);
+        outbox.replied(r#"{"id":1,"ok":true}"#);
+        assert_eq!(outbox.unconfirmed(), (0, 0));
+        assert_eq!(outbox.confirmed_total(), 2);
+        assert_eq!(outbox.rewind(), 0);
+    }
+
     #[test]
     fn room_is_bounded_by_capacity() {
         let mut outbox = Outbox::new(2, 0);
