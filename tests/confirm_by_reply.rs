@@ -172,15 +172,17 @@ fn a_key_pairs_replies_that_come_out_of_order() {
 }
 
 /// Without --confirm-by-reply the Pongs of the same server confirm messages its
-/// application never handled: after the aborts, some requests are never answered,
-/// and tether cannot know. (Whether any is lost depends on timing, so this only shows
-/// what happened.)
+/// application never handled: after the aborts, some requests are never answered (1,465
+/// to 2,952 of 20,000 in four runs), and tether cannot know. Whether any is lost depends
+/// on timing, so the count is shown, not asserted.
 #[test]
 fn pongs_alone_confirm_what_the_application_never_handled() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("answered");
     let server = PythonServer::start(&in_order_server(&log, ABORT_EVERY));
     let run = session(&server, REQUESTS).run();
+    // tether believes every message delivered: the Pongs said so.
+    run.code(0);
     let counts = answered(&log);
     let lost = (1..=REQUESTS).filter(|i| !counts.contains_key(i)).count();
     eprintln!(
