@@ -46,6 +46,8 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand --queue-size 'Messages held while disconnected before reading input pauses'
             cand --replay-window 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off'
             cand --confirm-by-reply 'A sent message leaves the replay window only when a received message matching REGEX answers it, not when a Pong does: the Nth matching reply on a connection confirms the Nth unanswered message sent on it ('''' matches every reply)'
+            cand --confirm-by-reply-text 'As --confirm-by-reply, for replies containing TEXT, taken literally'
+            cand --confirm-by-reply-json 'As --confirm-by-reply, for JSON replies for which this jq filter is true, e.g. ''has("result")'''
             cand --confirm-key 'With --confirm-by-reply (or alone, for every reply): a jq filter, such as .id, whose value pairs a reply with the request it answers, in any order'
             cand --linger 'After stdin ends, wait this long with no incoming message before closing'
             cand -n 'Close after receiving this many messages'

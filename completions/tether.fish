@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= queue-size= replay-window= confirm-by-reply= confirm-key= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= expect-text= expect-json= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= queue-size= replay-window= confirm-by-reply= confirm-by-reply-text= confirm-by-reply-json= confirm-key= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= expect-text= expect-json= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -48,6 +48,8 @@ complete -c tether -n "__fish_tether_needs_command" -l on-connect-cmd -d 'Run CM
 complete -c tether -n "__fish_tether_needs_command" -l queue-size -d 'Messages held while disconnected before reading input pauses' -r
 complete -c tether -n "__fish_tether_needs_command" -l replay-window -d 'Sent bytes kept until a Pong confirms the server read them, and re-sent after a drop; also caps what is in flight unconfirmed. 0 turns this off' -r
 complete -c tether -n "__fish_tether_needs_command" -l confirm-by-reply -d 'A sent message leaves the replay window only when a received message matching REGEX answers it, not when a Pong does: the Nth matching reply on a connection confirms the Nth unanswered message sent on it (\'\' matches every reply)' -r
+complete -c tether -n "__fish_tether_needs_command" -l confirm-by-reply-text -d 'As --confirm-by-reply, for replies containing TEXT, taken literally' -r
+complete -c tether -n "__fish_tether_needs_command" -l confirm-by-reply-json -d 'As --confirm-by-reply, for JSON replies for which this jq filter is true, e.g. \'has("result")\'' -r
 complete -c tether -n "__fish_tether_needs_command" -l confirm-key -d 'With --confirm-by-reply (or alone, for every reply): a jq filter, such as .id, whose value pairs a reply with the request it answers, in any order' -r
 complete -c tether -n "__fish_tether_needs_command" -l linger -d 'After stdin ends, wait this long with no incoming message before closing' -r
 complete -c tether -n "__fish_tether_needs_command" -s n -l count -d 'Close after receiving this many messages' -r

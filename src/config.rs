@@ -160,13 +160,16 @@ pub struct ConfirmByReply {
 
 impl ConfirmByReply {
     fn from_args(res: &cli::ResilienceArgs, window: usize, echo: bool) -> Result<Option<Self>> {
-        if res.confirm_by_reply.is_none() && res.confirm_key.is_none() {
-            return Ok(None);
-        }
         let flag = if res.confirm_by_reply.is_some() {
             "--confirm-by-reply"
-        } else {
+        } else if res.confirm_by_reply_text.is_some() {
+            "--confirm-by-reply-text"
+        } else if res.confirm_by_reply_json.is_some() {
+            "--confirm-by-reply-json"
+        } else if res.confirm_key.is_some() {
             "--confirm-key"
+        } else {
+            return Ok(None);
         };
         if echo {
             return Err(Error::Usage(format!(
@@ -178,10 +181,16 @@ impl ConfirmByReply {
                 "{flag} needs the replay window; it cannot be used with --replay-window 0"
             )));
         }
-        let reply = match &res.confirm_by_reply {
-            Some(pattern) => Matcher::regex(pattern, "a backslash before each special character")
-                .map_err(|why| Error::Usage(format!("--confirm-by-reply: {why}")))?,
-            None => Matcher::text(""),
+        let reply = if let Some(pattern) = &res.confirm_by_reply {
+            Matcher::regex(pattern, "--confirm-by-reply-text")
+                .map_err(|why| Error::Usage(format!("--confirm-by-reply: {why}")))?
+        } else if let Some(text) = &res.confirm_by_reply_text {
+            Matcher::text(text)
+        } else if let Some(filter) = &res.confirm_by_reply_json {
+            Matcher::jq(filter)
+                .map_err(|why| Error::Usage(format!("--confirm-by-reply-json: {why}")))?
+        } else {
+            Matcher::text("")
         };
         let key = match &res.confirm_key {
             Some(filter) => Some(

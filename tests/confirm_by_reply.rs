@@ -151,7 +151,7 @@ fn a_key_pairs_replies_that_come_out_of_order() {
     let n = 4_000;
     let server = PythonServer::start(&out_of_order_server(&log, 500));
     let run = session(&server, n)
-        .args(["--confirm-by-reply", "ok", "--confirm-key", ".id"])
+        .args(["--confirm-by-reply-json", ".ok", "--confirm-key", ".id"])
         .run();
     run.code(0);
     let duplicates = assert_all_answered(&log, n);
@@ -205,7 +205,7 @@ fn a_normal_close_does_not_confirm_what_was_never_answered() {
     let server = PythonServer::start(ANSWERS_TWO_OF_THREE);
     let run = Tether::new()
         .arg(server.url("/"))
-        .args(["--confirm-by-reply", "^ok "])
+        .args(["--confirm-by-reply-text", "ok "])
         .stdin("a\nb\nc\n")
         .run();
     run.code(1).stdout_is("ok a\nok b\n");
@@ -231,7 +231,11 @@ fn the_flags_need_the_replay_window_and_valid_matchers() {
         (
             &["--confirm-by-reply", "(ok"][..],
             "tether: error: --confirm-by-reply: \"(ok\" is not a valid regex: unclosed group \
-             (to match it as plain text, use a backslash before each special character)",
+             (to match it as plain text, use --confirm-by-reply-text)",
+        ),
+        (
+            &["--confirm-by-reply-json", ".ok and"][..],
+            "tether: error: --confirm-by-reply-json: \".ok and\" is not a valid jq filter: expected term at the end",
         ),
         (
             &["--confirm-key", ".id ="][..],
