@@ -271,7 +271,10 @@ impl Outbox {
                     .entries
                     .iter()
                     .position(|e| !e.answered && e.key.as_ref() == Some(&key));
-                if found.is_none() {
+                // Early only while a write is unrecorded: otherwise it is a
+                // stray (a second answer), which must not confirm a later
+                // request that reuses the key.
+                if found.is_none() && self.fed > 0 {
                     if by_reply.early_keys.len() == EARLY_MAX {
                         by_reply.early_keys.pop_front();
                     }
@@ -288,7 +291,7 @@ impl Outbox {
                 self.confirmed_total += 1;
                 self.settle();
             }
-            None if by_reply.config.key.is_none() => {
+            None if by_reply.config.key.is_none() && self.fed > 0 => {
                 by_reply.early = (by_reply.early + 1).min(EARLY_MAX);
             }
             None => {}
@@ -484,6 +487,16 @@ mod tests {
         assert!(outbox.replied("ok"));
         outbox.flushed(None);
         assert_eq!(outbox.unconfirmed(), (0, 0));
+    }
+
+    #[test]
+    fn a_stray_reply_confirms_nothing_sent_later() {
+        let mut outbox = by_reply(Some(".id"));
+        send(&mut outbox, &[r#"{"id":1}"#]);
+        outbox.replied(r#"{"id":1,"ok":true}"#);
+        assert!(outbox.replied(r#"{"id":1,"ok":true}"#), "a second answer");
+        send(&mut outbox, &[r#"{"id":1}"#]);
+        assert_eq!(outbox.unconfirmed().0, 1, "the new request is unanswered");
     }
 
     #[test]
