@@ -53,7 +53,7 @@ _tether() {
 
     case "${cmd}" in
         tether)
-            opts="-H -s -u -4 -6 -x -L -k -b -0 -n -P -v -q -h -V --header --header-cmd --subprotocol --origin --user --connect-timeout --resolve --ipv4 --ipv6 --max-message-size --compression --proxy --no-proxy --unix-socket --location --max-redirects --insecure --cacert --cert --key --ping-interval --ping-timeout --backoff-initial --backoff-max --max-reconnects --no-reconnect --reconnect-always --on-connect --on-connect-cmd --reply --reply-text --reply-json --app-ping --app-ping-interval --app-pong --app-pong-json --queue-size --replay-window --binary --byte-stream --null --verbatim --linger --count --keep-open --echo --exec --binary-format --timestamps --json --json-sent --show-ping-pong --pretty --color --send --expect --expect-text --expect-json --strict --script --timeout --verbose --quiet --help --version serve demo completions man help"
+            opts="-H -s -u -4 -6 -x -L -k -b -0 -n -P -v -q -h -V --header --header-cmd --subprotocol --origin --user --connect-timeout --resolve --ipv4 --ipv6 --max-message-size --compression --proxy --no-proxy --unix-socket --location --max-redirects --insecure --cacert --cert --key --ping-interval --ping-timeout --backoff-initial --backoff-max --max-reconnects --no-reconnect --reconnect-always --on-connect --on-connect-cmd --reply --reply-text --reply-json --app-ping --app-ping-interval --app-pong --app-pong-json --queue-size --replay-window --confirm-by-reply --confirm-by-reply-text --confirm-by-reply-json --confirm-key --binary --byte-stream --null --verbatim --linger --count --keep-open --echo --exec --binary-format --timestamps --json --json-sent --show-ping-pong --pretty --color --send --expect --expect-text --expect-json --strict --script --timeout --verbose --quiet --help --version serve demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -196,6 +196,22 @@ _tether() {
                     return 0
                     ;;
                 --replay-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confirm-by-reply)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confirm-by-reply-text)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confirm-by-reply-json)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confirm-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

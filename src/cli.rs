@@ -349,6 +349,26 @@ pub struct ResilienceArgs {
     /// after a drop; also caps what is in flight unconfirmed. 0 turns this off
     #[arg(long, value_name = "SIZE", default_value = "4MiB")]
     pub replay_window: String,
+
+    /// A sent message leaves the replay window only when a received message matching
+    /// REGEX answers it, not when a Pong does: the Nth matching reply on a connection
+    /// confirms the Nth unanswered message sent on it ('' matches every reply)
+    #[arg(long, value_name = "REGEX")]
+    pub confirm_by_reply: Option<String>,
+
+    /// As --confirm-by-reply, for replies containing TEXT, taken literally
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["confirm_by_reply", "confirm_by_reply_json"])]
+    pub confirm_by_reply_text: Option<String>,
+
+    /// As --confirm-by-reply, for JSON replies for which this jq filter is true,
+    /// e.g. 'has("result")'
+    #[arg(long, value_name = "FILTER", conflicts_with = "confirm_by_reply")]
+    pub confirm_by_reply_json: Option<String>,
+
+    /// With --confirm-by-reply (or alone, for every reply): a jq filter, such as .id,
+    /// whose value pairs a reply with the request it answers, in any order
+    #[arg(long, value_name = "FILTER")]
+    pub confirm_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ use crate::credentials::CredentialCommand;
 use crate::error::{Error, Result};
 use crate::frontend::smoke::script::{self, Action, ExpectKind, Step};
 use crate::headers::sensitive;
+use crate::matcher::Matcher;
 use crate::net::endpoint::Endpoint;
 use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
@@ -153,7 +154,62 @@ pub struct SessionConfig {
     pub queue_capacity: usize,
     /// Bytes of recently flushed messages re-sent after a reconnect; 0 = none.
     pub replay_window: usize,
+    /// `--confirm-by-reply`/`--confirm-key`: replies, not Pongs, confirm.
+    pub confirm: Option<ConfirmByReply>,
     pub reports: Reports,
+}
+
+/// `--confirm-by-reply` and `--confirm-key`: which received messages are
+/// replies, and what pairs a reply with its request (without a key, order).
+#[derive(Debug, Clone)]
+pub struct ConfirmByReply {
+    pub reply: Matcher,
+    pub key: Option<crate::matcher::Jq>,
+}
+
+impl ConfirmByReply {
+    fn from_args(res: &cli::ResilienceArgs, window: usize, echo: bool) -> Result<Option<Self>> {
+        let flag = if res.confirm_by_reply.is_some() {
+            "--confirm-by-reply"
+        } else if res.confirm_by_reply_text.is_some() {
+            "--confirm-by-reply-text"
+        } else if res.confirm_by_reply_json.is_some() {
+            "--confirm-by-reply-json"
+        } else if res.confirm_key.is_some() {
+            "--confirm-key"
+        } else {
+            return Ok(None);
+        };
+        if echo {
+            return Err(Error::Usage(format!(
+                "{flag} cannot be used with --echo, which keeps no replay window"
+            )));
+        }
+        if window == 0 {
+            return Err(Error::Usage(format!(
+                "{flag} needs the replay window; it cannot be used with --replay-window 0"
+            )));
+        }
+        let reply = if let Some(pattern) = &res.confirm_by_reply {
+            Matcher::regex(pattern, "--confirm-by-reply-text")
+                .map_err(|why| Error::Usage(format!("--confirm-by-reply: {why}")))?
+        } else if let Some(text) = &res.confirm_by_reply_text {
+            Matcher::text(text)
+        } else if let Some(filter) = &res.confirm_by_reply_json {
+            Matcher::jq(filter)
+                .map_err(|why| Error::Usage(format!("--confirm-by-reply-json: {why}")))?
+        } else {
+            Matcher::text("")
+        };
+        let key = match &res.confirm_key {
+            Some(filter) => Some(
+                crate::matcher::Jq::compile(filter)
+                    .map_err(|why| Error::Usage(format!("--confirm-key: {why}")))?,
+            ),
+            None => None,
+        };
+        Ok(Some(ConfirmByReply { reply, key }))
+    }
 }
 
 /// What the supervisor reports besides messages and the connection's state.
@@ -610,6 +666,7 @@ impl SessionConfig {
             // would tell the server something it did not send twice, and waiting
             // for Pongs that sit behind a flood of messages would stall the echo.
             replay_window: if echo { 0 } else { window },
+            confirm: ConfirmByReply::from_args(res, window, echo)?,
             reports: Reports::default(),
         })
     }

@@ -4,7 +4,7 @@
 //! expectations today); a match can yield captures for templates.
 
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use jaq_core::load::{self, Arena, File, Loader};
 use jaq_core::{Ctx, ValT, Vars, data, unwrap_valr};
@@ -41,8 +41,9 @@ impl fmt::Debug for Matcher {
 #[derive(Clone)]
 pub struct Jq {
     source: String,
-    // Rc: a compiled filter is not Clone, and steps are.
-    filter: Rc<jaq_core::Filter<data::JustLut<Val>>>,
+    // Arc: a compiled filter is not Clone, and steps are; the supervisor
+    // task (Send) holds one for --confirm-key.
+    filter: Arc<jaq_core::Filter<data::JustLut<Val>>>,
 }
 
 /// A successful match: what captures are taken from.
@@ -258,8 +259,19 @@ impl Jq {
             })?;
         Ok(Jq {
             source: filter.to_owned(),
-            filter: Rc::new(compiled),
+            filter: Arc::new(compiled),
         })
+    }
+
+    /// The filter's first output on a JSON message, as compact JSON: what
+    /// `--confirm-key` compares between a request and its reply. `None`
+    /// when the message is not JSON or the filter yields nothing, `null`
+    /// or an error.
+    pub fn key(&self, message: &str) -> Option<String> {
+        match self.run(parse_json(message)?).next()? {
+            Ok(Val::Null) | Err(_) => None,
+            Ok(v) => Some(v.to_string()),
+        }
     }
 
     /// The filter as written.

@@ -116,7 +116,13 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
             .collect(),
         fresh_on_connect: Vec::new(),
         replies: replies::Replies::from_specs(&config.replies),
-        outbox: Outbox::new(config.queue_capacity, config.replay_window),
+        outbox: {
+            let mut outbox = Outbox::new(config.queue_capacity, config.replay_window);
+            if let Some(confirm) = config.confirm.clone() {
+                outbox.confirm_by_reply(confirm);
+            }
+            outbox
+        },
         url: dialer.target(),
         dialer,
         config,
@@ -596,8 +602,9 @@ impl Supervisor {
 
     async fn finish(&mut self, mut ending: Ending) -> Result<Ending> {
         self.state = State::Closed;
-        // A server that closed normally has read what it was sent before.
-        ending.unsent = self.unsent(!ending.by_server);
+        // A server that closed normally has read what it was sent before;
+        // with --confirm-by-reply only its replies say it handled them.
+        ending.unsent = self.unsent(!ending.by_server || self.config.confirm.is_some());
         self.emitter.emit(Event::Closed {
             code: ending.code,
             reason: ending.reason.clone(),
@@ -1098,6 +1105,10 @@ impl Connection {
                         rtt,
                         heartbeat: true,
                     });
+                }
+                // An answer shows the server at work, as a Pong does.
+                if sv.outbox.replied(text.as_str()) {
+                    self.heartbeat.alive(Instant::now());
                 }
                 // Not after our Close: nothing may follow it.
                 let replied = (!sv.replies.is_empty() && !closing && !self.writer.unflushed.close)

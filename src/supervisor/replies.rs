@@ -55,12 +55,6 @@ pub struct Replies {
     replies: Vec<Reply>,
 }
 
-// SAFETY: a jq filter holds `Rc`s (jaq's values), which is why `Matcher` is
-// not `Send`. `Replies` compiles its own matchers and never hands one (or a
-// value a filter produced) out of `answer`, so every `Rc` it holds is owned by
-// it alone and moving it to another thread moves all of them at once.
-unsafe impl Send for Replies {}
-
 impl Replies {
     /// Compiles the specs; the error names the flag and what is wrong.
     pub fn compile(
