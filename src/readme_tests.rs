@@ -9,29 +9,12 @@ use clap::CommandFactory;
 
 use crate::cli::Cli;
 use crate::error::{EXIT_CODE_TABLE, ExitCode};
+// The text under a heading, up to the next of the same or a higher level.
+use crate::generate::readme_section as section;
 
 fn readme() -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
-
-/// The text under `heading` (a whole line, e.g. `## Options`), up to the next
-/// heading of the same or a higher level.
-fn section(readme: &str, heading: &str) -> String {
-    let level = heading.len() - heading.trim_start_matches('#').len();
-    let is_end = |line: &str| {
-        let hashes = line.len() - line.trim_start_matches('#').len();
-        (1..=level).contains(&hashes) && line[hashes..].starts_with(' ')
-    };
-    let mut lines = readme.lines().skip_while(|l| *l != heading);
-    assert!(
-        lines.next().is_some(),
-        "the README has no {heading:?} heading"
-    );
-    lines
-        .take_while(|l| !is_end(l))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }
 
 /// The body rows of the first table in `text`, cells trimmed (`\|` is a

@@ -26,10 +26,9 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-#[test]
-fn the_ci_shell_example_passes_against_tether_serve() {
-    let script = sh_block("#!/bin/sh").replace("9001", &free_port().to_string());
-    // `tether` on PATH is the binary under test.
+/// Runs `script` with `sh`, `tether` on PATH being the binary under test,
+/// and the proxy variables cleared.
+fn run_sh(script: &str) -> std::process::Output {
     let bin_dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(BIN, bin_dir.path().join("tether")).unwrap();
     let path = format!(
@@ -38,11 +37,17 @@ fn the_ci_shell_example_passes_against_tether_serve() {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut command = Command::new("sh");
-    command.args(["-c", &script]).env("PATH", path);
+    command.args(["-c", script]).env("PATH", path);
     for var in CLEARED_ENV {
         command.env_remove(var).env_remove(var.to_lowercase());
     }
-    let out = command.output().expect("running sh");
+    command.output().expect("running sh")
+}
+
+#[test]
+fn the_ci_shell_example_passes_against_tether_serve() {
+    let script = sh_block("#!/bin/sh").replace("9001", &free_port().to_string());
+    let out = run_sh(&script);
     assert!(
         out.status.success(),
         "the README's CI example failed ({:?}):\n{script}\n--- stderr ---\n{}",
@@ -81,19 +86,7 @@ fn the_feed_example_keeps_listening_when_stdin_is_empty() {
 fn the_on_connect_cmd_example_prints_the_fresh_login_then_the_echo() {
     let script = sh_block("tether serve 127.0.0.1:9001 & server=$!")
         .replace("9001", &free_port().to_string());
-    let bin_dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(BIN, bin_dir.path().join("tether")).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut command = Command::new("sh");
-    command.args(["-c", &script]).env("PATH", path);
-    for var in CLEARED_ENV {
-        command.env_remove(var).env_remove(var.to_lowercase());
-    }
-    let out = command.output().expect("running sh");
+    let out = run_sh(&script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let (login, rest) = stdout.split_once('\n').unwrap_or_default();
     let pid = login.strip_prefix("login-").unwrap_or_default();
@@ -112,19 +105,7 @@ fn the_on_connect_cmd_example_prints_the_fresh_login_then_the_echo() {
 fn the_reply_example_answers_the_echoed_ping() {
     let script = sh_block("# The echo server returns the ping; --reply-json answers it.")
         .replace("9001", &free_port().to_string());
-    let bin_dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(BIN, bin_dir.path().join("tether")).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut command = Command::new("sh");
-    command.args(["-c", &script]).env("PATH", path);
-    for var in CLEARED_ENV {
-        command.env_remove(var).env_remove(var.to_lowercase());
-    }
-    let out = command.output().expect("running sh");
+    let out = run_sh(&script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
