@@ -1111,13 +1111,13 @@ impl Connection {
                     self.heartbeat.alive(Instant::now());
                 }
                 // Not after our Close: nothing may follow it.
-                let replied = (!sv.replies.is_empty() && !closing && !self.writer.unflushed.close)
-                    .then(|| {
-                        sv.replies
-                            .answer(text.as_str())
-                            .map(|reply| (text.as_str().to_owned(), reply))
-                    })
-                    .flatten();
+                let replied = if sv.replies.is_empty() || closing || self.writer.unflushed.close {
+                    None
+                } else {
+                    sv.replies
+                        .answer(text.as_str())
+                        .map(|reply| (text.as_str().to_owned(), reply))
+                };
                 sv.emitter.message(Payload::Text(text));
                 // Shown after the message it answers.
                 if let Some((to, reply)) = replied {
