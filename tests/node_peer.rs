@@ -404,3 +404,55 @@ fn what_tether_sends_arrives_at_ws_uncompressed() {
         "{report}"
     );
 }
+
+#[test]
+fn an_aborting_ws_server_whose_pongs_follow_its_application_loses_nothing() {
+    // The application handles each message a moment after ws read it (as one that writes
+    // to a database would), in order. With autoPong false ws hands it the Pings too, and it
+    // answers one after handling all before it: a Pong is proof of delivery. (With ws's
+    // default, the Pong leaves at once, and what waits is lost when the connection dies:
+    // change `autoPong` to true and this test fails.) Every 2,000th message over all
+    // connections aborts the TCP connection instead of being handled.
+    let server = NodeServer::start(
+        r#"
+var OPTIONS = { autoPong: false };
+let count = 0;
+function handler(ws) {
+  let queue = Promise.resolve();
+  const later = (work) => {
+    queue = queue.then(() => new Promise((done) => setImmediate(done))).then(() => {
+      if (ws.readyState === WebSocket.OPEN) work();
+    });
+  };
+  ws.on('ping', (data) => later(() => ws.pong(data)));
+  ws.on('message', (data) => later(() => {
+    count += 1;
+    if (count % 2000 === 0) ws.terminate();
+    else report(Number(data.toString()));
+  }));
+}
+"#,
+    );
+    let input: String = (1..=20_000).map(|i| format!("{i}\n")).collect();
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .args(["--backoff-initial", "10ms", "--backoff-max", "50ms"])
+        .stdin(&input)
+        .deadline(std::time::Duration::from_secs(120))
+        .run();
+    run.code(0);
+    let mut seen = std::collections::BTreeSet::new();
+    for id in server.reports() {
+        seen.insert(id.as_u64().unwrap());
+    }
+    let missing: Vec<u64> = (1..=20_000).filter(|i| !seen.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of 20000 never reached the application, the first {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        run.describe()
+    );
+    let reconnects = run.stderr.matches("reconnecting in").count();
+    assert!(reconnects >= 9, "{}", run.describe());
+}
