@@ -254,6 +254,44 @@ ws.close(1000);
 }
 
 #[test]
+fn uncompressed_messages_and_control_frames_between_compressed_ones_keep_the_context() {
+    // Per message, ws may leave compression off (`compress: false`): the context carries on
+    // over those. A Ping and an unasked Pong go between a compressed message's fragments.
+    // The client_max_window_bits it answers concerns what tether would compress.
+    let server = node(
+        "{ perMessageDeflate: { threshold: 0, clientMaxWindowBits: 10, \
+         clientNoContextTakeover: true } }",
+        r#"
+for (let i = 0; i < 400; i++) ws.send(feed(i), { compress: i % 3 === 0 });
+ws.send(feed(400), { fin: false });
+ws.ping('p1');
+ws.send(feed(401), { fin: false });
+ws.pong('unasked');
+ws.send(feed(402), { fin: true });
+ws.send(feed(403));
+ws.close(1000);
+"#,
+    );
+    let run = receive(&server, &["--json"]);
+    run.code(0);
+    assert_eq!(
+        agreed(&run),
+        format!("{AGREED}; client_max_window_bits=10"),
+        "{}",
+        run.describe()
+    );
+    let mut expected: Vec<_> = (0..400).map(|i| text(&feed(i))).collect();
+    expected.push(text(&format!("{}{}{}", feed(400), feed(401), feed(402))));
+    expected.push(text(&feed(403)));
+    assert!(messages(&run) == expected, "messages differ");
+    let report = server.report(1);
+    assert_eq!(report["written"]["frames"], 404, "{report}");
+    assert_eq!(report["written"]["compressed"], 134 + 2, "{report}");
+    // The Ping, the Pong and the Close.
+    assert_eq!(report["written"]["control"], 3, "{report}");
+}
+
+#[test]
 fn compressed_text_and_binary_from_ws_keep_their_types() {
     let server = node(
         DEFLATE,
