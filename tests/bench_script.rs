@@ -1,7 +1,8 @@
 //! bench/run, the benchmark, in one tiny round against this build, so the
 //! script does not rot. Not a benchmark: no figure is checked, only that
-//! every run completed with every echo counted and checksummed. websocat
-//! and the raw TCP reference are left out (they need an install and socat).
+//! every run completed with every echo counted and checksummed. websocat,
+//! wscat and the raw TCP reference are left out (they need an install and
+//! socat); the compressed feed runs with tether and the tests' Python venv.
 
 use std::process::Command;
 
@@ -20,6 +21,9 @@ fn the_benchmark_script_completes_one_tiny_round() {
         ])
         .args(["--bulk-msgs", "3", "--smoke-reps", "2", "--rss-mib", "4"])
         .args(["--lat-msgs", "200", "--lat-warmup", "20"])
+        .args(["--feed-msgs", "2000", "--feed-clients", "tether,python"])
+        .arg("--feed-python")
+        .arg(crate::support::python::PythonPeer::python())
         .args(["--tether", env!("CARGO_BIN_EXE_tether")])
         .output()
         .expect("running bench/run with python3");
@@ -37,6 +41,8 @@ fn the_benchmark_script_completes_one_tiny_round() {
         "Request/response p50",
         "Request/response p99",
         "Peak RSS, 4 MiB binary stream",
+        "Compressed feed: 2,000 JSON messages",
+        "python-ws",
     ] {
         assert!(stdout.contains(row), "no {row:?} row:\n{stdout}");
     }

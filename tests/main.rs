@@ -19,6 +19,7 @@ mod handshake;
 mod hostile;
 mod interop;
 mod matching;
+mod node_peer;
 mod pipe;
 mod proxy;
 mod python_peer;

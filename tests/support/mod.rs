@@ -5,6 +5,7 @@
 pub mod cmd;
 pub mod fault_proxy;
 pub mod hostile;
+pub mod node;
 pub mod proxies;
 pub mod pty;
 pub mod python;
