@@ -211,7 +211,7 @@ pub enum Error {
     Protocol(String),
 
     #[error(
-        "the server sent a message of {size} bytes, over --max-message-size ({max} bytes); tether refused it"
+        "the server sent a message of at least {size} bytes, over --max-message-size ({max} bytes); tether refused it"
     )]
     TooBig { size: usize, max: usize },
 

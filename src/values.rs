@@ -51,11 +51,11 @@ pub fn format_duration(duration: Duration) -> String {
     match nanos {
         0 => "0s".into(),
         // Finer than a flag is written: Rust's own form, e.g. `1.5µs`.
-        _ if nanos % MS != 0 => format!("{duration:?}"),
+        _ if !nanos.is_multiple_of(MS) => format!("{duration:?}"),
         _ if nanos < S => format!("{}ms", nanos / MS),
-        _ if nanos % (3_600 * S) == 0 => format!("{}h", nanos / (3_600 * S)),
-        _ if nanos % (60 * S) == 0 => format!("{}m", nanos / (60 * S)),
-        _ if nanos % S == 0 => format!("{}s", nanos / S),
+        _ if nanos.is_multiple_of(3_600 * S) => format!("{}h", nanos / (3_600 * S)),
+        _ if nanos.is_multiple_of(60 * S) => format!("{}m", nanos / (60 * S)),
+        _ if nanos.is_multiple_of(S) => format!("{}s", nanos / S),
         _ => {
             let fraction = format!("{:03}", nanos % S / MS);
             format!("{}.{}s", nanos / S, fraction.trim_end_matches('0'))

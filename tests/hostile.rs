@@ -458,7 +458,7 @@ fn a_message_over_max_message_size_is_refused() {
     fails_with(
         &run,
         10,
-        "the server sent a message of 2048 bytes, over --max-message-size (1024 bytes)",
+        "the server sent a message of at least 2048 bytes, over --max-message-size (1024 bytes)",
     );
     run.stderr_has("raise --max-message-size");
     not_retried(&server, &run);
@@ -505,7 +505,7 @@ fn a_huge_frame_is_refused_from_its_header_without_buffering_it() {
     fails_with(
         &run,
         10,
-        "a message of 4294967296 bytes, over --max-message-size (1048576 bytes)",
+        "a message of at least 4294967296 bytes, over --max-message-size (1048576 bytes)",
     );
     not_retried(&server, &run);
     bounded(&server, &run, peak_kib);

@@ -224,12 +224,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Recorded<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Some(capture) = &self.capture {
-            if let Ok(mut capture) = capture.lock() {
-                let room = CAPTURE_MAX.saturating_sub(capture.len());
-                let read = &buf.filled()[before..];
-                capture.extend_from_slice(&read[..read.len().min(room)]);
-            }
+        if let Some(capture) = &self.capture
+            && let Ok(mut capture) = capture.lock()
+        {
+            let room = CAPTURE_MAX.saturating_sub(capture.len());
+            let read = &buf.filled()[before..];
+            capture.extend_from_slice(&read[..read.len().min(room)]);
         }
         poll
     }
