@@ -119,3 +119,24 @@ fn the_reply_example_answers_the_echoed_ping() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_captured_reply_example_passes_against_tether_serve() {
+    let script = sh_block("# A captured value in a reply: the echo server returns")
+        .replace("9001", &free_port().to_string());
+    let out = run_sh(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"op\":\"welcome\",\"session\":\"s-1\"}\n{\"type\":\"ping\"}\n\
+         {\"type\":\"pong\",\"session\":\"s-1\"}\n",
+        "{stderr}"
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "tether: replied to {\"type\":\"ping\"} with {\"type\":\"pong\",\"session\":\"s-1\"}\n"
+        ),
+        "{stderr}"
+    );
+}

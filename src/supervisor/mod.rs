@@ -109,11 +109,6 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
     let shared = Arc::new(Shared::default());
     let supervisor = Supervisor {
         backoff: Backoff::new(config.reconnect.initial, config.reconnect.max, seed),
-        on_connect: config
-            .on_connect
-            .iter()
-            .map(|m| Message::text(m.as_str()))
-            .collect(),
         fresh_on_connect: Vec::new(),
         replies: replies::Replies::from_specs(&config.replies),
         outbox: {
@@ -167,7 +162,6 @@ struct Supervisor {
     /// completed flush gives them back.
     send_credit: Arc<Credit>,
     backoff: Backoff,
-    on_connect: Vec<Message>,
     /// This connection's `--on-connect-cmd` messages, sent after
     /// `on_connect`: secrets, never traced or reported.
     fresh_on_connect: Vec<Message>,
@@ -239,6 +233,29 @@ impl Drop for Supervisor {
     /// wait forever.
     fn drop(&mut self) {
         self.send_credit.close();
+    }
+}
+
+impl Supervisor {
+    /// This connection's `--on-connect` messages, their captured values
+    /// filled in. One that needs a value no step has captured yet (a resume
+    /// that needs the session id the first connection's welcome gave) is not
+    /// sent on this connection.
+    fn on_connect(&self) -> Vec<Message> {
+        self.config
+            .on_connect
+            .iter()
+            .filter_map(|template| match self.shared.captured.render(template) {
+                Ok(text) => Some(Message::text(text)),
+                Err(name) => {
+                    tracing::debug!(
+                        "not sending an --on-connect message on this connection: \
+                         {{{{{name}}}}} is not captured yet"
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 }
 
@@ -752,12 +769,13 @@ impl Connection {
                 if replayed == 1 { "" } else { "s" }
             )));
         }
-        for message in &sv.on_connect {
+        for message in sv.on_connect() {
             if let Err(err) = self.writer.feed(message.clone()).await {
                 return ConnectionEnd::Lost(lost(err));
             }
+            self.writer.unflushed.frames = true;
             if self.writer.record_sent {
-                self.writer.sent.push((message.clone(), false));
+                self.writer.sent.push((message, false));
             }
         }
         for message in std::mem::take(&mut sv.fresh_on_connect) {
@@ -774,7 +792,6 @@ impl Connection {
             }
             self.writer.unflushed.frames = true;
         }
-        self.writer.unflushed.frames |= !sv.on_connect.is_empty();
         let shared = Arc::clone(&sv.shared);
 
         loop {
@@ -1114,9 +1131,18 @@ impl Connection {
                 let replied = if sv.replies.is_empty() || closing || self.writer.unflushed.close {
                     None
                 } else {
-                    sv.replies
-                        .answer(text.as_str())
-                        .map(|reply| (text.as_str().to_owned(), reply))
+                    match sv.replies.answer(text.as_str(), &sv.shared.captured) {
+                        Some(Ok(reply)) => Some((text.as_str().to_owned(), reply)),
+                        // The step that captures it has not matched yet.
+                        Some(Err(name)) => {
+                            tracing::debug!(
+                                "not replying to {}: {{{{{name}}}}} is not captured yet",
+                                crate::render::excerpt(text.as_str(), 60, text.len())
+                            );
+                            None
+                        }
+                        None => None,
+                    }
                 };
                 sv.emitter.message(Payload::Text(text));
                 // Shown after the message it answers.
