@@ -627,3 +627,64 @@ fn a_capture_no_step_makes_is_a_usage_error_naming_the_flag() {
         )
     );
 }
+
+/// Filters that never end or recurse until the stack overflows: jaq cannot
+/// bound them, so tether stops them and the run's own limits still hold.
+#[test]
+fn a_jq_filter_that_never_ends_is_stopped_and_the_timeout_still_ends_the_run() {
+    let server = Server::echo();
+    for (filter, why) in [
+        ("def f: f; f", "it did not finish within 1s"),
+        ("[range(1e12)] | length > 0", "it did not finish within 1s"),
+        ("def f: 1 + f; f", "it recursed until its stack overflowed"),
+    ] {
+        let run = Tether::new()
+            .args([&server.url("/"), "--send", "{}", "--expect-json", filter])
+            .args(["--timeout", "3s"])
+            .deadline(HARNESS_DEADLINE)
+            .run();
+        run.code(6);
+        run.stdout_is("{}\n");
+        let waited = waited(run.error_line());
+        let took = waited.split(" for ").next().unwrap();
+        assert_eq!(
+            run.stderr
+                .replacen(&format!("waiting {took} for"), "waiting N s for", 1),
+            format!(
+                "tether: connected to {url}\n\
+                 tether: warning: the jq filter {filter:?} was stopped: {why}; it is not run again\n\
+                 tether: closed (1000)\n\
+                 tether: error: deadline reached: --timeout 3s ran out after waiting N s for \
+                 --expect-json '{filter}'\n  1 message was received:\n    #1: {{}}\n      \
+                 {filter} gave: error: stopped: {why}\n",
+                url = server.url("/")
+            ),
+            "{}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn a_reply_filter_that_never_ends_leaves_tether_answering_ctrl_c() {
+    let server = Server::echo();
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--reply-json", "last(range(1e12))", "x"])
+        .deadline(HARNESS_DEADLINE)
+        .spawn();
+    tether.send("{}\n");
+    assert_eq!(
+        tether.stderr_line("jq filter"),
+        "tether: warning: the jq filter \"last(range(1e12))\" was stopped: it did not finish \
+         within 1s; it is not run again"
+    );
+    // The supervisor goes on: the next message is echoed, unanswered.
+    tether.send("[1]\n");
+    let mut lines = vec![tether.line(), tether.line()];
+    lines.sort();
+    assert_eq!(lines, ["[1]", "{}"]);
+    tether.signal("INT");
+    let (code, rest) = tether.wait();
+    assert_eq!(code, Some(130));
+    assert!(rest.is_empty(), "{rest:?}");
+}
