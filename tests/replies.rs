@@ -1,6 +1,8 @@
 //! `--reply`, `--reply-text`, `--reply-json`: answers to the server's
 //! application pings, against Python `websockets`.
 
+use std::time::Duration;
+
 use crate::support::Tether;
 use crate::support::python::PythonServer;
 
@@ -292,4 +294,65 @@ fn an_app_ping_needs_its_pong() {
         run.error_line(),
         r#"tether: error: --app-pong: "a(" is not a valid regex: unclosed group"#
     );
+}
+
+/// `replied` means written: a reply still waiting when the connection ends
+/// is not reported. The server's ping and its Close arrive together, so
+/// tether reads both before it writes anything, and no reply may follow the
+/// Close it answers with.
+#[test]
+fn a_reply_that_never_went_out_is_not_reported() {
+    use crate::support::hostile::{Hostile, Step, client_frames, close_payload, frame};
+    let mut then = frame(0x81, b"ping");
+    then.extend(frame(0x88, &close_payload(1000, b"bye")));
+    let server = Hostile::start(vec![Step::AcceptThen(String::new(), then), Step::Drain]);
+    let run = Tether::new()
+        .args([&server.url("/"), "--reply", "^ping$", "pong", "--keep-open"])
+        .args(["--json"])
+        .deadline(Duration::from_secs(20))
+        .run();
+    run.code(0);
+    let events: Vec<String> = run
+        .json_events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        events,
+        ["connecting", "handshake", "connected", "message", "closed"],
+        "{}",
+        run.describe()
+    );
+    let seen = server.wait_until(Duration::from_secs(10), |seen| seen.iter().all(|s| s.done));
+    let frames: Vec<u8> = client_frames(&seen[0].after)
+        .iter()
+        .map(|(op, _)| *op)
+        .collect();
+    assert_eq!(frames, [0x8], "only the Close went out");
+}
+
+/// The same ping, answered, is reported once written: it is on the wire.
+#[test]
+fn a_written_reply_is_reported_and_on_the_wire() {
+    use crate::support::hostile::{Hostile, Step, client_frames, frame};
+    let server = Hostile::start(vec![
+        Step::AcceptThen(String::new(), frame(0x81, b"ping")),
+        Step::Drain,
+    ]);
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--reply", "^ping$", "pong", "--keep-open"])
+        .deadline(Duration::from_secs(20))
+        .spawn();
+    assert_eq!(tether.line(), "ping");
+    assert_eq!(
+        tether.stderr_line("replied"),
+        "tether: replied to ping with pong"
+    );
+    let seen = server.wait_until(Duration::from_secs(10), |seen| {
+        seen.iter().any(|s| !client_frames(&s.after).is_empty())
+    });
+    let frames = client_frames(&seen[0].after);
+    assert_eq!(frames[0], (0x1, b"pong".to_vec()));
+    tether.signal("INT");
+    assert_eq!(tether.wait().0, Some(130));
 }
