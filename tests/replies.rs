@@ -356,3 +356,46 @@ fn a_written_reply_is_reported_and_on_the_wire() {
     tether.signal("INT");
     assert_eq!(tether.wait().0, Some(130));
 }
+
+/// Sends `{"type":"ping","id":N}` on connection N and takes the messages
+/// that come before its pong. The first connection is then aborted (no
+/// Close, nothing confirmed); the second reports what came before its pong
+/// and closes normally.
+const PING_THEN_ABORT: &str = r#"
+import asyncio, json
+
+state = {"n": 0}
+
+async def handler(ws):
+    state["n"] += 1
+    n = state["n"]
+    await ws.send(json.dumps({"type": "ping", "id": n}))
+    pong = json.dumps({"type": "pong", "id": n}, separators=(",", ":"))
+    seen = []
+    async for message in ws:
+        if message == pong:
+            break
+        seen.append(message)
+    if n == 1:
+        ws.transport.abort()
+        return
+    await ws.send(json.dumps({"seen": seen}))
+    await ws.close(1000)
+"#;
+
+#[test]
+fn a_reply_is_not_sent_again_after_a_reconnect() {
+    let server = PythonServer::start(PING_THEN_ABORT);
+    let run = Tether::new()
+        .args([&server.url("/"), "--keep-open", "--max-reconnects", "1"])
+        .args(["--backoff-initial", "10ms", "--backoff-max", "10ms"])
+        .args(PONG)
+        .deadline(Duration::from_secs(20))
+        .run();
+    run.code(0);
+    // The first pong was written and its connection lost before anything
+    // confirmed it; a user message would be re-sent, the pong is not.
+    run.stdout_is(
+        "{\"type\": \"ping\", \"id\": 1}\n{\"type\": \"ping\", \"id\": 2}\n{\"seen\": []}\n",
+    );
+}
