@@ -399,3 +399,82 @@ fn a_reply_is_not_sent_again_after_a_reconnect() {
         "{\"type\": \"ping\", \"id\": 1}\n{\"type\": \"ping\", \"id\": 2}\n{\"seen\": []}\n",
     );
 }
+
+/// Stops reading (a small receive buffer, no recv) until the bytes waiting
+/// in its socket stop growing: the client can write no more, and what it
+/// still has to send waits in its queue. Then it sends a ping, reads
+/// everything, and prints how many messages came before the pong.
+const STALL_THEN_PING: &str = r#"
+import asyncio, fcntl, json, socket, struct, termios
+
+async def handler(ws):
+    sock = ws.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    waiting = -1
+    while True:
+        await asyncio.sleep(0.05)
+        now = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        if now > 0 and now == waiting:
+            break
+        waiting = now
+    await ws.send(json.dumps({"type": "ping", "id": 1}))
+    before = 0
+    async for message in ws:
+        if message == '{"type":"pong","id":1}':
+            print("pong after", before, flush=True)
+        else:
+            before += 1
+"#;
+
+#[test]
+fn a_reply_goes_out_ahead_of_the_queued_messages() {
+    // 6 MB of 1 KiB lines: more than the sockets hold, so tether stalls
+    // with its queue full (256 KiB of messages wait unwritten: the send
+    // credit, of which at most 128 KiB, tungstenite's write buffer, can
+    // already be handed to the socket).
+    const LINES: usize = 6000;
+    let server = PythonServer::start(STALL_THEN_PING);
+    let input: String = (0..LINES)
+        .map(|i| format!("{i:04} {}\n", "x".repeat(1018)))
+        .collect();
+    let run = Tether::new()
+        .args([&server.url("/"), "--json", "--json-sent"])
+        .args(PONG)
+        .stdin(input)
+        .deadline(Duration::from_secs(60))
+        .run();
+    run.code(0);
+    let events = run.json_events();
+    let at = |kind: &str| events.iter().position(|e| e["event"] == kind).unwrap();
+    let (ping, replied) = (at("message"), at("replied"));
+    let sent = |range: std::ops::Range<usize>| {
+        events[range]
+            .iter()
+            .filter(|e| e["event"] == "sent" && e["data"] != r#"{"type":"pong","id":1}"#)
+            .count()
+    };
+    let (before, between, after) = (
+        sent(0..ping),
+        sent(ping..replied),
+        sent(replied..events.len()),
+    );
+    let pong_after: usize = server
+        .stdout()
+        .trim()
+        .strip_prefix("pong after ")
+        .expect("the server saw the pong")
+        .parse()
+        .unwrap();
+    let numbers = format!(
+        "written before the ping {before}, between it and the reply {between}, after {after}; \
+         the server read {pong_after} before the pong"
+    );
+    assert_eq!(before + between + after, LINES, "{numbers}");
+    // Nothing was written between the ping and its answer, and much after.
+    assert_eq!(between, 0, "{numbers}");
+    assert!(after > 1000, "{numbers}");
+    // On the wire the pong follows what was written before the ping, and
+    // what had been handed to the socket (at most 128 KiB: 128 messages),
+    // not the queue: queued behind it, it would follow some 256 more.
+    assert!((before..before + 192).contains(&pong_after), "{numbers}");
+}
