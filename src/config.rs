@@ -9,6 +9,7 @@
 //! a constructor of its own (`DialConfig::from_args`, `SessionConfig`,
 //! `EndPolicy`, `OutputConfig`, `Frontend`, `SmokeConfig`).
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -28,6 +29,7 @@ use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
 use crate::supervisor::app_heartbeat::AppHeartbeatConfig;
 use crate::supervisor::replies::{Replies, ReplyKind, ReplySpec};
+use crate::template::Template;
 use crate::values::{parse_duration, parse_size, parse_size_or_zero, positive_duration};
 
 /// The environment variables configuration reads (the proxy variables,
@@ -142,7 +144,9 @@ pub struct SessionConfig {
     pub dial: DialConfig,
     pub heartbeat: Heartbeat,
     pub reconnect: ReconnectPolicy,
-    pub on_connect: Vec<String>,
+    /// `--on-connect`: their `{{env.NAME}}` filled in, a `{{name}}` captured
+    /// by a step filled in by the supervisor on each connection.
+    pub on_connect: Vec<Template>,
     /// `--header-cmd`: run before every dial, its headers that attempt's.
     pub header_cmd: Option<CredentialCommand>,
     /// `--on-connect-cmd`: run before every dial, its lines sent once connected.
@@ -444,6 +448,14 @@ impl ClientConfig {
             env,
         );
         let frontend = Frontend::from_cli(cli, smoke_test, terminals, env)?;
+        let script = match &frontend {
+            Frontend::Smoke(smoke) => smoke
+                .script
+                .is_some()
+                .then(|| script::captured(&smoke.steps)),
+            _ => None,
+        };
+        session.check_captured(&cli.resilience.on_connect, script.as_ref())?;
         if let Frontend::Smoke(smoke) = &frontend {
             session.replies.extend(smoke.replies.iter().cloned());
         }
@@ -672,6 +684,30 @@ impl SessionConfig {
     }
 }
 
+impl SessionConfig {
+    /// Every captured `{{name}}` in `--on-connect` (`raw`, as given) and in
+    /// the `--reply*` answers is one a step of the script (`captured`: the
+    /// names its steps capture) captures, and none in a `--reply` answer is
+    /// also a group of its regex.
+    fn check_captured(&self, raw: &[String], captured: Option<&HashSet<String>>) -> Result<()> {
+        let known = |name: &str| captured.is_some_and(|c| c.contains(name));
+        for (template, raw) in self.on_connect.iter().zip(raw) {
+            if let Some(name) = template.vars().find(|name| !known(name)) {
+                return Err(Error::Usage(format!(
+                    "--on-connect {}: {}",
+                    quote(raw),
+                    script::never_captured(name, captured.is_some())
+                )));
+            }
+        }
+        for spec in &self.replies {
+            script::check_reply_captures(spec, captured)
+                .map_err(|why| Error::Usage(format!("{}: {why}", spec.kind.flag())))?;
+        }
+        Ok(())
+    }
+}
+
 impl Reports {
     fn from_args(
         out: &cli::OutputArgs,
@@ -880,8 +916,6 @@ fn text_env(env: Env<'_>) -> impl Fn(&str) -> Option<String> + '_ {
     move |name| env(name).map(|value| value.to_string_lossy().into_owned())
 }
 
-/// An `--on-connect` message, its `{{env.NAME}}` filled in. It goes out on
-/// every connection, before any step, so nothing captured can be in it.
 /// `--app-ping` with its pong matcher and interval.
 fn app_heartbeat(res: &cli::ResilienceArgs) -> Result<Option<AppHeartbeatConfig>> {
     let Some(message) = &res.app_ping else {
@@ -903,12 +937,7 @@ fn app_heartbeat(res: &cli::ResilienceArgs) -> Result<Option<AppHeartbeatConfig>
     } else {
         "--app-pong-json"
     };
-    let pong = ReplySpec {
-        kind,
-        matcher: matcher.clone(),
-        response: String::new(),
-        env: Vec::new(),
-    };
+    let pong = ReplySpec::new(kind, matcher, "");
     let pong = Replies::check(pong, &|_| None).map_err(|err| {
         // There is no literal --app-pong: the regex error's hint does not apply.
         let err = err.replace(" (to match it as plain text, use --reply-text)", "");
@@ -935,12 +964,9 @@ fn reply_specs(res: &cli::ResilienceArgs, env: Env<'_>) -> Result<Vec<ReplySpec>
     ]
     .into_iter()
     .flat_map(|(kind, values)| {
-        values.chunks_exact(2).map(move |pair| ReplySpec {
-            kind,
-            matcher: pair[0].clone(),
-            response: pair[1].clone(),
-            env: Vec::new(),
-        })
+        values
+            .chunks_exact(2)
+            .map(move |pair| ReplySpec::new(kind, &pair[0], &pair[1]))
     })
     .collect();
     let text_env = text_env(env);
@@ -950,19 +976,13 @@ fn reply_specs(res: &cli::ResilienceArgs, env: Env<'_>) -> Result<Vec<ReplySpec>
         .collect()
 }
 
-fn on_connect_message(message: &str, env: Env<'_>) -> Result<String> {
+/// An `--on-connect` message, its `{{env.NAME}}` filled in; what is left
+/// (`{{name}}`, captured by a step) the supervisor fills in on each
+/// connection, once the step has matched.
+fn on_connect_message(message: &str, env: Env<'_>) -> Result<Template> {
     let env = text_env(env);
-    let template = crate::template::Template::parse(message, &env)
-        .map_err(|err| Error::Usage(format!("--on-connect {}: {err}", quote(message))))?;
-    match (template.fixed(), template.vars().next()) {
-        (Some(text), _) => Ok(text.to_owned()),
-        (None, name) => Err(Error::Usage(format!(
-            "--on-connect {}: {{{{{}}}}} cannot be filled in: --on-connect is sent before any \
-             step has captured a value (use {{{{env.NAME}}}} or a send step)",
-            quote(message),
-            name.unwrap_or_default()
-        ))),
-    }
+    Template::parse(message, &env)
+        .map_err(|err| Error::Usage(format!("--on-connect {}: {err}", quote(message))))
 }
 
 /// `--send` messages in order, then the expectations (`--expect`,
@@ -1262,7 +1282,14 @@ mod tests {
                 assert_eq!(c.session.replay_window, 0)
             }),
             (&["--on-connect", "a", "--on-connect", "b"], |c| {
-                assert_eq!(c.session.on_connect, ["a", "b"])
+                assert_eq!(
+                    c.session
+                        .on_connect
+                        .iter()
+                        .map(|t| t.fixed().unwrap())
+                        .collect::<Vec<_>>(),
+                    ["a", "b"]
+                )
             }),
             (&["--keep-open"], |c| assert_eq!(c.end.linger, None)),
             (&["--linger", "250ms"], |c| {

@@ -11,6 +11,7 @@ pub(crate) mod frontend;
 pub(crate) mod generate;
 pub(crate) mod headers;
 pub(crate) mod io;
+pub(crate) mod jq_worker;
 pub(crate) mod matcher;
 pub(crate) mod net;
 pub(crate) mod pretty;

@@ -4,15 +4,18 @@
 //! expectations today); a match can yield captures for templates.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jaq_core::load::{self, Arena, File, Loader};
 use jaq_core::{Ctx, ValT, Vars, data, unwrap_valr};
 use jaq_json::Val;
 use regex::Regex;
 
+use crate::jq_worker::{self, Stopped};
+
 /// At most this many outputs of a filter are looked at: `repeat(.)` must
-/// not hang the run.
+/// not hang the run. (A filter that never yields, or never stops building
+/// one output, is stopped by `jq_worker`.)
 const OUTPUTS_MAX: usize = 64;
 
 /// What a message must be to match.
@@ -42,16 +45,20 @@ impl fmt::Debug for Matcher {
 pub struct Jq {
     source: String,
     // Arc: a compiled filter is not Clone, and steps are; the supervisor
-    // task (Send) holds one for --confirm-key.
+    // task (Send) holds one for --confirm-key, and each evaluation on the
+    // jq worker thread another.
     filter: Arc<jaq_core::Filter<data::JustLut<Val>>>,
+    /// Set when an evaluation was stopped: the filter is not run again
+    /// (it would stall its caller for the whole limit each time).
+    stopped: Arc<OnceLock<Stopped>>,
 }
 
 /// A successful match: what captures are taken from.
 pub enum Match<'m> {
     Text,
     Regex(regex::Captures<'m>),
-    /// The message, parsed.
-    Json(Val),
+    /// The message (JSON), for captures to run their filters on.
+    Json(&'m str),
 }
 
 /// Where a capture's value comes from in the matched message.
@@ -118,10 +125,7 @@ impl Matcher {
         match self {
             Matcher::Text(text) => message.contains(text.as_str()).then_some(Match::Text),
             Matcher::Regex(regex) => regex.captures(message).map(Match::Regex),
-            Matcher::Jq(jq) => {
-                let value = parse_json(message)?;
-                jq.truthy(&value).then_some(Match::Json(value))
-            }
+            Matcher::Jq(jq) => jq.truthy(message).then_some(Match::Json(message)),
         }
     }
 
@@ -132,22 +136,24 @@ impl Matcher {
         let Matcher::Jq(jq) = self else {
             return None;
         };
-        let Some(value) = parse_json(message) else {
-            return Some("not JSON".into());
-        };
-        let mut shown = Vec::new();
-        for out in jq.run(value).take(4) {
-            match out {
-                Ok(v) => shown.push(v.to_string()),
-                Err(err) => {
-                    shown.push(format!("error: {err}"));
-                    break;
+        let shown = jq.on_worker(message, |jq, value| {
+            let mut shown = Vec::new();
+            for out in jq.run(value).take(4) {
+                match out {
+                    Ok(v) => shown.push(v.to_string()),
+                    Err(err) => {
+                        shown.push(format!("error: {err}"));
+                        break;
+                    }
                 }
             }
-        }
-        Some(match shown.len() {
-            0 => "no output".into(),
-            _ => shown.join(", "),
+            shown
+        });
+        Some(match shown {
+            Err(stopped) => format!("error: {stopped}"),
+            Ok(None) => "not JSON".into(),
+            Ok(Some(shown)) if shown.is_empty() => "no output".into(),
+            Ok(Some(shown)) => shown.join(", "),
         })
     }
 
@@ -215,11 +221,15 @@ impl Match<'_> {
             (Match::Regex(caps), Source::Group(GroupRef::Name(name))) => {
                 caps.name(name).map(|m| m.as_str().to_owned())
             }
-            (Match::Json(value), Source::Jq(jq)) => match jq.run(value.clone()).next()? {
-                Ok(Val::TStr(s)) => Some(String::from_utf8_lossy(&s).into_owned()),
-                Ok(v) => Some(v.to_string()),
-                Err(_) => None,
-            },
+            (Match::Json(message), Source::Jq(jq)) => jq
+                .on_worker(message, |jq, value| match jq.run(value).next()? {
+                    Ok(Val::TStr(s)) => Some(String::from_utf8_lossy(&s).into_owned()),
+                    Ok(v) => Some(v.to_string()),
+                    Err(_) => None,
+                })
+                .ok()
+                .flatten()
+                .flatten(),
             _ => None,
         }
     }
@@ -260,6 +270,7 @@ impl Jq {
         Ok(Jq {
             source: filter.to_owned(),
             filter: Arc::new(compiled),
+            stopped: Arc::default(),
         })
     }
 
@@ -268,15 +279,43 @@ impl Jq {
     /// when the message is not JSON or the filter yields nothing, `null`
     /// or an error.
     pub fn key(&self, message: &str) -> Option<String> {
-        match self.run(parse_json(message)?).next()? {
+        self.on_worker(message, |jq, value| match jq.run(value).next()? {
             Ok(Val::Null) | Err(_) => None,
             Ok(v) => Some(v.to_string()),
-        }
+        })
+        .ok()
+        .flatten()
+        .flatten()
     }
 
     /// The filter as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// `eval` on the message parsed (`None`: it is not JSON), run on the
+    /// jq worker (see `jq_worker`: a filter that never ends or overflows
+    /// its stack is stopped there, and never run again).
+    fn on_worker<R: Send + 'static>(
+        &self,
+        message: &str,
+        eval: impl FnOnce(&Jq, Val) -> R + Send + 'static,
+    ) -> Result<Option<R>, Stopped> {
+        if let Some(stopped) = self.stopped.get() {
+            return Err(*stopped);
+        }
+        let jq = self.clone();
+        let message = message.to_owned();
+        let made = jq_worker::run(move || parse_json(&message).map(|value| eval(&jq, value)));
+        if let Err(stopped) = made
+            && self.stopped.set(stopped).is_ok()
+        {
+            crate::render::eprint_line(&format!(
+                "warning: the jq filter {:?} was {stopped}; it is not run again",
+                self.source
+            ));
+        }
+        made
     }
 
     fn run(&self, input: Val) -> impl Iterator<Item = Result<Val, String>> + '_ {
@@ -289,16 +328,20 @@ impl Jq {
             .take(OUTPUTS_MAX)
     }
 
-    /// Whether some output is truthy, before any error.
-    fn truthy(&self, value: &Val) -> bool {
-        for out in self.run(value.clone()) {
-            match out {
-                Ok(v) if v.as_bool() => return true,
-                Ok(_) => {}
-                Err(_) => return false,
+    /// Whether `message` is JSON and some output is truthy, before any
+    /// error.
+    fn truthy(&self, message: &str) -> bool {
+        let truthy = self.on_worker(message, |jq, value| {
+            for out in jq.run(value) {
+                match out {
+                    Ok(v) if v.as_bool() => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
             }
-        }
-        false
+            false
+        });
+        matches!(truthy, Ok(Some(true)))
     }
 }
 

@@ -5,6 +5,13 @@
 //! The environment is read when the template is parsed, once; what is left
 //! is captured names, filled in when the message is sent. A `{{` that does
 //! not open `{{name}}` or `{{env.NAME}}` is text, so JSON needs no escaping.
+//!
+//! [`Captured`] holds the values: the smoke runner writes them as its steps
+//! match, and the supervisor reads them for `--on-connect` and `--reply`
+//! answers, which it sends on its own, on every connection.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
 
 /// A message with the captured values it still needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +98,43 @@ impl Template {
     }
 }
 
+/// The values captured so far, by name, shared between the one writer (the
+/// smoke runner) and the supervisor, which reads them when it sends.
+#[derive(Debug, Default)]
+pub struct Captured {
+    values: RwLock<HashMap<String, String>>,
+}
+
+impl Captured {
+    pub fn set(&self, name: String, value: String) {
+        self.values
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name, value);
+    }
+
+    /// The value captured as `name`, if it has been.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.read().get(name).cloned()
+    }
+
+    /// `template` filled in, or the first name not captured yet.
+    pub fn render<'t>(&self, template: &'t Template) -> Result<String, &'t str> {
+        let values = self.read();
+        if let Some(missing) = template.vars().find(|name| !values.contains_key(*name)) {
+            return Err(missing);
+        }
+        Ok(template.render(|name| values.get(name).map(String::as_str)))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, String>> {
+        // A panicked writer left a whole map: each insert is one call.
+        self.values
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A capture's name: a letter or `_`, then letters, digits, `_` or `-`.
 pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -136,6 +180,18 @@ mod tests {
         let t = Template::parse("{{ {{a}}", &env).unwrap();
         assert_eq!(t.vars().collect::<Vec<_>>(), ["a"]);
         assert_eq!(t.render(|_| Some("1")), "{{ 1");
+    }
+
+    #[test]
+    fn captured_values_fill_a_template_once_all_are_there() {
+        let captured = Captured::default();
+        let t = Template::parse(r#"{"s":"{{s}}","n":{{n}}}"#, &env).unwrap();
+        assert_eq!(captured.render(&t), Err("s"));
+        captured.set("s".into(), "abc".into());
+        assert_eq!(captured.render(&t), Err("n"));
+        captured.set("n".into(), "3".into());
+        assert_eq!(captured.render(&t).as_deref(), Ok(r#"{"s":"abc","n":3}"#));
+        assert_eq!(captured.get("n").as_deref(), Some("3"));
     }
 
     #[test]

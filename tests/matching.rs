@@ -418,3 +418,273 @@ fn any_order_block_mistakes_name_their_line() {
         );
     }
 }
+
+/// A server with resumable sessions: a new connection gets a welcome with a
+/// fresh session id and is aborted (no Close) at its first request; a
+/// connection whose first message is not a resume of the last session is
+/// closed with 4002. A resumed one gets an application ping it wants
+/// answered with the session id, then `done`.
+const RESUMABLE: &str = r#"
+import asyncio, json
+import websockets
+
+state = {"n": 0, "session": None}
+
+async def handler(ws):
+    first = None
+    if state["session"] is not None:
+        first = json.loads(await ws.recv())
+        if first != {"op": "resume", "session": state["session"]}:
+            await ws.close(4002, "expected a resume of " + state["session"])
+            return
+    if first is None:
+        state["n"] += 1
+        state["session"] = "s-%d" % state["n"]
+        await ws.send(json.dumps({"op": "welcome", "session": state["session"]}))
+        await ws.recv()
+        ws.transport.abort()
+        return
+    await ws.send(json.dumps({"op": "resumed", "session": state["session"]}))
+    await ws.send(json.dumps({"type": "ping", "n": 1}))
+    async for message in ws:
+        answer = json.loads(message)
+        if answer.get("type") != "pong":
+            continue
+        if answer != {"type": "pong", "n": 1, "session": state["session"]}:
+            await ws.close(4003, "bad pong")
+            return
+        await ws.send(json.dumps({"op": "done"}))
+"#;
+
+const RESUME_SCENARIO: &str = r#"reply-json .type == "ping" => {"type":"pong","n":{{.n}},"session":"{{session}}"}
+expect-json .op == "welcome" capture session=.session
+send {"op":"subscribe"}
+expect-json .op == "resumed"
+expect-json .op == "done"
+"#;
+
+const RESUME: &str = r#"{"op":"resume","session":"{{session}}"}"#;
+
+/// `--on-connect` with a value captured on an earlier connection.
+fn resume_run(script: &Path, on_connect: &[&str], extra: &[&str]) -> crate::support::cmd::Run {
+    let server = PythonServer::start(RESUMABLE);
+    let mut tether = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(script)
+        .args(["--timeout", "10s", "--max-reconnects", "1"])
+        .args(["--backoff-initial", "10ms", "--backoff-max", "10ms"])
+        .args(["--replay-window", "0", "--json"])
+        .args(extra);
+    for message in on_connect {
+        tether = tether.args(["--on-connect", message]);
+    }
+    tether.deadline(HARNESS_DEADLINE).run()
+}
+
+/// The `--json` events that say what crossed the wire, without their times.
+fn wire_events(run: &crate::support::cmd::Run) -> Vec<serde_json::Value> {
+    run.json_events()
+        .into_iter()
+        .filter(|e| {
+            ["message", "sent", "replied", "disconnected"].contains(&e["event"].as_str().unwrap())
+        })
+        .map(|mut e| {
+            let map = e.as_object_mut().unwrap();
+            map.remove("time");
+            map.remove("reconnect_in_ms");
+            e
+        })
+        .collect()
+}
+
+fn text(event: &str, data: &str) -> serde_json::Value {
+    match event {
+        "sent" => {
+            serde_json::json!({"event": "sent", "type": "text", "data": data, "replay": false})
+        }
+        _ => serde_json::json!({"event": event, "type": "text", "data": data}),
+    }
+}
+
+const ABORTED: &str =
+    "connection lost: the server closed the TCP connection without a Close frame (1006)";
+
+#[test]
+fn on_connect_resumes_with_a_captured_session_and_a_reply_carries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), RESUME_SCENARIO);
+    let run = resume_run(&script, &[RESUME], &["--json-sent", "-v"]);
+    run.code(0);
+    assert_eq!(
+        wire_events(&run),
+        [
+            text("message", r#"{"op": "welcome", "session": "s-1"}"#),
+            text("sent", r#"{"op":"subscribe"}"#),
+            serde_json::json!({"event": "disconnected", "code": null, "reason": ABORTED, "will_retry": true}),
+            // The first connection had nothing to resume: no resume was sent.
+            text("sent", r#"{"op":"resume","session":"s-1"}"#),
+            text("message", r#"{"op": "resumed", "session": "s-1"}"#),
+            text("message", r#"{"type": "ping", "n": 1}"#),
+            serde_json::json!({"event": "replied", "to": r#"{"type": "ping", "n": 1}"#,
+                "reply": r#"{"type":"pong","n":1,"session":"s-1"}"#}),
+            text("message", r#"{"op": "done"}"#),
+        ],
+        "{}",
+        run.describe()
+    );
+    let notes: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_once(" DEBUG ").map(|(_, note)| note))
+        .filter(|note| note.starts_with("not sending"))
+        .collect();
+    assert_eq!(
+        notes,
+        ["not sending an --on-connect message on this connection: {{session}} is not captured yet"]
+    );
+}
+
+#[test]
+fn a_resume_with_another_session_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), RESUME_SCENARIO);
+    let run = resume_run(&script, &[r#"{"op":"resume","session":"s-0"}"#], &[]);
+    run.code(9);
+    assert_eq!(
+        run.error_line(),
+        "tether: error: server closed the connection with code 4002 (\"expected a resume of s-1\"); \
+         gave up after 2 attempts",
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_capture_no_step_makes_is_a_usage_error_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(dir.path(), "expect-json .op capture other=.op\n");
+    let tether = |args: &[&str]| {
+        let run = Tether::new().args(["ws://127.0.0.1:1/"]).args(args).run();
+        run.code(2);
+        run.stderr.clone()
+    };
+    let with_script = |args: &[&str]| {
+        let mut all = vec!["--script", script.to_str().unwrap()];
+        all.extend_from_slice(args);
+        tether(&all)
+    };
+    assert_eq!(
+        with_script(&["--on-connect", RESUME]),
+        format!(
+            "tether: error: --on-connect '{RESUME}': {{{{session}}}} is not captured by any step \
+             of the script (capture it with e.g. expect-json FILTER capture session=.session, or \
+             use {{{{env.session}}}})\n"
+        )
+    );
+    assert_eq!(
+        tether(&["--on-connect", RESUME]),
+        format!(
+            "tether: error: --on-connect '{RESUME}': {{{{session}}}} is a captured value, and \
+             only a --script's steps capture values (e.g. expect-json FILTER capture \
+             session=.session); or use {{{{env.session}}}}\n"
+        )
+    );
+    assert_eq!(
+        with_script(&["--reply-json", ".ping", r#"{"s":"{{session}}"}"#]),
+        "tether: error: --reply-json: {{session}} is not captured by any step of the script \
+         (capture it with e.g. expect-json FILTER capture session=.session, or use \
+         {{env.session}})\n"
+    );
+    assert_eq!(
+        with_script(&["--reply", "^ping (?<other>.*)", "pong {{other}}"]),
+        "tether: error: --reply: {{other}} is both a group of the regex and a value the script \
+         captures; rename one\n"
+    );
+    assert_eq!(
+        tether(&["--reply", "^ping", "pong {{nope}}"]),
+        "tether: error: --reply: the regex has no group named \"nope\", and {{nope}} is a \
+         captured value, and only a --script's steps capture values (e.g. expect-json FILTER \
+         capture nope=.nope); or use {{env.nope}}\n"
+    );
+    let declared = write_script(
+        dir.path(),
+        "expect-json .a\nreply-json .ping => {\"s\":\"{{session}}\"}\n",
+    );
+    let run = Tether::new()
+        .arg("ws://127.0.0.1:1/")
+        .arg("--script")
+        .arg(&declared)
+        .run();
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tether: error: {}:2: reply-json: {{{{session}}}} is not captured by any step of the \
+             script (capture it with e.g. expect-json FILTER capture session=.session, or use \
+             {{{{env.session}}}})\n",
+            declared.display()
+        )
+    );
+}
+
+/// Filters that never end or recurse until the stack overflows: jaq cannot
+/// bound them, so tether stops them and the run's own limits still hold.
+#[test]
+fn a_jq_filter_that_never_ends_is_stopped_and_the_timeout_still_ends_the_run() {
+    let server = Server::echo();
+    for (filter, why) in [
+        ("def f: f; f", "it did not finish within 1s"),
+        ("[range(1e12)] | length > 0", "it did not finish within 1s"),
+        ("def f: 1 + f; f", "it recursed until its stack overflowed"),
+    ] {
+        let run = Tether::new()
+            .args([&server.url("/"), "--send", "{}", "--expect-json", filter])
+            .args(["--timeout", "3s"])
+            .deadline(HARNESS_DEADLINE)
+            .run();
+        run.code(6);
+        run.stdout_is("{}\n");
+        let waited = waited(run.error_line());
+        let took = waited.split(" for ").next().unwrap();
+        assert_eq!(
+            run.stderr
+                .replacen(&format!("waiting {took} for"), "waiting N s for", 1),
+            format!(
+                "tether: connected to {url}\n\
+                 tether: warning: the jq filter {filter:?} was stopped: {why}; it is not run again\n\
+                 tether: closed (1000)\n\
+                 tether: error: deadline reached: --timeout 3s ran out after waiting N s for \
+                 --expect-json '{filter}'\n  1 message was received:\n    #1: {{}}\n      \
+                 {filter} gave: error: stopped: {why}\n",
+                url = server.url("/")
+            ),
+            "{}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn a_reply_filter_that_never_ends_leaves_tether_answering_ctrl_c() {
+    let server = Server::echo();
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--reply-json", "last(range(1e12))", "x"])
+        .deadline(HARNESS_DEADLINE)
+        .spawn();
+    tether.send("{}\n");
+    assert_eq!(
+        tether.stderr_line("jq filter"),
+        "tether: warning: the jq filter \"last(range(1e12))\" was stopped: it did not finish \
+         within 1s; it is not run again"
+    );
+    // The supervisor goes on: the next message is echoed, unanswered.
+    tether.send("[1]\n");
+    let mut lines = vec![tether.line(), tether.line()];
+    lines.sort();
+    assert_eq!(lines, ["[1]", "{}"]);
+    tether.signal("INT");
+    let (code, rest) = tether.wait();
+    assert_eq!(code, Some(130));
+    assert!(rest.is_empty(), "{rest:?}");
+}

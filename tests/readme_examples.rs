@@ -119,3 +119,57 @@ fn the_reply_example_answers_the_echoed_ping() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_captured_reply_example_passes_against_tether_serve() {
+    let script = sh_block("# A captured value in a reply: the echo server returns")
+        .replace("9001", &free_port().to_string());
+    let out = run_sh(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"op\":\"welcome\",\"session\":\"s-1\"}\n{\"type\":\"ping\"}\n\
+         {\"type\":\"pong\",\"session\":\"s-1\"}\n",
+        "{stderr}"
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "tether: replied to {\"type\":\"ping\"} with {\"type\":\"pong\",\"session\":\"s-1\"}\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_app_ping_example_counts_three_heartbeat_round_trips() {
+    let script = sh_block("# The echo server sends the ping back, which is the reply")
+        .replace("9001", &free_port().to_string());
+    let out = run_sh(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"type\":\"ping\"}\n".repeat(3),
+        "{stderr}"
+    );
+    let pongs = stderr
+        .lines()
+        .filter(|l| l.starts_with("tether: pong: rtt ") && l.ends_with(" ms (heartbeat)"))
+        .count();
+    assert_eq!(pongs, 3, "{stderr}");
+}
+
+#[test]
+fn the_confirm_by_reply_example_is_answered_by_the_echo() {
+    let script = sh_block("# Each echo confirms its request: by order, or by the .id")
+        .replace("9001", &free_port().to_string());
+    let out = run_sh(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"id\":1}\n{\"id\":2}\n",
+        "{stderr}"
+    );
+}

@@ -650,3 +650,32 @@ fn a_reply_is_shown_and_sent_back() {
     pty.expect("< PONG 42\r\n");
     assert_eq!(received(&server, 0, 2).texts(), ["PING 42", "PONG 42"]);
 }
+
+#[test]
+fn status_counts_the_app_heartbeat_round_trips() {
+    // The echo server sends the app ping back: it is its own pong. With no
+    // protocol heartbeat, only those round trips can be in the statistics.
+    let server = Server::echo();
+    let state = tempfile::tempdir().unwrap();
+    let mut pty = open(
+        &server.url("/"),
+        &state,
+        &[
+            "--ping-interval",
+            "0",
+            "--app-ping",
+            "app-ping",
+            "--app-pong",
+            "^app-ping$",
+            "--app-ping-interval",
+            "200ms",
+        ],
+    );
+    pty.expect("< app-ping\r\n");
+    pty.line("/status");
+    pty.expect_regex(
+        r"  rtt:         last [0-9]+\.[0-9] ms, min [0-9]+\.[0-9] ms, avg [0-9]+\.[0-9] ms, max [0-9]+\.[0-9] ms \([1-9][0-9]* pongs?\)\r\n",
+    );
+    pty.send(CTRL_D);
+    assert_eq!(pty.exit_code(), 0, "{}", pty.all_output());
+}

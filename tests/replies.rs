@@ -1,6 +1,8 @@
 //! `--reply`, `--reply-text`, `--reply-json`: answers to the server's
 //! application pings, against Python `websockets`.
 
+use std::time::Duration;
+
 use crate::support::Tether;
 use crate::support::python::PythonServer;
 
@@ -292,4 +294,187 @@ fn an_app_ping_needs_its_pong() {
         run.error_line(),
         r#"tether: error: --app-pong: "a(" is not a valid regex: unclosed group"#
     );
+}
+
+/// `replied` means written: a reply still waiting when the connection ends
+/// is not reported. The server's ping and its Close arrive together, so
+/// tether reads both before it writes anything, and no reply may follow the
+/// Close it answers with.
+#[test]
+fn a_reply_that_never_went_out_is_not_reported() {
+    use crate::support::hostile::{Hostile, Step, client_frames, close_payload, frame};
+    let mut then = frame(0x81, b"ping");
+    then.extend(frame(0x88, &close_payload(1000, b"bye")));
+    let server = Hostile::start(vec![Step::AcceptThen(String::new(), then), Step::Drain]);
+    let run = Tether::new()
+        .args([&server.url("/"), "--reply", "^ping$", "pong", "--keep-open"])
+        .args(["--json"])
+        .deadline(Duration::from_secs(20))
+        .run();
+    run.code(0);
+    let events: Vec<String> = run
+        .json_events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        events,
+        ["connecting", "handshake", "connected", "message", "closed"],
+        "{}",
+        run.describe()
+    );
+    let seen = server.wait_until(Duration::from_secs(10), |seen| seen.iter().all(|s| s.done));
+    let frames: Vec<u8> = client_frames(&seen[0].after)
+        .iter()
+        .map(|(op, _)| *op)
+        .collect();
+    assert_eq!(frames, [0x8], "only the Close went out");
+}
+
+/// The same ping, answered, is reported once written: it is on the wire.
+#[test]
+fn a_written_reply_is_reported_and_on_the_wire() {
+    use crate::support::hostile::{Hostile, Step, client_frames, frame};
+    let server = Hostile::start(vec![
+        Step::AcceptThen(String::new(), frame(0x81, b"ping")),
+        Step::Drain,
+    ]);
+    let mut tether = Tether::new()
+        .args([&server.url("/"), "--reply", "^ping$", "pong", "--keep-open"])
+        .deadline(Duration::from_secs(20))
+        .spawn();
+    assert_eq!(tether.line(), "ping");
+    assert_eq!(
+        tether.stderr_line("replied"),
+        "tether: replied to ping with pong"
+    );
+    let seen = server.wait_until(Duration::from_secs(10), |seen| {
+        seen.iter().any(|s| !client_frames(&s.after).is_empty())
+    });
+    let frames = client_frames(&seen[0].after);
+    assert_eq!(frames[0], (0x1, b"pong".to_vec()));
+    tether.signal("INT");
+    assert_eq!(tether.wait().0, Some(130));
+}
+
+/// Sends `{"type":"ping","id":N}` on connection N and takes the messages
+/// that come before its pong. The first connection is then aborted (no
+/// Close, nothing confirmed); the second reports what came before its pong
+/// and closes normally.
+const PING_THEN_ABORT: &str = r#"
+import asyncio, json
+
+state = {"n": 0}
+
+async def handler(ws):
+    state["n"] += 1
+    n = state["n"]
+    await ws.send(json.dumps({"type": "ping", "id": n}))
+    pong = json.dumps({"type": "pong", "id": n}, separators=(",", ":"))
+    seen = []
+    async for message in ws:
+        if message == pong:
+            break
+        seen.append(message)
+    if n == 1:
+        ws.transport.abort()
+        return
+    await ws.send(json.dumps({"seen": seen}))
+    await ws.close(1000)
+"#;
+
+#[test]
+fn a_reply_is_not_sent_again_after_a_reconnect() {
+    let server = PythonServer::start(PING_THEN_ABORT);
+    let run = Tether::new()
+        .args([&server.url("/"), "--keep-open", "--max-reconnects", "1"])
+        .args(["--backoff-initial", "10ms", "--backoff-max", "10ms"])
+        .args(PONG)
+        .deadline(Duration::from_secs(20))
+        .run();
+    run.code(0);
+    // The first pong was written and its connection lost before anything
+    // confirmed it; a user message would be re-sent, the pong is not.
+    run.stdout_is(
+        "{\"type\": \"ping\", \"id\": 1}\n{\"type\": \"ping\", \"id\": 2}\n{\"seen\": []}\n",
+    );
+}
+
+/// Stops reading (a small receive buffer, no recv) until the bytes waiting
+/// in its socket stop growing: the client can write no more, and what it
+/// still has to send waits in its queue. Then it sends a ping, reads
+/// everything, and prints how many messages came before the pong.
+const STALL_THEN_PING: &str = r#"
+import asyncio, fcntl, json, socket, struct, termios
+
+async def handler(ws):
+    sock = ws.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    waiting = -1
+    while True:
+        await asyncio.sleep(0.05)
+        now = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        if now > 0 and now == waiting:
+            break
+        waiting = now
+    await ws.send(json.dumps({"type": "ping", "id": 1}))
+    before = 0
+    async for message in ws:
+        if message == '{"type":"pong","id":1}':
+            print("pong after", before, flush=True)
+        else:
+            before += 1
+"#;
+
+#[test]
+fn a_reply_goes_out_ahead_of_the_queued_messages() {
+    // 6 MB of 1 KiB lines: more than the sockets hold, so tether stalls
+    // with its queue full (256 KiB of messages wait unwritten: the send
+    // credit, of which at most 128 KiB, tungstenite's write buffer, can
+    // already be handed to the socket).
+    const LINES: usize = 6000;
+    let server = PythonServer::start(STALL_THEN_PING);
+    let input: String = (0..LINES)
+        .map(|i| format!("{i:04} {}\n", "x".repeat(1018)))
+        .collect();
+    let run = Tether::new()
+        .args([&server.url("/"), "--json", "--json-sent"])
+        .args(PONG)
+        .stdin(input)
+        .deadline(Duration::from_secs(60))
+        .run();
+    run.code(0);
+    let events = run.json_events();
+    let at = |kind: &str| events.iter().position(|e| e["event"] == kind).unwrap();
+    let (ping, replied) = (at("message"), at("replied"));
+    let sent = |range: std::ops::Range<usize>| {
+        events[range]
+            .iter()
+            .filter(|e| e["event"] == "sent" && e["data"] != r#"{"type":"pong","id":1}"#)
+            .count()
+    };
+    let (before, between, after) = (
+        sent(0..ping),
+        sent(ping..replied),
+        sent(replied..events.len()),
+    );
+    let pong_after: usize = server
+        .stdout()
+        .trim()
+        .strip_prefix("pong after ")
+        .expect("the server saw the pong")
+        .parse()
+        .unwrap();
+    let numbers = format!(
+        "written before the ping {before}, between it and the reply {between}, after {after}; \
+         the server read {pong_after} before the pong"
+    );
+    assert_eq!(before + between + after, LINES, "{numbers}");
+    // Nothing was written between the ping and its answer, and much after.
+    assert_eq!(between, 0, "{numbers}");
+    assert!(after > 1000, "{numbers}");
+    // On the wire the pong follows what was written before the ping, and
+    // what had been handed to the socket (at most 128 KiB: 128 messages),
+    // not the queue: queued behind it, it would follow some 256 more.
+    assert!((before..before + 192).contains(&pong_after), "{numbers}");
 }

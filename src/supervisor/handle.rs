@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::credit::Credit;
 use crate::error::{Error, Result};
 use crate::session::{Command, Ending, Event, Payload, Status};
+use crate::template::Captured;
 
 /// The supervisor has ended: nothing more can be sent to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub(crate) struct Shared {
     in_channel: AtomicUsize,
     /// Wakes the supervisor when a flag is raised.
     raised: Notify,
+    /// What the smoke runner's steps captured, for the `{{name}}` in
+    /// `--on-connect` messages and `--reply` answers the supervisor sends.
+    pub(crate) captured: Captured,
 }
 
 impl Shared {
@@ -134,6 +138,17 @@ impl Handle {
             credit: &self.send_credit,
             shared: &self.shared,
         })
+    }
+
+    /// Keeps a value a step captured: later send steps, and the supervisor's
+    /// `--on-connect` messages and `--reply` answers, fill `{{name}}` with it.
+    pub fn capture(&self, name: String, value: String) {
+        self.shared.captured.set(name, value);
+    }
+
+    /// The values captured so far.
+    pub fn captured(&self) -> &Captured {
+        &self.shared.captured
     }
 
     pub async fn send(&self, payload: Payload) -> std::result::Result<(), Gone> {

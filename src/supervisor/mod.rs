@@ -109,11 +109,6 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
     let shared = Arc::new(Shared::default());
     let supervisor = Supervisor {
         backoff: Backoff::new(config.reconnect.initial, config.reconnect.max, seed),
-        on_connect: config
-            .on_connect
-            .iter()
-            .map(|m| Message::text(m.as_str()))
-            .collect(),
         fresh_on_connect: Vec::new(),
         replies: replies::Replies::from_specs(&config.replies),
         outbox: {
@@ -167,7 +162,6 @@ struct Supervisor {
     /// completed flush gives them back.
     send_credit: Arc<Credit>,
     backoff: Backoff,
-    on_connect: Vec<Message>,
     /// This connection's `--on-connect-cmd` messages, sent after
     /// `on_connect`: secrets, never traced or reported.
     fresh_on_connect: Vec<Message>,
@@ -222,9 +216,27 @@ struct Unflushed {
     close: bool,
 }
 
+/// A frame that jumps the data queue.
+struct Control {
+    frame: Message,
+    /// For a `--reply` answer: the message it answers.
+    answers: Option<String>,
+}
+
+impl Control {
+    fn frame(frame: Message) -> Control {
+        Control {
+            frame,
+            answers: None,
+        }
+    }
+}
+
 /// What one write batch handed to the kernel.
 #[derive(Default)]
 struct Written {
+    /// The `--reply` answers written: (what each answers, the answer).
+    replied: Vec<(String, String)>,
     delivered: usize,
     first_time_bytes: usize,
     ping: bool,
@@ -239,6 +251,29 @@ impl Drop for Supervisor {
     /// wait forever.
     fn drop(&mut self) {
         self.send_credit.close();
+    }
+}
+
+impl Supervisor {
+    /// This connection's `--on-connect` messages, their captured values
+    /// filled in. One that needs a value no step has captured yet (a resume
+    /// that needs the session id the first connection's welcome gave) is not
+    /// sent on this connection.
+    fn on_connect(&self) -> Vec<Message> {
+        self.config
+            .on_connect
+            .iter()
+            .filter_map(|template| match self.shared.captured.render(template) {
+                Ok(text) => Some(Message::text(text)),
+                Err(name) => {
+                    tracing::debug!(
+                        "not sending an --on-connect message on this connection: \
+                         {{{{{name}}}}} is not captured yet"
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 }
 
@@ -698,8 +733,12 @@ struct Connection {
 /// The writing half and what goes into it besides the queue.
 struct Writer {
     sink: Sink,
-    /// Pings for the current connection; they jump the data queue.
-    control: VecDeque<Message>,
+    /// Pings, `--app-ping` and `--reply` messages for the current
+    /// connection; they jump the data queue.
+    control: VecDeque<Control>,
+    /// The `--reply` answers fed and not yet flushed: (what each answers,
+    /// the answer), reported as `Event::Replied` once written.
+    replies_unflushed: Vec<(String, String)>,
     /// Pings written on this connection and what each confirms.
     acks: Acks,
     unflushed: Unflushed,
@@ -722,6 +761,7 @@ impl Connection {
             writer: Writer {
                 sink,
                 control: VecDeque::new(),
+                replies_unflushed: Vec::new(),
                 acks: Acks::default(),
                 unflushed: Unflushed::default(),
                 trace: Trace::new(supervisor.config.reports.frame_payloads),
@@ -752,12 +792,13 @@ impl Connection {
                 if replayed == 1 { "" } else { "s" }
             )));
         }
-        for message in &sv.on_connect {
+        for message in sv.on_connect() {
             if let Err(err) = self.writer.feed(message.clone()).await {
                 return ConnectionEnd::Lost(lost(err));
             }
+            self.writer.unflushed.frames = true;
             if self.writer.record_sent {
-                self.writer.sent.push((message.clone(), false));
+                self.writer.sent.push((message, false));
             }
         }
         for message in std::mem::take(&mut sv.fresh_on_connect) {
@@ -774,7 +815,6 @@ impl Connection {
             }
             self.writer.unflushed.frames = true;
         }
-        self.writer.unflushed.frames |= !sv.on_connect.is_empty();
         let shared = Arc::clone(&sv.shared);
 
         loop {
@@ -890,7 +930,7 @@ impl Connection {
                         self.heartbeat.alive(drained);
                     }
                     match self.heartbeat.tick(now) {
-                        Tick::SendPing(payload) => self.writer.control.push_back(Message::Ping(payload)),
+                        Tick::SendPing(payload) => self.writer.control.push_back(Control::frame(Message::Ping(payload))),
                         // Our reader is paused by a slow consumer: the pong
                         // may be sitting unread, so give the peer more time.
                         Tick::Dead if sv.emitter.reader_paused() => self.heartbeat.alive(now),
@@ -909,7 +949,7 @@ impl Connection {
                     match app.tick(now) {
                         AppTick::Send => {
                             let message = sv.config.app_heartbeat.as_ref().map(|c| c.message.as_str()).unwrap_or_default();
-                            self.writer.control.push_back(Message::text(message));
+                            self.writer.control.push_back(Control::frame(Message::text(message)));
                         }
                         // Our reader is paused by a slow consumer: the pong
                         // may be sitting unread.
@@ -973,6 +1013,9 @@ impl Connection {
 
     fn written(&mut self, sv: &mut Supervisor, written: Written) {
         sv.send_credit.give(written.first_time_bytes);
+        for (to, reply) in written.replied {
+            sv.emitter.emit(Event::Replied { to, reply });
+        }
         for (message, replay) in written.sent {
             if let Some(payload) = to_payload(message) {
                 sv.emitter.sent(payload, replay);
@@ -1023,7 +1066,9 @@ impl Connection {
                     if self.user_pings.len() > 64 {
                         self.user_pings.pop_front();
                     }
-                    self.writer.control.push_back(Message::Ping(payload));
+                    self.writer
+                        .control
+                        .push_back(Control::frame(Message::Ping(payload)));
                 }
                 Some(Command::Close { code, reason }) => {
                     sv.closing = Some(close_frame(code, reason));
@@ -1114,15 +1159,28 @@ impl Connection {
                 let replied = if sv.replies.is_empty() || closing || self.writer.unflushed.close {
                     None
                 } else {
-                    sv.replies
-                        .answer(text.as_str())
-                        .map(|reply| (text.as_str().to_owned(), reply))
+                    match sv.replies.answer(text.as_str(), &sv.shared.captured) {
+                        Some(Ok(reply)) => Some((text.as_str().to_owned(), reply)),
+                        // The step that captures it has not matched yet.
+                        Some(Err(name)) => {
+                            tracing::debug!(
+                                "not replying to {}: {{{{{name}}}}} is not captured yet",
+                                crate::render::excerpt(text.as_str(), 60, text.len())
+                            );
+                            None
+                        }
+                        None => None,
+                    }
                 };
                 sv.emitter.message(Payload::Text(text));
-                // Shown after the message it answers.
+                // Reported once written (`Writer::flush`), so after the
+                // message it answers; one lost with the connection, or
+                // dropped by our Close, is not.
                 if let Some((to, reply)) = replied {
-                    self.writer.control.push_back(Message::text(reply.as_str()));
-                    sv.emitter.emit(Event::Replied { to, reply });
+                    self.writer.control.push_back(Control {
+                        frame: Message::text(reply),
+                        answers: Some(to),
+                    });
                 }
             }
             Message::Binary(data) => {
@@ -1244,11 +1302,19 @@ impl Writer {
             // Our Close is fed: nothing may follow it, only the flush is owed.
             return self.flush(outbox).await;
         }
-        while let Some(frame) = self.control.front() {
-            self.feed(frame.clone()).await?;
+        while let Some(control) = self.control.front() {
+            self.feed(control.frame.clone()).await?;
             self.unflushed.frames = true;
-            if let Some(Message::Ping(payload)) = self.control.pop_front() {
-                self.acks.record(payload, outbox.position(), false);
+            match self.control.pop_front() {
+                Some(Control {
+                    frame: Message::Ping(payload),
+                    ..
+                }) => self.acks.record(payload, outbox.position(), false),
+                Some(Control {
+                    frame: Message::Text(reply),
+                    answers: Some(to),
+                }) => self.replies_unflushed.push((to, reply.as_str().to_owned())),
+                _ => {}
             }
         }
         if let Some(payload) = self.acks.idle.clone() {
@@ -1312,6 +1378,7 @@ impl Writer {
         let mut sent = std::mem::take(&mut self.sent);
         let flushed = outbox.flushed(self.record_sent.then_some(&mut sent));
         Ok(Written {
+            replied: std::mem::take(&mut self.replies_unflushed),
             delivered: flushed.messages,
             first_time_bytes: flushed.first_time_bytes,
             ping: self.acks.take_ping_unflushed(),

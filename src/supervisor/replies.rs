@@ -5,9 +5,12 @@
 //!
 //! RESPONSE is a template over the matched message: `{{.id}}` (a jq filter,
 //! for `--reply-json`), `{{1}}` or `{{name}}` (a regex group, for `--reply`),
-//! `{{env.NAME}}` (read once, at start).
+//! `{{env.NAME}}` (read once, at start), and any other `{{name}}` a value a
+//! scenario step captured (read when the answer is made: until the step has
+//! matched, the message gets no answer).
 
-use crate::matcher::{Match, Matcher, Source};
+use crate::matcher::{GroupRef, Match, Matcher, Source};
+use crate::template::Captured;
 
 /// A reply as the command line gave it; compiled where it is used, since a
 /// compiled jq filter cannot cross threads.
@@ -18,6 +21,24 @@ pub struct ReplySpec {
     pub response: String,
     /// The `{{env.NAME}}` values RESPONSE uses, read once at start.
     pub env: Vec<(String, String)>,
+    /// The captured values RESPONSE uses (`{{name}}`), and the named regex
+    /// groups: config checks that a step captures each of the first, and
+    /// that none is also the second.
+    pub captured: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl ReplySpec {
+    pub fn new(kind: ReplyKind, matcher: &str, response: &str) -> ReplySpec {
+        ReplySpec {
+            kind,
+            matcher: matcher.to_owned(),
+            response: response.to_owned(),
+            env: Vec::new(),
+            captured: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +61,10 @@ impl ReplyKind {
 #[derive(Debug)]
 enum Part {
     Text(String),
+    /// From the matched message.
     Capture(Source),
+    /// A value a scenario step captured.
+    Captured(String),
 }
 
 #[derive(Debug)]
@@ -91,8 +115,17 @@ impl Replies {
             used.borrow_mut().push((name.to_owned(), value.clone()));
             Some(value)
         };
-        Replies::compile(std::slice::from_ref(&spec), &recording)?;
+        let compiled = Replies::compile(std::slice::from_ref(&spec), &recording)?;
         spec.env = used.into_inner();
+        for part in compiled.replies.iter().flat_map(|r| &r.response) {
+            match part {
+                Part::Captured(name) => spec.captured.push(name.clone()),
+                Part::Capture(Source::Group(GroupRef::Name(name))) => {
+                    spec.groups.push(name.clone());
+                }
+                _ => {}
+            }
+        }
         Ok(spec)
     }
 
@@ -115,12 +148,7 @@ impl Replies {
                  {{\"type\":\"pong\",\"id\":{{{{.id}}}}}}"
             )));
         };
-        let spec = ReplySpec {
-            kind,
-            matcher: matcher.trim().to_owned(),
-            response: response.trim().to_owned(),
-            env: Vec::new(),
-        };
+        let spec = ReplySpec::new(kind, matcher.trim(), response.trim());
         // A scenario's errors name the line, not a flag.
         Some(Replies::check(spec, env).map_err(|err| {
             err.strip_prefix(kind.flag())
@@ -151,29 +179,42 @@ impl Replies {
         replies
     }
 
-    /// The answer to a received text message, if one of the replies matches.
-    pub fn answer(&self, message: &str) -> Option<String> {
+    /// The answer to a received text message, if one of the replies
+    /// matches: `Err(name)` when it uses a value not captured yet.
+    pub fn answer(&self, message: &str, captured: &Captured) -> Option<Result<String, String>> {
         self.replies.iter().find_map(|reply| {
             let found = reply.matcher.matches(message)?;
-            Some(render(&reply.response, &found))
+            Some(render(&reply.response, &found, captured))
         })
+    }
+
+    /// Whether one of them matches `message`.
+    pub fn matches(&self, message: &str) -> bool {
+        self.replies
+            .iter()
+            .any(|reply| reply.matcher.matches(message).is_some())
     }
 }
 
-fn render(parts: &[Part], found: &Match<'_>) -> String {
+fn render(parts: &[Part], found: &Match<'_>, captured: &Captured) -> Result<String, String> {
     let mut out = String::new();
     for part in parts {
         match part {
             Part::Text(text) => out.push_str(text),
             Part::Capture(source) => out.push_str(&found.capture(source).unwrap_or_default()),
+            Part::Captured(name) => match captured.get(name) {
+                Some(value) => out.push_str(&value),
+                None => return Err(name.clone()),
+            },
         }
     }
-    out
+    Ok(out)
 }
 
 /// `{{...}}` in RESPONSE: `env.NAME`, else a capture from the matched message
-/// (a jq filter starting with `.` for a jq matcher, a group number or name for
-/// a regex); any other `{{` is text, so JSON needs no escaping.
+/// (a jq filter starting with `.` for a jq matcher, a group number, or a
+/// group's name, for a regex), else a name a step captures; any other `{{` is
+/// text, so JSON needs no escaping.
 fn parse_response(
     matcher: &Matcher,
     raw: &str,
@@ -191,9 +232,10 @@ fn parse_response(
         let capture = match matcher {
             _ if inner.starts_with("env.") => None,
             Matcher::Jq(_) if inner.starts_with('.') => Some(inner),
-            Matcher::Regex(_)
-                if inner.chars().all(|c| c.is_ascii_digit()) || crate::template::is_name(inner) =>
-            {
+            Matcher::Regex(_) if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_digit()) => {
+                Some(inner)
+            }
+            Matcher::Regex(regex) if regex.capture_names().flatten().any(|n| n == inner) => {
                 Some(inner)
             }
             _ => None,
@@ -216,6 +258,12 @@ fn parse_response(
                 parts.push(Part::Text(std::mem::take(&mut text)));
             }
             parts.push(Part::Capture(Source::parse(matcher, capture)?));
+        } else if crate::template::is_name(inner) {
+            text.push_str(&rest[..open]);
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(Part::Captured(inner.to_owned()));
         } else {
             text.push_str(&rest[..open + 2]);
             rest = after;
@@ -235,13 +283,13 @@ mod tests {
     use super::*;
 
     fn replies(kind: ReplyKind, matcher: &str, response: &str) -> Replies {
-        let spec = ReplySpec {
-            kind,
-            matcher: matcher.into(),
-            response: response.into(),
-            env: Vec::new(),
-        };
+        let spec = ReplySpec::new(kind, matcher, response);
         Replies::compile(&[spec], &|name| (name == "TOKEN").then(|| "t0k".into())).unwrap()
+    }
+
+    fn answer(r: &Replies, message: &str) -> Option<String> {
+        r.answer(message, &Captured::default())
+            .map(|a| a.expect("nothing captured is used"))
     }
 
     #[test]
@@ -252,11 +300,11 @@ mod tests {
             r#"{"type":"pong","id":{{.id}},"who":"{{env.TOKEN}}"}"#,
         );
         assert_eq!(
-            r.answer(r#"{"type":"ping","id":7}"#).as_deref(),
+            answer(&r, r#"{"type":"ping","id":7}"#).as_deref(),
             Some(r#"{"type":"pong","id":7,"who":"t0k"}"#)
         );
-        assert_eq!(r.answer(r#"{"type":"data","id":7}"#), None);
-        assert_eq!(r.answer("not json"), None);
+        assert_eq!(answer(&r, r#"{"type":"data","id":7}"#), None);
+        assert_eq!(answer(&r, "not json"), None);
         // A string is inserted as its contents; tojson keeps the quotes.
         let r = replies(
             ReplyKind::Json,
@@ -264,7 +312,7 @@ mod tests {
             r#"{"id":{{.id | tojson}},"raw":"{{.id}}"}"#,
         );
         assert_eq!(
-            r.answer(r#"{"id":"a"}"#).as_deref(),
+            answer(&r, r#"{"id":"a"}"#).as_deref(),
             Some(r#"{"id":"a","raw":"a"}"#)
         );
     }
@@ -272,25 +320,42 @@ mod tests {
     #[test]
     fn regex_groups_fill_the_response() {
         let r = replies(ReplyKind::Regex, r"^PING (?<n>\d+)$", "PONG {{1}} {{n}}");
-        assert_eq!(r.answer("PING 12").as_deref(), Some("PONG 12 12"));
-        assert_eq!(r.answer("PING x"), None);
-        let r = replies(ReplyKind::Text, "hello", "{{1}} {{.id}} {{x");
-        assert_eq!(r.answer("oh hello").as_deref(), Some("{{1}} {{.id}} {{x"));
+        assert_eq!(answer(&r, "PING 12").as_deref(), Some("PONG 12 12"));
+        assert_eq!(answer(&r, "PING x"), None);
+        let r = replies(ReplyKind::Text, "hello", "{{1}} {{.id}} {{x {{}}");
+        assert_eq!(
+            answer(&r, "oh hello").as_deref(),
+            Some("{{1}} {{.id}} {{x {{}}")
+        );
+    }
+
+    #[test]
+    fn other_names_are_captured_values_read_when_answering() {
+        let spec = ReplySpec::new(
+            ReplyKind::Regex,
+            r"^PING (?<n>\d+)$",
+            "PONG {{n}} {{session}}",
+        );
+        let spec = Replies::check(spec, &|_| None).unwrap();
+        assert_eq!(spec.captured, ["session"]);
+        assert_eq!(spec.groups, ["n"]);
+        let r = Replies::from_specs(&[spec]);
+        let captured = Captured::default();
+        assert_eq!(r.answer("PING 1", &captured), Some(Err("session".into())));
+        captured.set("session".into(), "s-1".into());
+        assert_eq!(r.answer("PING 1", &captured), Some(Ok("PONG 1 s-1".into())));
+        let r = replies(ReplyKind::Json, ".id", r#"{"id":{{.id}},"s":"{{ s }}"}"#);
+        captured.set("s".into(), "x".into());
+        assert_eq!(
+            r.answer(r#"{"id":2}"#, &captured),
+            Some(Ok(r#"{"id":2,"s":"x"}"#.into()))
+        );
     }
 
     #[test]
     fn bad_replies_name_their_flag() {
         let compile = |kind, matcher: &str, response: &str| {
-            Replies::compile(
-                &[ReplySpec {
-                    kind,
-                    matcher: matcher.into(),
-                    response: response.into(),
-                    env: Vec::new(),
-                }],
-                &|_| None,
-            )
-            .unwrap_err()
+            Replies::compile(&[ReplySpec::new(kind, matcher, response)], &|_| None).unwrap_err()
         };
         assert_eq!(
             compile(ReplyKind::Regex, "a(", "x"),

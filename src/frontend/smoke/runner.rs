@@ -1,7 +1,7 @@
 //! The steps runner: starts each step, matches received messages against
 //! expectations, and reaches the verdict.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use base64::Engine;
@@ -95,8 +95,6 @@ pub(super) struct Runner<'a> {
     pub(super) verdict: Option<Verdict>,
     pub(super) verdict_at: Option<Instant>,
     pub(super) failed_step: Option<usize>,
-    /// Values captured by passed steps, for later templates.
-    pub(super) vars: HashMap<String, String>,
     /// Which steps of the current `expect-any-order` block are met.
     pub(super) met: Vec<bool>,
 }
@@ -137,7 +135,6 @@ impl<'a> Runner<'a> {
             verdict: None,
             verdict_at: None,
             failed_step: None,
-            vars: HashMap::new(),
             met: Vec::new(),
         }
     }
@@ -168,8 +165,8 @@ impl<'a> Runner<'a> {
                 }
                 Pending::Message => {
                     let examined = match &step.action {
-                        Action::Expect(expectation) => self.examine(expectation),
-                        Action::ExpectAnyOrder(members) => self.examine_any_order(members),
+                        Action::Expect(expectation) => self.examine(s, expectation),
+                        Action::ExpectAnyOrder(members) => self.examine_any_order(s, members),
                         _ => unreachable!("only expect steps wait for messages"),
                     };
                     match examined {
@@ -223,7 +220,14 @@ impl<'a> Runner<'a> {
                 Pending::Delivery
             }
             Action::SendTemplate(template) => {
-                let text = template.render(|name| self.vars.get(name).map(String::as_str));
+                // Parsing checked that an earlier step captures every name.
+                let text = s
+                    .handle()
+                    .captured()
+                    .render(template)
+                    .unwrap_or_else(|name| {
+                        unreachable!("{{{{{name}}}}} captured by an earlier step")
+                    });
                 self.drained = false;
                 let _ = s.handle().send(Payload::text(text)).await;
                 let _ = s.handle().drain().await;
@@ -248,15 +252,17 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The next unexamined message that matches, its captures kept; with
-    /// `--strict`, the first one that does not is an error.
+    /// The next unexamined message that matches, its captures kept (in the
+    /// handle: the supervisor reads them too); with `--strict`, the first one
+    /// that does not is an error.
     pub(super) fn examine(
         &mut self,
+        s: &Session<'_>,
         expectation: &Expectation,
     ) -> Option<std::result::Result<Seen, Seen>> {
         while let Some(seen) = self.inbox.pop_front() {
             if let Some(captured) = captures_of(expectation, &seen) {
-                self.vars.extend(captured);
+                keep(s, captured);
                 return Some(Ok(seen));
             }
             if self.smoke.strict {
@@ -271,6 +277,7 @@ impl<'a> Runner<'a> {
     /// it matches; with `--strict`, one that matches none is an error.
     pub(super) fn examine_any_order(
         &mut self,
+        s: &Session<'_>,
         members: &[Step],
     ) -> Option<std::result::Result<Seen, Seen>> {
         while let Some(seen) = self.inbox.pop_front() {
@@ -286,7 +293,7 @@ impl<'a> Runner<'a> {
             match found {
                 Some((i, captured)) => {
                     self.met[i] = true;
-                    self.vars.extend(captured);
+                    keep(s, captured);
                     if self.met.iter().all(|m| *m) {
                         return Some(Ok(seen));
                     }
@@ -573,6 +580,12 @@ fn captures_of(expectation: &Expectation, seen: &Seen) -> Option<Vec<(String, St
         .iter()
         .map(|c| Some((c.name.clone(), found.capture(&c.source)?)))
         .collect()
+}
+
+fn keep(s: &Session<'_>, captured: Vec<(String, String)>) {
+    for (name, value) in captured {
+        s.handle().capture(name, value);
+    }
 }
 
 /// The form of a message that smoke-test expectations match: text as it

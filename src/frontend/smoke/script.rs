@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::matcher::{Matcher, Source};
 use crate::rfc6455::{self, CLOSE_REASON_MAX, CONTROL_PAYLOAD_MAX};
 use crate::session::Payload;
-use crate::supervisor::replies::{Replies, ReplySpec};
+use crate::supervisor::replies::{Replies, ReplyKind, ReplySpec};
 use crate::template::{self, Template};
 use crate::values::{self, HexError};
 
@@ -299,7 +299,7 @@ pub fn parse_with_replies(
             None => (trimmed, ""),
         };
         if let Some(reply) = Replies::declaration(keyword, arg, env) {
-            replies.push(reply.map_err(fail)?);
+            replies.push((line, keyword, reply.map_err(fail)?));
             continue;
         }
         match (keyword, &mut block) {
@@ -383,7 +383,79 @@ pub fn parse_with_replies(
             message: "the script has no steps".into(),
         });
     }
-    Ok((steps, replies))
+    // A reply answers all the run long: a step anywhere may capture its
+    // values (until it has, the message gets no answer).
+    let captured = self::captured(&steps);
+    for (line, keyword, spec) in &replies {
+        check_reply_captures(spec, Some(&captured)).map_err(|why| ScriptError {
+            line: Some(*line),
+            message: format!("{keyword}: {why}"),
+        })?;
+    }
+    Ok((
+        steps,
+        replies.into_iter().map(|(_, _, spec)| spec).collect(),
+    ))
+}
+
+/// The names the steps capture, in any order block too.
+pub fn captured(steps: &[Step]) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for step in steps {
+        match &step.action {
+            Action::Expect(e) => names.extend(e.captures.iter().map(|c| c.name.clone())),
+            Action::ExpectAnyOrder(members) => names.extend(captured(members)),
+            _ => {}
+        }
+    }
+    names
+}
+
+/// Why a `{{name}}` in an `--on-connect` message or a reply cannot be
+/// filled in: no step captures it (`script`: there is a scenario file).
+pub fn never_captured(name: &str, script: bool) -> String {
+    if script {
+        format!(
+            "{{{{{name}}}}} is not captured by any step of the script (capture it with e.g. \
+             expect-json FILTER capture {name}=.{name}, or use {{{{env.{name}}}}})"
+        )
+    } else {
+        format!(
+            "{{{{{name}}}}} is a captured value, and only a --script's steps capture values \
+             (e.g. expect-json FILTER capture {name}=.{name}); or use {{{{env.{name}}}}}"
+        )
+    }
+}
+
+/// A reply's captured `{{name}}`s are captured by a step of the script
+/// (`captured`, `None` without one), and none is also a group of its regex:
+/// `{{id}}` must say which it means.
+pub fn check_reply_captures(
+    spec: &ReplySpec,
+    captured: Option<&HashSet<String>>,
+) -> Result<(), String> {
+    if let Some(name) = spec
+        .groups
+        .iter()
+        .find(|name| captured.is_some_and(|c| c.contains(*name)))
+    {
+        return Err(format!(
+            "{{{{{name}}}}} is both a group of the regex and a value the script captures; \
+             rename one"
+        ));
+    }
+    match spec
+        .captured
+        .iter()
+        .find(|name| !captured.is_some_and(|c| c.contains(*name)))
+    {
+        Some(name) if spec.kind == ReplyKind::Regex => Err(format!(
+            "the regex has no group named {name:?}, and {}",
+            never_captured(name, captured.is_some())
+        )),
+        Some(name) => Err(never_captured(name, captured.is_some())),
+        None => Ok(()),
+    }
 }
 
 /// Why a template cannot be sent: nothing before it captures `name`.

@@ -1,0 +1,229 @@
+//! Where jq filters run: on a worker thread, never on the caller's, so a
+//! filter that never ends (`def f: f; f`, `last(range(1e12))`,
+//! `[range(1e12)]`) or recurses until its stack overflows (`def f: 1 + f;
+//! f`) can neither hang tether nor abort it.
+//!
+//! jaq has no step or depth limit, and a thread cannot be killed. So the
+//! caller waits at most [`LIMIT`]; then it stops the worker where it is, with
+//! a signal whose handler parks the thread for good (no more CPU, no more
+//! memory: `[range(1e12)]` would take a GiB a second), and gets an error. A
+//! stack overflow on the worker parks it the same way, from its SIGSEGV
+//! handler (on the alternate signal stack std gives every thread it spawns),
+//! where std's handler would abort the process. The next filter gets a new
+//! worker. Each calling thread has its own worker, so one caller's stuck
+//! filter never delays another's.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use nix::sys::pthread::{Pthread, pthread_kill, pthread_self};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+/// How long one evaluation may take: far more than any filter a person
+/// writes needs on one message, short enough that a stalled driver still
+/// sees a signal within its 2 s.
+pub const LIMIT: Duration = Duration::from_secs(1);
+/// How often a waiting caller looks whether the worker's stack overflowed.
+const POLL: Duration = Duration::from_millis(5);
+/// The worker's stack: twice the main thread's, for deep but finite filters.
+const STACK: usize = 16 << 20;
+/// Stops a worker: its handler parks it.
+const STOP: Signal = Signal::SIGUSR2;
+
+/// Why an evaluation has no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    TooLong,
+    StackOverflow,
+    /// jaq panicked.
+    Failed,
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stopped::TooLong => write!(
+                f,
+                "stopped: it did not finish within {}",
+                crate::values::format_duration(LIMIT)
+            ),
+            Stopped::StackOverflow => {
+                f.write_str("stopped: it recursed until its stack overflowed")
+            }
+            Stopped::Failed => f.write_str("the jq implementation failed on it"),
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+    thread: Pthread,
+    /// Set by the worker's SIGSEGV handler.
+    overflowed: Arc<AtomicBool>,
+}
+
+thread_local! {
+    /// This thread's worker, made on first use.
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+    /// On a worker: its overflow flag, which also says it is one (for the
+    /// signal handlers, which may read a const thread-local and nothing else).
+    static OVERFLOWED: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `job` on this thread's worker and returns what it made, unless it
+/// took longer than [`LIMIT`] or overflowed its stack.
+pub fn run<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Result<R, Stopped> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = tx.send(job());
+    });
+    let (thread, overflowed) = WORKER.with_borrow_mut(|slot| {
+        let worker = slot.get_or_insert_with(spawn);
+        if let Err(mpsc::SendError(job)) = worker.jobs.send(job) {
+            // Its thread is gone (it cannot be, short of a bug): a new one.
+            *worker = spawn();
+            let _ = worker.jobs.send(job);
+        }
+        (worker.thread, Arc::clone(&worker.overflowed))
+    });
+    let started = Instant::now();
+    let stopped = loop {
+        match rx.recv_timeout(POLL) {
+            Ok(made) => return Ok(made),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Stopped::Failed,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if overflowed.load(Ordering::Acquire) {
+                    break Stopped::StackOverflow;
+                }
+                if started.elapsed() >= LIMIT {
+                    let _ = pthread_kill(thread, STOP);
+                    break Stopped::TooLong;
+                }
+            }
+        }
+    };
+    // Parked for good (or panicked): the next job needs a new worker.
+    WORKER.with_borrow_mut(|slot| *slot = None);
+    Err(stopped)
+}
+
+fn spawn() -> Worker {
+    install_handlers();
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let (id_tx, id_rx) = mpsc::sync_channel(1);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&overflowed);
+    std::thread::Builder::new()
+        .name("jq".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            // The Arc lives as long as the thread, parked or not.
+            OVERFLOWED.set(Arc::as_ptr(&flag));
+            let _ = id_tx.send(pthread_self());
+            for job in queue {
+                // A panic drops the job's sender: the caller sees it.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })
+        .expect("spawning the jq worker thread");
+    let thread = id_rx.recv().expect("the jq worker says who it is");
+    Worker {
+        jobs,
+        thread,
+        overflowed,
+    }
+}
+
+/// std's SIGSEGV action, which the worker's handler passes other faults to.
+static PREVIOUS_SEGV: OnceLock<SigAction> = OnceLock::new();
+
+fn install_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let flags = SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK;
+        let segv = SigAction::new(SigHandler::SigAction(on_segv), flags, SigSet::empty());
+        let stop = SigAction::new(SigHandler::SigAction(on_stop), flags, SigSet::empty());
+        // SAFETY: both handlers only read a const thread-local, store to an
+        // atomic, and call async-signal-safe functions (pause, sigaction).
+        unsafe {
+            if let Ok(previous) = sigaction(Signal::SIGSEGV, &segv) {
+                let _ = PREVIOUS_SEGV.set(previous);
+            }
+            let _ = sigaction(STOP, &stop);
+        }
+    });
+}
+
+/// Parks the calling thread for good, in its signal handler.
+fn park() -> ! {
+    loop {
+        // SAFETY: pause is async-signal-safe and has no preconditions.
+        unsafe {
+            libc::pause();
+        }
+    }
+}
+
+extern "C" fn on_stop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Sent only to workers; elsewhere (a stray kill) it is ignored.
+    if !OVERFLOWED.get().is_null() {
+        park();
+    }
+}
+
+extern "C" fn on_segv(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    let flag = OVERFLOWED.get();
+    if !flag.is_null() {
+        // SAFETY: the worker's Arc outlives it (see `spawn`).
+        unsafe { (*flag).store(true, Ordering::Release) };
+        park();
+    }
+    // Not a worker: what std would do (its stack-overflow message, or the
+    // default action once this handler returns and the fault repeats).
+    match PREVIOUS_SEGV.get().map(SigAction::handler) {
+        Some(SigHandler::SigAction(previous)) => previous(signal, info, context),
+        Some(SigHandler::Handler(previous)) => previous(signal),
+        _ => {
+            let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: sigaction is async-signal-safe.
+            let _ = unsafe { sigaction(Signal::SIGSEGV, &default) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_back_and_a_stuck_job_is_stopped() {
+        assert_eq!(run(|| 1 + 1), Ok(2));
+        let started = Instant::now();
+        assert_eq!(
+            run(|| loop {
+                std::hint::spin_loop();
+            }),
+            Err::<(), _>(Stopped::TooLong)
+        );
+        assert!(started.elapsed() < LIMIT + Duration::from_millis(500));
+        // A new worker takes the next job.
+        assert_eq!(run(|| "next"), Ok("next"));
+    }
+
+    #[test]
+    fn a_stack_overflow_parks_the_worker_instead_of_aborting() {
+        #[allow(unconditional_recursion)]
+        fn deep(n: u64) -> u64 {
+            let pad = std::hint::black_box([n; 64]);
+            pad[0] + deep(n + 1)
+        }
+        assert_eq!(run(|| deep(0)), Err(Stopped::StackOverflow));
+        assert_eq!(run(|| 3), Ok(3));
+    }
+}
