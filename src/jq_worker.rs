@@ -12,10 +12,18 @@
 //! where std's handler would abort the process. The next filter gets a new
 //! worker. Each calling thread has its own worker, so one caller's stuck
 //! filter never delays another's.
+//!
+//! A thread parked inside malloc would hold its arena's lock for good, and
+//! every later free of memory from that arena (a capture the worker made)
+//! would hang tether. So the global allocator ([`Guarded`]) counts, per
+//! thread, whether it is inside the allocator: a stop that lands there is
+//! deferred until the allocation returns, and a stack overflow there (which
+//! cannot be deferred) goes to std's handler, which aborts with its message.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, compiler_fence};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -74,6 +82,66 @@ thread_local! {
     /// On a worker: its overflow flag, which also says it is one (for the
     /// signal handlers, which may read a const thread-local and nothing else).
     static OVERFLOWED: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
+    /// How deep this thread is in the allocator (see [`Guarded`]).
+    static IN_ALLOCATOR: Cell<u32> = const { Cell::new(0) };
+    /// A stop arrived inside the allocator: park on the way out.
+    static PARK_ON_RETURN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The system allocator, counting per thread whether it is inside it, so a
+/// worker is never parked holding an allocator lock.
+pub struct Guarded;
+
+#[global_allocator]
+static ALLOCATOR: Guarded = Guarded;
+
+/// Inside the allocator while alive.
+struct Inside;
+
+impl Inside {
+    fn enter() -> Inside {
+        IN_ALLOCATOR.set(IN_ALLOCATOR.get() + 1);
+        // The signal handler runs on this thread: keep the count's store
+        // before the call it guards.
+        compiler_fence(Ordering::SeqCst);
+        Inside
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        compiler_fence(Ordering::SeqCst);
+        let depth = IN_ALLOCATOR.get() - 1;
+        IN_ALLOCATOR.set(depth);
+        compiler_fence(Ordering::SeqCst);
+        if depth == 0 && PARK_ON_RETURN.get() {
+            park();
+        }
+    }
+}
+
+// SAFETY: each method forwards to `System` with the same arguments; the
+// count around it touches only const thread-locals, which never allocate.
+unsafe impl GlobalAlloc for Guarded {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _inside = Inside::enter();
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _inside = Inside::enter();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _inside = Inside::enter();
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _inside = Inside::enter();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
 }
 
 /// Runs `job` on this thread's worker and returns what it made, unless it
@@ -173,13 +241,18 @@ fn park() -> ! {
 extern "C" fn on_stop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // Sent only to workers; elsewhere (a stray kill) it is ignored.
     if !OVERFLOWED.get().is_null() {
-        park();
+        if IN_ALLOCATOR.get() > 0 {
+            PARK_ON_RETURN.set(true);
+        } else {
+            park();
+        }
     }
 }
 
 extern "C" fn on_segv(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let flag = OVERFLOWED.get();
-    if !flag.is_null() {
+    // Inside the allocator it may hold a lock: parking could hang tether.
+    if !flag.is_null() && IN_ALLOCATOR.get() == 0 {
         // SAFETY: the worker's Arc outlives it (see `spawn`).
         unsafe { (*flag).store(true, Ordering::Release) };
         park();
@@ -214,6 +287,27 @@ mod tests {
         assert!(started.elapsed() < LIMIT + Duration::from_millis(500));
         // A new worker takes the next job.
         assert_eq!(run(|| "next"), Ok("next"));
+    }
+
+    #[test]
+    fn a_worker_stopped_while_allocating_leaves_the_allocator_usable() {
+        // The worker does little but allocate and free, so a stop lands inside
+        // the allocator most times; the caller then frees what the worker
+        // allocated, which takes the worker's arena lock. Without `Guarded`
+        // this hangs within a few rounds.
+        for _ in 0..8 {
+            let (tx, rx) = mpsc::sync_channel(1_000);
+            let made = run(move || {
+                loop {
+                    let boxes: Vec<Box<[u8; 64]>> = (0..64).map(|_| Box::new([0; 64])).collect();
+                    let _ = tx.try_send(boxes);
+                }
+            });
+            assert_eq!(made, Err::<(), _>(Stopped::TooLong));
+            drop(rx.try_iter().collect::<Vec<_>>());
+            let fresh: Vec<Box<[u8; 64]>> = (0..100_000).map(|_| Box::new([1; 64])).collect();
+            assert_eq!(fresh.len(), 100_000);
+        }
     }
 
     #[test]
