@@ -239,6 +239,11 @@ impl Deflater {
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
+        if out.is_empty() {
+            // zlib flushes nothing for nothing new; the receiver adds the tail,
+            // so an empty stored block needs its header byte (RFC 7692 §7.2.3.6).
+            out.push(0x00);
+        }
         if self.reset {
             self.compress.reset();
         }
@@ -905,6 +910,7 @@ mod tests {
             WsMessage::text(String::from_utf8(text.clone()).unwrap()),
             WsMessage::binary(vec![0u8, 1, 2, 255]),
             WsMessage::text(""),
+            WsMessage::binary(Vec::new()),
         ];
         let mut sizes = Vec::new();
         for (reset, bits) in [(false, None), (true, None), (false, Some(9))] {
@@ -946,6 +952,7 @@ mod tests {
                     (OpCode::Data(Data::Text), text.clone()),
                     (OpCode::Data(Data::Binary), vec![0, 1, 2, 255]),
                     (OpCode::Data(Data::Text), vec![]),
+                    (OpCode::Data(Data::Binary), vec![]),
                 ]
             );
             sizes.push(lengths);
