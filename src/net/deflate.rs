@@ -481,8 +481,10 @@ struct Inflater {
     /// An uncompressed fragmented message is under way (its continuations
     /// pass through).
     plain: bool,
-    /// The inflated bytes not yet framed (at most [`CHUNK`]).
+    /// The inflated bytes not yet framed: `chunk[..filled]`. Always
+    /// [`CHUNK`] long, so it is zeroed once, not before every inflate call.
     chunk: Vec<u8>,
+    filled: usize,
     /// The last inflate call filled `chunk`: more may be waiting in it.
     more: bool,
     failed: Option<String>,
@@ -499,7 +501,8 @@ impl Inflater {
             frame: Frame::Header,
             message: None,
             plain: false,
-            chunk: Vec::with_capacity(CHUNK),
+            chunk: vec![0; CHUNK],
+            filled: 0,
             more: false,
             failed: None,
         }
@@ -629,7 +632,7 @@ impl Inflater {
     fn inflate(&mut self, data: &[u8], output: &mut Vec<u8>) -> usize {
         let mut used = 0;
         loop {
-            if self.chunk.len() == CHUNK {
+            if self.filled == CHUNK {
                 self.emit(false, output);
             }
             let over = self
@@ -651,8 +654,7 @@ impl Inflater {
                 return used;
             }
             let (before_in, before_out) = (self.inflate.total_in(), self.inflate.total_out());
-            let start = self.chunk.len();
-            self.chunk.resize(CHUNK, 0);
+            let start = self.filled;
             let result = self.inflate.decompress(
                 &data[used..],
                 &mut self.chunk[start..],
@@ -660,7 +662,7 @@ impl Inflater {
             );
             let produced = (self.inflate.total_out() - before_out) as usize;
             let consumed = (self.inflate.total_in() - before_in) as usize;
-            self.chunk.truncate(start + produced);
+            self.filled = start + produced;
             used += consumed;
             if let Some(message) = &mut self.message {
                 message.size += produced;
@@ -677,7 +679,7 @@ impl Inflater {
                 }
                 Ok(_) => false,
             };
-            self.more = self.chunk.len() == CHUNK;
+            self.more = self.filled == CHUNK;
             if consumed == 0 && produced == 0 && !self.more && !ended {
                 if used < data.len() {
                     self.fail("the inflater is stuck");
@@ -710,9 +712,9 @@ impl Inflater {
         };
         message.started = true;
         // Writing to a Vec cannot fail.
-        let _ = header.format(self.chunk.len() as u64, output);
-        output.extend_from_slice(&self.chunk);
-        self.chunk.clear();
+        let _ = header.format(self.filled as u64, output);
+        output.extend_from_slice(&self.chunk[..self.filled]);
+        self.filled = 0;
     }
 
     /// The message is all inflated.

@@ -1315,7 +1315,12 @@ impl Writer {
     /// tracing both.
     async fn feed(&mut self, message: Message) -> tungstenite::Result<()> {
         if !self.trace.on() {
-            return feed(&mut self.sink, &mut self.deflater, message).await;
+            // The plain case awaits tungstenite directly: no extra future on
+            // the hot path.
+            return match &mut self.deflater {
+                None => self.sink.feed(message).await,
+                Some(deflater) => compressed(&mut self.sink, deflater, message).await,
+            };
         }
         self.trace_auto_pong();
         feed(&mut self.sink, &mut self.deflater, message.clone()).await?;
@@ -1346,21 +1351,31 @@ impl Writer {
 }
 
 /// Hands one frame to tungstenite, a data message compressed first when the
-/// connection compresses. Compressed only once tungstenite has room: a feed
-/// cancelled while it waits must not leave the compressor's context ahead of
-/// what the server will inflate.
+/// connection compresses.
 async fn feed(
     sink: &mut Sink,
     deflater: &mut Option<Deflater>,
     message: Message,
 ) -> tungstenite::Result<()> {
     match deflater {
-        Some(deflater) if matches!(message, Message::Text(_) | Message::Binary(_)) => {
-            std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
-            sink.start_send_unpin(deflater.frame(message)?)
-        }
-        _ => sink.feed(message).await,
+        Some(deflater) => compressed(sink, deflater, message).await,
+        None => sink.feed(message).await,
     }
+}
+
+/// [`feed`] on a connection that compresses. A data message is compressed
+/// only once tungstenite has room: a feed cancelled while it waits must not
+/// leave the compressor's context ahead of what the server will inflate.
+async fn compressed(
+    sink: &mut Sink,
+    deflater: &mut Deflater,
+    message: Message,
+) -> tungstenite::Result<()> {
+    if !matches!(message, Message::Text(_) | Message::Binary(_)) {
+        return sink.feed(message).await;
+    }
+    std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
+    sink.start_send_unpin(deflater.frame(message)?)
 }
 
 fn to_message(payload: Payload) -> Message {
