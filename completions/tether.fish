@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tether_global_optspecs
-    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= compression= x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= reply= reply-text= reply-json= app-ping= app-ping-interval= app-pong= app-pong-json= queue-size= replay-window= confirm-by-reply= confirm-by-reply-text= confirm-by-reply-json= confirm-key= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= expect-text= expect-json= strict script= timeout= v/verbose q/quiet h/help V/version
+    string join \n H/header= header-cmd= s/subprotocol= origin= u/user= connect-timeout= resolve= 4/ipv4 6/ipv6 max-message-size= compression= compress x/proxy= no-proxy unix-socket= L/location max-redirects= k/insecure cacert= cert= key= ping-interval= ping-timeout= backoff-initial= backoff-max= max-reconnects= no-reconnect reconnect-always on-connect= on-connect-cmd= reply= reply-text= reply-json= app-ping= app-ping-interval= app-pong= app-pong-json= queue-size= replay-window= confirm-by-reply= confirm-by-reply-text= confirm-by-reply-json= confirm-key= binary b/byte-stream 0/null verbatim linger= n/count= keep-open echo exec= binary-format= timestamps json json-sent P/show-ping-pong pretty color= send= expect= expect-text= expect-json= strict script= timeout= v/verbose q/quiet h/help V/version
 end
 
 function __fish_tether_needs_command
@@ -32,7 +32,7 @@ complete -c tether -n "__fish_tether_needs_command" -s u -l user -d 'Basic authe
 complete -c tether -n "__fish_tether_needs_command" -l connect-timeout -d 'Limit for DNS, TCP (and any proxy), TLS and the HTTP upgrade together' -r
 complete -c tether -n "__fish_tether_needs_command" -l resolve -d 'Connect to these addresses for HOST:PORT instead of asking DNS, as curl does (repeatable)' -r
 complete -c tether -n "__fish_tether_needs_command" -l max-message-size -d 'Largest message accepted from the server (e.g. 64MiB, 512KiB, 1000)' -r
-complete -c tether -n "__fish_tether_needs_command" -l compression -d 'Offer permessage-deflate, so the server may compress what it sends (tether sends uncompressed)' -r -f -a "on\t''
+complete -c tether -n "__fish_tether_needs_command" -l compression -d 'Offer permessage-deflate, so the server may compress what it sends (tether sends uncompressed unless --compress)' -r -f -a "on\t''
 off\t''"
 complete -c tether -n "__fish_tether_needs_command" -s x -l proxy -d 'Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]' -r
 complete -c tether -n "__fish_tether_needs_command" -l unix-socket -d 'Connect to this Unix-domain socket instead of the URL\'s host and port; the URL still gives the Host header and the path (as curl\'s --unix-socket)' -r -F
@@ -77,6 +77,7 @@ complete -c tether -n "__fish_tether_needs_command" -l script -d 'Run the steps 
 complete -c tether -n "__fish_tether_needs_command" -l timeout -d 'Fail with exit code 6 if the whole run, connecting included, takes longer than this' -r
 complete -c tether -n "__fish_tether_needs_command" -s 4 -l ipv4 -d 'Use IPv4 addresses only'
 complete -c tether -n "__fish_tether_needs_command" -s 6 -l ipv6 -d 'Use IPv6 addresses only'
+complete -c tether -n "__fish_tether_needs_command" -l compress -d 'Compress what tether sends too, when the server agrees to permessage-deflate'
 complete -c tether -n "__fish_tether_needs_command" -l no-proxy -d 'Connect directly, ignoring HTTPS_PROXY, HTTP_PROXY and ALL_PROXY'
 complete -c tether -n "__fish_tether_needs_command" -s L -l location -d 'Follow redirects (301, 302, 303, 307, 308) answered to the handshake'
 complete -c tether -n "__fish_tether_needs_command" -s k -l insecure -d 'Do not verify the server\'s certificate (prints a warning)'

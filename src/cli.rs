@@ -196,12 +196,21 @@ pub struct ConnectionArgs {
     pub max_message_size: String,
 
     /// Offer permessage-deflate, so the server may compress what it sends (tether sends
-    /// uncompressed)
+    /// uncompressed unless --compress)
     ///
     /// Compressed messages are inflated as they arrive, each held to --max-message-size. `off`
     /// offers nothing.
     #[arg(long, value_name = "WHEN", default_value = "on")]
     pub compression: CompressionArg,
+
+    /// Compress what tether sends too, when the server agrees to permessage-deflate
+    ///
+    /// Each message goes as one compressed frame, the context kept from message to message
+    /// unless the server answers client_no_context_takeover, in the window it asks for
+    /// (client_max_window_bits=8 sends uncompressed: zlib has no 256-byte window). Queued and
+    /// replayed messages are compressed afresh for each connection.
+    #[arg(long)]
+    pub compress: bool,
 
     /// Connect through this proxy: http://, socks5:// or socks5h://[USER:PASS@]HOST[:PORT]
     ///

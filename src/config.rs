@@ -246,6 +246,9 @@ pub struct DialConfig {
     pub max_message_size: usize,
     /// Offer permessage-deflate (`--compression on`).
     pub compression: bool,
+    /// Compress what tether sends when the server agrees (`--compress`);
+    /// implies `compression`.
+    pub compress: bool,
     /// Which proxy each URL goes through (from --proxy, --no-proxy and the environment).
     pub proxy: ProxyRules,
     /// Redirects to follow (-L, --max-redirects); `None` reports them as rejections.
@@ -492,6 +495,12 @@ impl DialConfig {
         env: Env,
         notes: &mut Vec<String>,
     ) -> Result<DialConfig> {
+        if conn.compress && conn.compression == crate::cli::CompressionArg::Off {
+            return Err(Error::Usage(
+                "--compress needs permessage-deflate offered; --compression off offers nothing"
+                    .into(),
+            ));
+        }
         let parsed = Endpoint::parse(url)?;
         notes.extend(parsed.note);
         let mut endpoint = parsed.endpoint;
@@ -536,6 +545,7 @@ impl DialConfig {
             connect_timeout: positive_duration("--connect-timeout", &conn.connect_timeout)?,
             max_message_size: parse_size("--max-message-size", &conn.max_message_size)?,
             compression: conn.compression == crate::cli::CompressionArg::On,
+            compress: conn.compress,
             follow_redirects: conn
                 .location
                 .then_some(conn.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS)),
@@ -1374,7 +1384,10 @@ mod tests {
                 assert_eq!(c.session.dial.follow_redirects, Some(10))
             }),
             (&["--compression", "off"], |c| {
-                assert!(!c.session.dial.compression)
+                assert!(!c.session.dial.compression && !c.session.dial.compress)
+            }),
+            (&["--compress"], |c| {
+                assert!(c.session.dial.compression && c.session.dial.compress)
             }),
             (&["-L", "--max-redirects", "3"], |c| {
                 assert_eq!(c.session.dial.follow_redirects, Some(3))
@@ -1475,6 +1488,10 @@ mod tests {
             (
                 &["ws://h/", "--strict"],
                 "--strict needs something to be strict about",
+            ),
+            (
+                &["ws://h/", "--compress", "--compression", "off"],
+                "--compress needs permessage-deflate offered; --compression off offers nothing",
             ),
             (
                 &["ws://h/", "--json-sent"],

@@ -126,7 +126,8 @@ fn supported(header: (HeaderName, HeaderValue), flag: &str) -> Result<(HeaderNam
     if header.0 == "sec-websocket-extensions" {
         return Err(Error::Usage(format!(
             "{flag}: Sec-WebSocket-Extensions cannot be set: tether negotiates extensions \
-             itself (it offers permessage-deflate unless --compression off), so drop this header"
+             itself (it offers permessage-deflate unless --compression off, and compresses what \
+             it sends with --compress), so drop this header"
         )));
     }
     Ok(header)
@@ -222,7 +223,8 @@ mod tests {
         assert_eq!(
             message,
             "-H: Sec-WebSocket-Extensions cannot be set: tether negotiates extensions itself \
-             (it offers permessage-deflate unless --compression off), so drop this header"
+             (it offers permessage-deflate unless --compression off, and compresses what it \
+             sends with --compress), so drop this header"
         );
         let (_keep, arg) = file(b"sec-websocket-extensions: x\n");
         assert!(usage(&[&arg]).starts_with(&format!("-H {arg}:1: Sec-WebSocket-Extensions")));

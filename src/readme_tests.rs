@@ -344,6 +344,7 @@ fn the_json_examples_print_as_documented() {
             compression: Some(
                 "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
             ),
+            compressing: false,
             attempt: 1,
         }),
         JsonEvent::Message(Message {

@@ -69,6 +69,8 @@ pub enum Event {
         subprotocol: Option<String>,
         /// The permessage-deflate parameters agreed, as the header spells them.
         compression: Option<String>,
+        /// Whether tether compresses what it sends (`--compress`, agreed).
+        compressing: bool,
         attempt: u32,
     },
     /// One HTTP exchange of a dial: the proxy's `CONNECT`, the upgrade (or a
@@ -168,6 +170,8 @@ pub struct Status {
     pub subprotocol: Option<String>,
     /// The permessage-deflate parameters agreed on this connection.
     pub compression: Option<String>,
+    /// Whether this connection compresses what tether sends.
+    pub compressing: bool,
     /// When the current connection was made.
     pub connected_since: Option<SystemTime>,
     pub uptime: Option<Duration>,

@@ -324,7 +324,8 @@ fn offering_an_extension_with_h_is_a_usage_error() {
     assert_eq!(
         run.stderr,
         "tether: error: -H: Sec-WebSocket-Extensions cannot be set: tether negotiates extensions \
-         itself (it offers permessage-deflate unless --compression off), so drop this header\n",
+         itself (it offers permessage-deflate unless --compression off, and compresses what it \
+         sends with --compress), so drop this header\n",
         "{}",
         run.describe()
     );

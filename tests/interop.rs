@@ -125,7 +125,9 @@ fn compressed_json_from_python_arrives_whole_both_ways() {
         .stdin("hi\n")
         .run()
         .code(0)
-        .stderr_has(&format!("compression agreed: {params}\n"));
+        .stderr_has(&format!(
+            "compression agreed: {params} (tether sends uncompressed)\n"
+        ));
 }
 
 #[test]

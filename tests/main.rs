@@ -7,6 +7,7 @@ mod support;
 
 mod bench_script;
 mod colour;
+mod compress;
 mod confirm_by_reply;
 mod conformance;
 mod connect;

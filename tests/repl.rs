@@ -628,7 +628,7 @@ fn status_says_which_compression_was_agreed() {
     pty.expect(&format!("  url:         {}\r\n", server.url("/")));
     pty.expect(
         "  compression: permessage-deflate; client_no_context_takeover; \
-         server_max_window_bits=12; client_max_window_bits=12\r\n",
+         server_max_window_bits=12; client_max_window_bits=12 (tether sends uncompressed)\r\n",
     );
     pty.expect("  reconnects:  0\r\n");
     pty.send(CTRL_D);

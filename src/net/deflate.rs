@@ -16,22 +16,31 @@
 //! limit: a decompression bomb is an ordinary "message too big" with flat
 //! memory. RSV1 where it does not belong (a control or continuation frame, or
 //! without an agreement) reaches tungstenite as sent, which refuses it as a
-//! protocol violation. What tether writes is never compressed (allowed: a
-//! message without RSV1 is uncompressed).
+//! protocol violation.
+//!
+//! What tether writes is compressed only with `--compress` ([`Deflater`],
+//! one per connection, used by the supervisor as it hands a message to
+//! tungstenite); otherwise it goes uncompressed (allowed: a message without
+//! RSV1 is uncompressed).
 
 use std::fmt;
 use std::io::{self, Cursor};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use flate2::{Decompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
 /// What tether offers: it sends uncompressed, so the client side's
 /// parameters only tell the server that tether keeps no state for it.
 pub const OFFER: &str = "permessage-deflate; client_no_context_takeover; client_max_window_bits";
+/// What tether offers with `--compress`: it keeps its compressor's context
+/// unless the server answers `client_no_context_takeover`, and may be told a
+/// smaller window (`client_max_window_bits=N`).
+pub const OFFER_COMPRESSING: &str = "permessage-deflate; client_max_window_bits";
 
 /// The most tungstenite accepts as a head (its own limit is 64 KiB); past
 /// it, the bytes go through as they came and tungstenite refuses them.
@@ -156,6 +165,90 @@ fn parameters<'a>(parts: impl Iterator<Item = &'a str>) -> Result<Params, String
         }
     }
     Ok(params)
+}
+
+/// How tether sends on a connection with `params` agreed, when it was asked
+/// to compress: `Err` says why it sends uncompressed after all.
+pub fn send_window(params: &Params) -> Result<u8, &'static str> {
+    match params.client_max_window_bits {
+        // zlib has no raw deflate with a 256-byte window (it would use 512,
+        // which the server need not inflate); RFC 7692 lets any message go
+        // uncompressed (RSV1 unset).
+        Some(8) => Err(
+            "the server asks for client_max_window_bits=8, which zlib cannot compress \
+             to, so tether sends uncompressed",
+        ),
+        Some(bits) => Ok(bits),
+        None => Ok(15),
+    }
+}
+
+/// The compressor of one connection (`--compress`): each data message
+/// becomes one frame with RSV1 set, its payload deflated with a sync flush
+/// and the `00 00 ff ff` tail taken off (RFC 7692 §7.2.1). The context
+/// carries over from message to message unless the server asked for
+/// `client_no_context_takeover`.
+pub struct Deflater {
+    compress: Compress,
+    reset: bool,
+}
+
+impl Deflater {
+    /// For a connection that agreed to `params`; `None` when tether cannot
+    /// compress to what was agreed ([`send_window`]).
+    pub fn new(params: &Params) -> Option<Deflater> {
+        let bits = send_window(params).ok()?;
+        Some(Deflater {
+            compress: Compress::new_with_window_bits(Compression::default(), false, bits),
+            reset: params.client_no_context_takeover,
+        })
+    }
+
+    /// `message` as it goes on the wire: a data message compressed into a
+    /// frame with RSV1 set, anything else as it is.
+    pub fn frame(&mut self, message: WsMessage) -> io::Result<WsMessage> {
+        let (opcode, payload) = match &message {
+            WsMessage::Text(text) => (Data::Text, self.deflate(text.as_bytes())?),
+            WsMessage::Binary(data) => (Data::Binary, self.deflate(data)?),
+            _ => return Ok(message),
+        };
+        let mut frame = WsFrame::message(payload, OpCode::Data(opcode), true);
+        frame.header_mut().rsv1 = true;
+        Ok(WsMessage::Frame(frame))
+    }
+
+    /// One message's payload, deflated, its tail off.
+    fn deflate(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        let start = self.compress.total_in();
+        loop {
+            let used = (self.compress.total_in() - start) as usize;
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(4096));
+            }
+            self.compress
+                .compress_vec(&data[used..], &mut out, FlushCompress::Sync)
+                .map_err(|err| io::Error::other(format!("compressing a message failed: {err}")))?;
+            // zlib's rule: a flush is complete once it leaves output room.
+            if (self.compress.total_in() - start) as usize == data.len()
+                && out.len() < out.capacity()
+            {
+                break;
+            }
+        }
+        if out.ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        if out.is_empty() {
+            // zlib flushes nothing for nothing new; the receiver adds the tail,
+            // so an empty stored block needs its header byte (RFC 7692 §7.2.3.6).
+            out.push(0x00);
+        }
+        if self.reset {
+            self.compress.reset();
+        }
+        Ok(out)
+    }
 }
 
 /// Why the inflated stream broke: the server's compressed data does not
@@ -388,10 +481,8 @@ struct Inflater {
     /// An uncompressed fragmented message is under way (its continuations
     /// pass through).
     plain: bool,
-    /// The inflated bytes not yet framed: `chunk[..filled]`. `chunk` is
-    /// [`CHUNK`] long from the start, so inflating never zeroes it again (for
-    /// a message of a few hundred bytes, zeroing 64 KiB each time cost more
-    /// than inflating it).
+    /// The inflated bytes not yet framed: `chunk[..filled]`. Always
+    /// [`CHUNK`] long, so it is zeroed once, not before every inflate call.
     chunk: Vec<u8>,
     filled: usize,
     /// The last inflate call filled `chunk`: more may be waiting in it.
@@ -563,14 +654,15 @@ impl Inflater {
                 return used;
             }
             let (before_in, before_out) = (self.inflate.total_in(), self.inflate.total_out());
+            let start = self.filled;
             let result = self.inflate.decompress(
                 &data[used..],
-                &mut self.chunk[self.filled..],
+                &mut self.chunk[start..],
                 FlushDecompress::None,
             );
             let produced = (self.inflate.total_out() - before_out) as usize;
             let consumed = (self.inflate.total_in() - before_in) as usize;
-            self.filled += produced;
+            self.filled = start + produced;
             used += consumed;
             if let Some(message) = &mut self.message {
                 message.size += produced;
@@ -810,6 +902,77 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn what_the_deflater_sends_inflates_back_with_the_agreed_context() {
+        let text = b"{\"price\": 1, \"symbol\": \"ABC\"} ".repeat(300);
+        let sent = [
+            WsMessage::text(String::from_utf8(text.clone()).unwrap()),
+            WsMessage::text(String::from_utf8(text.clone()).unwrap()),
+            WsMessage::binary(vec![0u8, 1, 2, 255]),
+            WsMessage::text(""),
+            WsMessage::binary(Vec::new()),
+        ];
+        let mut sizes = Vec::new();
+        for (reset, bits) in [(false, None), (true, None), (false, Some(9))] {
+            let params = Params {
+                client_no_context_takeover: reset,
+                client_max_window_bits: bits,
+                ..Params::default()
+            };
+            let mut deflater = Deflater::new(&params).unwrap();
+            let mut wire = Vec::new();
+            let mut lengths = Vec::new();
+            for message in &sent {
+                let WsMessage::Frame(out) = deflater.frame(message.clone()).unwrap() else {
+                    panic!("not compressed");
+                };
+                let header = out.header();
+                assert!(header.rsv1 && header.is_final && !header.rsv2 && !header.rsv3);
+                lengths.push(out.payload().len());
+                let OpCode::Data(opcode) = header.opcode else {
+                    panic!("not data");
+                };
+                wire.extend(frame(opcode, true, true, out.payload()));
+            }
+            // The receiving side's view of the same agreement.
+            let theirs = Params {
+                server_no_context_takeover: reset,
+                server_max_window_bits: bits,
+                ..Params::default()
+            };
+            let mut inflater = Inflater::new(theirs, 1 << 20);
+            let got: Vec<(OpCode, Vec<u8>)> = frames(&run(&mut inflater, &wire, 5))
+                .into_iter()
+                .map(|(opcode, _, payload)| (opcode, payload))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    (OpCode::Data(Data::Text), text.clone()),
+                    (OpCode::Data(Data::Text), text.clone()),
+                    (OpCode::Data(Data::Binary), vec![0, 1, 2, 255]),
+                    (OpCode::Data(Data::Text), vec![]),
+                    (OpCode::Data(Data::Binary), vec![]),
+                ]
+            );
+            sizes.push(lengths);
+        }
+        // With the context kept, the repeat is smaller than the first;
+        // reset, it is as big.
+        assert!(sizes[0][1] < sizes[0][0] * 2 / 3, "{sizes:?}");
+        assert_eq!(sizes[1][1], sizes[1][0], "{sizes:?}");
+        // Control frames go as they are.
+        let mut deflater = Deflater::new(&Params::default()).unwrap();
+        let ping = WsMessage::Ping(vec![1u8].into());
+        assert_eq!(deflater.frame(ping.clone()).unwrap(), ping);
+        // A window of 256 bytes: nothing to compress with.
+        let eight = Params {
+            client_max_window_bits: Some(8),
+            ..Params::default()
+        };
+        assert!(Deflater::new(&eight).is_none());
     }
 
     #[test]

@@ -255,7 +255,11 @@ impl Dialer {
         if offer {
             headers.insert(
                 "sec-websocket-extensions",
-                HeaderValue::from_static(deflate::OFFER),
+                HeaderValue::from_static(if self.config.compress {
+                    deflate::OFFER_COMPRESSING
+                } else {
+                    deflate::OFFER
+                }),
             );
         }
 
@@ -296,7 +300,12 @@ impl Dialer {
                             detail,
                         })?;
                 if let Some(params) = &compression {
-                    tracing::debug!("{endpoint}: compression agreed: {params}");
+                    let sending = match deflate::send_window(params) {
+                        _ if !self.config.compress => "tether sends uncompressed",
+                        Ok(_) => "tether compresses what it sends",
+                        Err(why) => why,
+                    };
+                    tracing::debug!("{endpoint}: compression agreed: {params} ({sending})");
                 }
                 let subprotocol = response
                     .headers()

@@ -54,6 +54,7 @@ pub struct Connected<'a> {
     pub url: &'a str,
     pub subprotocol: Option<&'a str>,
     pub compression: Option<&'a str>,
+    pub compressing: bool,
     pub attempt: u32,
 }
 
@@ -357,11 +358,13 @@ impl<'a> JsonEvent<'a> {
                 url,
                 subprotocol,
                 compression,
+                compressing,
                 attempt,
             } => JsonEvent::Connected(Connected {
                 url,
                 subprotocol: subprotocol.as_deref(),
                 compression: compression.as_deref(),
+                compressing: *compressing,
                 attempt: *attempt,
             }),
             Event::Sent { payload, replay } => {
@@ -635,6 +638,7 @@ pub(crate) fn samples() -> Vec<JsonEvent<'static>> {
             compression: Some(
                 "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
             ),
+            compressing: false,
             attempt: 1,
         }),
         JsonEvent::Handshake(Handshake {
@@ -858,9 +862,10 @@ mod tests {
                     url: "wss://h/p",
                     subprotocol: Some("chat"),
                     compression: None,
+                    compressing: false,
                     attempt: 1,
                 }),
-                r#""connected","url":"wss://h/p","subprotocol":"chat","compression":null,"attempt":1}"#,
+                r#""connected","url":"wss://h/p","subprotocol":"chat","compression":null,"compressing":false,"attempt":1}"#,
             ),
             (
                 JsonEvent::Pong(Pong {

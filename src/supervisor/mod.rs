@@ -48,6 +48,7 @@ use self::spin::Spin;
 use self::wire::{Dir, Trace};
 use crate::config::SessionConfig;
 use crate::error::{Error, Result, Retry};
+use crate::net::deflate::Deflater;
 use crate::net::dial::{Dialer, Socket};
 use crate::net::meter::WriteProgress;
 use crate::session::{Command, Ending, Event, Payload, RttStats, State, Status, Unsent};
@@ -134,6 +135,7 @@ pub fn spawn_with_seed(config: SessionConfig, seed: Option<u64>) -> Result<(Hand
         state: State::Connecting,
         subprotocol: None,
         compression: None,
+        compressing: false,
         connected_since: None,
         reconnects: 0,
         rtt: RttStats::default(),
@@ -181,6 +183,8 @@ struct Supervisor {
     state: State,
     subprotocol: Option<String>,
     compression: Option<String>,
+    /// Whether this connection compresses what it sends (`--compress`).
+    compressing: bool,
     connected_since: Option<(SystemTime, Instant)>,
     reconnects: u32,
     rtt: RttStats,
@@ -300,16 +304,26 @@ impl Supervisor {
                     self.subprotocol = conn.subprotocol.clone();
                     let compression = conn.compression.as_ref().map(ToString::to_string);
                     self.compression = compression.clone();
+                    // A fresh compressor per connection: what is replayed is
+                    // compressed again, in this connection's context.
+                    let deflater = conn
+                        .compression
+                        .as_ref()
+                        .filter(|_| self.config.dial.compress)
+                        .and_then(Deflater::new);
+                    self.compressing = deflater.is_some();
                     self.connected_since = Some((SystemTime::now(), Instant::now()));
                     self.emitter.emit(Event::Connected {
                         url: conn.url,
                         subprotocol: conn.subprotocol,
                         compression,
+                        compressing: self.compressing,
                         attempt: streak + 1,
                     });
                     let started = Instant::now();
                     let confirmed_before = self.outbox.confirmed_total();
-                    let mut connection = Connection::new(conn.socket, conn.progress, &self);
+                    let mut connection =
+                        Connection::new(conn.socket, conn.progress, deflater, &self);
                     let end = connection.run(&mut self).await;
                     self.connected_since = None;
                     if connection.healthy
@@ -694,6 +708,7 @@ impl Supervisor {
             url: self.url.clone(),
             subprotocol: self.subprotocol.clone(),
             compression: self.compression.clone(),
+            compressing: self.compressing,
             connected_since: self.connected_since.map(|(wall, _)| wall),
             uptime: self.connected_since.map(|(_, mono)| mono.elapsed()),
             reconnects: self.reconnects,
@@ -751,10 +766,17 @@ struct Writer {
     /// With `record_sent`: the `--on-connect` messages fed, reported with
     /// the queue's by the flush that writes them.
     sent: Vec<(Message, bool)>,
+    /// `--compress`, when this connection agreed to permessage-deflate.
+    deflater: Option<Deflater>,
 }
 
 impl Connection {
-    fn new(socket: Socket, progress: WriteProgress, supervisor: &Supervisor) -> Connection {
+    fn new(
+        socket: Socket,
+        progress: WriteProgress,
+        deflater: Option<Deflater>,
+        supervisor: &Supervisor,
+    ) -> Connection {
         let (sink, stream) = socket.split();
         Connection {
             stream,
@@ -768,6 +790,7 @@ impl Connection {
                 auto_pong: None,
                 record_sent: supervisor.config.reports.sent,
                 sent: Vec::new(),
+                deflater,
             },
             progress,
             heartbeat: Heartbeat::new(supervisor.config.heartbeat, Instant::now()),
@@ -802,13 +825,14 @@ impl Connection {
             }
         }
         for message in std::mem::take(&mut sv.fresh_on_connect) {
-            let written = if self.writer.trace.on() {
-                self.writer.trace_auto_pong();
-                let written = self.writer.sink.feed(message.clone()).await;
-                self.writer.trace.secret_frame(Dir::Out, &message);
+            let writer = &mut self.writer;
+            let written = if writer.trace.on() {
+                writer.trace_auto_pong();
+                let written = feed(&mut writer.sink, &mut writer.deflater, message.clone()).await;
+                writer.trace.secret_frame(Dir::Out, &message);
                 written
             } else {
-                self.writer.sink.feed(message).await
+                feed(&mut writer.sink, &mut writer.deflater, message).await
             };
             if let Err(err) = written {
                 return ConnectionEnd::Lost(lost(err));
@@ -1357,10 +1381,15 @@ impl Writer {
     /// tracing both.
     async fn feed(&mut self, message: Message) -> tungstenite::Result<()> {
         if !self.trace.on() {
-            return self.sink.feed(message).await;
+            // The plain case awaits tungstenite directly: no extra future on
+            // the hot path.
+            return match &mut self.deflater {
+                None => self.sink.feed(message).await,
+                Some(deflater) => compressed(&mut self.sink, deflater, message).await,
+            };
         }
         self.trace_auto_pong();
-        self.sink.feed(message.clone()).await?;
+        feed(&mut self.sink, &mut self.deflater, message.clone()).await?;
         self.trace.frame(Dir::Out, &message, false);
         Ok(())
     }
@@ -1386,6 +1415,34 @@ impl Writer {
             sent,
         })
     }
+}
+
+/// Hands one frame to tungstenite, a data message compressed first when the
+/// connection compresses.
+async fn feed(
+    sink: &mut Sink,
+    deflater: &mut Option<Deflater>,
+    message: Message,
+) -> tungstenite::Result<()> {
+    match deflater {
+        Some(deflater) => compressed(sink, deflater, message).await,
+        None => sink.feed(message).await,
+    }
+}
+
+/// [`feed`] on a connection that compresses. A data message is compressed
+/// only once tungstenite has room: a feed cancelled while it waits must not
+/// leave the compressor's context ahead of what the server will inflate.
+async fn compressed(
+    sink: &mut Sink,
+    deflater: &mut Deflater,
+    message: Message,
+) -> tungstenite::Result<()> {
+    if !matches!(message, Message::Text(_) | Message::Binary(_)) {
+        return sink.feed(message).await;
+    }
+    std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
+    sink.start_send_unpin(deflater.frame(message)?)
 }
 
 fn to_message(payload: Payload) -> Message {

@@ -7,7 +7,9 @@ OUTDIR is the spec's "outdir" (holding index.json and one JSON file per case).
 EXPECTED_CASES may be empty to skip the count check. TIMED_OUT are the run's case
 numbers (1-based, in the server's order) whose testee had to be killed. Exits 1 if any
 case is FAILED, if any testee timed out, or if the number of cases in the report differs
-from EXPECTED_CASES.
+from EXPECTED_CASES. With $EXPECTED_FILE set to a JSON file {"case id": "verdict"}, also
+exits 1 if any case listed there got another verdict (or is missing from the report), or
+if the report has a case the file does not list. A list of verdicts allows any of them.
 """
 import collections
 import json
@@ -74,6 +76,23 @@ def main(outdir, agent, expected, timed_out):
     if failed:
         print(f"\nautobahn: {len(failed)} FAILED case(s)")
         status = 1
+    expected_file = os.environ.get("EXPECTED_FILE")
+    if expected_file:
+        with open(expected_file) as f:
+            want = json.load(f)
+        # A list: the verdicts a timing-dependent case may get.
+        slipped = [(cid, v, cases.get(cid, {}).get("behavior", "missing"))
+                   for cid, v in sorted(want.items(), key=lambda kv: case_key(kv[0]))
+                   if cases.get(cid, {}).get("behavior") not in ([v] if isinstance(v, str) else v)]
+        for cid, v, got in slipped:
+            print(f"\nUNEXPECTED {cid}: {got}, expected {v} ({expected_file})")
+        unlisted = sorted(set(cases) - set(want), key=case_key)
+        if unlisted:
+            print(f"\nautobahn: {len(unlisted)} case(s) not in {expected_file}: {', '.join(unlisted[:10])}")
+            status = 1
+        if slipped:
+            print(f"\nautobahn: {len(slipped)} case(s) differ from {expected_file}")
+            status = 1
     if expected and len(cases) != int(expected):
         print(f"autobahn: expected {expected} cases, the report has {len(cases)}")
         status = 1

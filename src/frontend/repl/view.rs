@@ -235,7 +235,12 @@ impl View {
             let _ = writeln!(out, "subprotocol: {}", escape_controls(protocol));
         }
         if let Some(compression) = &status.compression {
-            let _ = writeln!(out, "compression: {compression}");
+            let sending = if status.compressing {
+                "tether compresses what it sends"
+            } else {
+                "tether sends uncompressed"
+            };
+            let _ = writeln!(out, "compression: {compression} ({sending})");
         }
         let _ = writeln!(out, "reconnects:  {}", status.reconnects);
         let rtt = &status.rtt;
