@@ -414,22 +414,37 @@ fn max_message_size_stops_a_compressed_message_from_ws() {
 /// tether sends `count` feed lines to a ws echo server (which compresses its echoes) with
 /// `extra` arguments; every echo comes back exactly. Returns the server's report.
 fn sent_to_ws(count: u32, extra: &[&str]) -> Value {
+    sent_to_ws_with(DEFLATE, count, extra).0
+}
+
+/// [`sent_to_ws`] against a ws server with `options`, also returning tether's run.
+fn sent_to_ws_with(options: &str, count: u32, extra: &[&str]) -> (Value, Run) {
     let server = node(
-        DEFLATE,
+        options,
         "ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));",
     );
     let input: String = (0..count).map(|i| format!("{}\n", feed(i))).collect();
-    Tether::new()
+    let run = Tether::new()
         .arg(server.url("/"))
         .args(extra)
         .stdin(&input)
-        .run()
-        .code(0)
-        .stdout_is(&input);
+        .run();
+    run.code(0).stdout_is(&input);
     let report = server.report(1);
     assert_eq!(report["read"]["frames"], count, "{report}");
     assert_eq!(report["written"]["compressed"], count, "{report}");
-    report
+    (report, run)
+}
+
+/// What `-v` says was agreed and how tether sends: the rest of its `compression agreed:` line.
+fn agreement_line(run: &Run) -> &str {
+    run.stderr
+        .lines()
+        .find_map(|line| {
+            line.split_once("compression agreed: ")
+                .map(|(_, rest)| rest)
+        })
+        .unwrap_or_else(|| panic!("no agreement on stderr:\n{}", run.describe()))
 }
 
 #[test]
@@ -442,6 +457,67 @@ fn what_tether_sends_arrives_at_ws_uncompressed() {
         report["read"]["bytes"].as_u64().unwrap() > plain,
         "{report}"
     );
+}
+
+/// The feed lines 0..count, as many bytes as tether hands ws uncompressed.
+fn plain_size(count: u32) -> u64 {
+    (0..count).map(|i| feed(i).len() as u64).sum()
+}
+
+#[test]
+fn with_compress_what_tether_sends_arrives_at_ws_compressed_with_its_context_kept() {
+    let report = sent_to_ws(1000, &["--compress"]);
+    assert_eq!(report["agreed"], "permessage-deflate");
+    assert_eq!(report["read"]["compressed"], 1000, "{report}");
+    // ws inflated each with the context the ones before left: a fraction of the size.
+    let wire = report["read"]["bytes"].as_u64().unwrap();
+    assert!(wire * 3 < plain_size(1000), "{report}");
+}
+
+#[test]
+fn with_compress_a_ws_server_that_takes_no_client_context_reads_every_message() {
+    // ws resets its inflater after each message: a compressor that kept its context
+    // would send back-references ws cannot resolve, and ws would fail the connection.
+    let (report, run) = sent_to_ws_with(
+        "{ perMessageDeflate: { threshold: 0, clientNoContextTakeover: true } }",
+        1000,
+        &["--compress", "-v"],
+    );
+    assert_eq!(
+        agreement_line(&run),
+        "permessage-deflate; client_no_context_takeover (tether compresses what it sends)"
+    );
+    assert_eq!(report["read"]["compressed"], 1000, "{report}");
+}
+
+#[test]
+fn with_compress_every_client_max_window_bits_ws_asks_for_is_honoured() {
+    for bits in 9..=15 {
+        let (report, run) = sent_to_ws_with(
+            &format!("{{ perMessageDeflate: {{ threshold: 0, clientMaxWindowBits: {bits} }} }}"),
+            300,
+            &["--compress", "-v"],
+        );
+        assert_eq!(
+            agreement_line(&run),
+            format!(
+                "permessage-deflate; client_max_window_bits={bits} (tether compresses what it sends)"
+            )
+        );
+        assert_eq!(report["read"]["compressed"], 300, "bits {bits}: {report}");
+    }
+    // zlib has no raw deflater with a 256-byte window: tether sends uncompressed.
+    let (report, run) = sent_to_ws_with(
+        "{ perMessageDeflate: { threshold: 0, clientMaxWindowBits: 8 } }",
+        300,
+        &["--compress", "-v"],
+    );
+    assert_eq!(
+        agreement_line(&run),
+        "permessage-deflate; client_max_window_bits=8 (the server asks for \
+         client_max_window_bits=8, which zlib cannot compress to, so tether sends uncompressed)"
+    );
+    assert_eq!(report["read"]["compressed"], 0, "{report}");
 }
 
 #[test]
