@@ -190,7 +190,14 @@ fn the_man_page_carries_the_json_schema_and_the_scenario_syntax() {
     // `cargo install` installs no README, so the man page has to say what
     // the README's reference sections say: every event and step is there.
     let (page, _) = man_page();
-    let lines: Vec<&str> = page.lines().map(str::trim).collect();
+    let lines: Vec<&str> = page.lines().collect();
+    // A section runs to the next heading: an upper-case line at the margin (an
+    // indented `EOF` in an example is not one).
+    let heading = |l: &str| {
+        !l.is_empty()
+            && !l.starts_with(' ')
+            && l.chars().all(|c| c.is_ascii_uppercase() || c == ' ')
+    };
     let section = |title: &str| {
         let start = lines
             .iter()
@@ -198,8 +205,8 @@ fn the_man_page_carries_the_json_schema_and_the_scenario_syntax() {
             .unwrap_or_else(|| panic!("no {title} section"));
         lines[start + 1..]
             .iter()
-            .take_while(|l| l.is_empty() || !l.chars().all(|c| c.is_ascii_uppercase() || c == ' '))
-            .copied()
+            .take_while(|l| !heading(l))
+            .map(|l| l.trim())
             .collect::<Vec<&str>>()
             .join("\n")
     };

@@ -142,6 +142,21 @@ fn the_captured_reply_example_passes_against_tether_serve() {
 }
 
 #[test]
+fn the_any_order_example_is_met_in_the_order_the_echo_answers() {
+    let script = sh_block("# Any order, against the echo server: request 1 comes back")
+        .replace("9001", &free_port().to_string());
+    let out = run_sh(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"id\":1,\"op\":\"get\",\"value\":\"a\"}\n{\"id\":2,\"op\":\"get\"}\n\
+         {\"op\":\"echo\",\"value\":\"a\"}\n",
+        "{stderr}"
+    );
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
 fn the_app_ping_example_counts_three_heartbeat_round_trips() {
     let script = sh_block("# The echo server sends the ping back, which is the reply")
         .replace("9001", &free_port().to_string());
