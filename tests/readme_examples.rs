@@ -44,6 +44,24 @@ fn run_sh(script: &str) -> std::process::Output {
     command.output().expect("running sh")
 }
 
+/// What a README example printed: the ```sh block that starts with `first_line`, run with
+/// a free port in place of 9001.
+struct Example {
+    stdout: String,
+    stderr: String,
+    success: bool,
+}
+
+fn run_example(first_line: &str) -> Example {
+    let script = sh_block(first_line).replace("9001", &free_port().to_string());
+    let out = run_sh(&script);
+    Example {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        success: out.status.success(),
+    }
+}
+
 #[test]
 fn the_ci_shell_example_passes_against_tether_serve() {
     let script = sh_block("#!/bin/sh").replace("9001", &free_port().to_string());
@@ -103,13 +121,10 @@ fn the_on_connect_cmd_example_prints_the_fresh_login_then_the_echo() {
 
 #[test]
 fn the_reply_example_answers_the_echoed_ping() {
-    let script = sh_block("# The echo server returns the ping; --reply-json answers it.")
-        .replace("9001", &free_port().to_string());
-    let out = run_sh(&script);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run_example("# The echo server returns the ping; --reply-json answers it.");
+    let stderr = &out.stderr;
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "{\"type\":\"ping\",\"id\":7}\n{\"type\":\"pong\",\"id\":7}\n",
+        out.stdout, "{\"type\":\"ping\",\"id\":7}\n{\"type\":\"pong\",\"id\":7}\n",
         "{stderr}"
     );
     assert!(
@@ -122,17 +137,15 @@ fn the_reply_example_answers_the_echoed_ping() {
 
 #[test]
 fn the_captured_reply_example_passes_against_tether_serve() {
-    let script = sh_block("# A captured value in a reply: the echo server returns")
-        .replace("9001", &free_port().to_string());
-    let out = run_sh(&script);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run_example("# A captured value in a reply: the echo server returns");
+    let stderr = &out.stderr;
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        out.stdout,
         "{\"op\":\"welcome\",\"session\":\"s-1\"}\n{\"type\":\"ping\"}\n\
          {\"type\":\"pong\",\"session\":\"s-1\"}\n",
         "{stderr}"
     );
-    assert!(out.status.success(), "{stderr}");
+    assert!(out.success, "{stderr}");
     assert!(
         stderr.contains(
             "tether: replied to {\"type\":\"ping\"} with {\"type\":\"pong\",\"session\":\"s-1\"}\n"
@@ -143,31 +156,23 @@ fn the_captured_reply_example_passes_against_tether_serve() {
 
 #[test]
 fn the_any_order_example_is_met_in_the_order_the_echo_answers() {
-    let script = sh_block("# Any order, against the echo server: request 1 comes back")
-        .replace("9001", &free_port().to_string());
-    let out = run_sh(&script);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run_example("# Any order, against the echo server: request 1 comes back");
+    let stderr = &out.stderr;
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        out.stdout,
         "{\"id\":1,\"op\":\"get\",\"value\":\"a\"}\n{\"id\":2,\"op\":\"get\"}\n\
          {\"op\":\"echo\",\"value\":\"a\"}\n",
         "{stderr}"
     );
-    assert!(out.status.success(), "{stderr}");
+    assert!(out.success, "{stderr}");
 }
 
 #[test]
 fn the_app_ping_example_counts_three_heartbeat_round_trips() {
-    let script = sh_block("# The echo server sends the ping back, which is the reply")
-        .replace("9001", &free_port().to_string());
-    let out = run_sh(&script);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "{\"type\":\"ping\"}\n".repeat(3),
-        "{stderr}"
-    );
+    let out = run_example("# The echo server sends the ping back, which is the reply");
+    let stderr = &out.stderr;
+    assert!(out.success, "{stderr}");
+    assert_eq!(out.stdout, "{\"type\":\"ping\"}\n".repeat(3), "{stderr}");
     let pongs = stderr
         .lines()
         .filter(|l| l.starts_with("tether: pong: rtt ") && l.ends_with(" ms (heartbeat)"))
@@ -177,14 +182,8 @@ fn the_app_ping_example_counts_three_heartbeat_round_trips() {
 
 #[test]
 fn the_confirm_by_reply_example_is_answered_by_the_echo() {
-    let script = sh_block("# Each echo confirms its request: by order, or by the .id")
-        .replace("9001", &free_port().to_string());
-    let out = run_sh(&script);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "{\"id\":1}\n{\"id\":2}\n",
-        "{stderr}"
-    );
+    let out = run_example("# Each echo confirms its request: by order, or by the .id");
+    let stderr = &out.stderr;
+    assert!(out.success, "{stderr}");
+    assert_eq!(out.stdout, "{\"id\":1}\n{\"id\":2}\n", "{stderr}");
 }

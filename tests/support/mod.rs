@@ -15,8 +15,9 @@ pub mod tls;
 pub use cmd::{FAST_BACKOFF, Tether, first_difference, numbered, random_bytes};
 pub use server::Server;
 
-use std::io::Read;
-use std::process::{Child, ExitStatus};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, ExitStatus};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -85,4 +86,26 @@ pub fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
         let _ = pipe.read_to_end(&mut buf);
         buf
     })
+}
+
+/// A peer server's stdout: its first line (the port it bound) comes through the receiver,
+/// the rest (what its handler reports) into the buffer, read on a thread so the child never
+/// blocks on the pipe.
+pub fn port_line_then_reports(
+    stdout: ChildStdout,
+) -> (mpsc::Receiver<String>, Arc<Mutex<Vec<u8>>>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let (port_tx, port_rx) = mpsc::channel();
+    let mut out = BufReader::new(stdout);
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = port_tx.send(line);
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut chunk) {
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    (port_rx, buf)
 }

@@ -8,13 +8,13 @@
 //!
 //! Node is `node` from `PATH`, or `$TETHER_NODE` if set; npm is `npm` from `PATH`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::kill_and_reap;
+use super::{kill_and_reap, port_line_then_reports};
 
 /// The npm package spec installed into `.peers/node`.
 pub const REQUIREMENT: &str = "ws@8";
@@ -219,19 +219,7 @@ impl NodeServer {
             .spawn()
             .expect("spawn node (install Node.js, or set TETHER_NODE)");
         let stderr = collect(child.stderr.take().unwrap());
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = port_tx.send(line);
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = out.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let (port_rx, stdout) = port_line_then_reports(child.stdout.take().unwrap());
         let mut server = NodeServer {
             child,
             port: 0,

@@ -8,14 +8,14 @@
 //!
 //! The interpreter is `python3` from `PATH`, or `$TETHER_PYTHON` if set.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::kill_and_reap;
+use super::{kill_and_reap, port_line_then_reports};
 
 /// The pip requirement installed into the venv.
 pub const REQUIREMENT: &str = "websockets>=15,<18";
@@ -203,19 +203,7 @@ impl PythonServer {
             .spawn()
             .expect("spawn the Python server");
         let (stderr, stderr_done) = collect(child.stderr.take().unwrap());
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = port_tx.send(line);
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = out.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let (port_rx, stdout) = port_line_then_reports(child.stdout.take().unwrap());
         let mut server = PythonServer {
             child,
             handler: handler.to_owned(),
