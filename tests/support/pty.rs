@@ -240,10 +240,20 @@ impl Pty {
                 self.all_output()
             )
         };
+        self.drain();
         match status.code() {
             Some(code) => code,
             None => panic!("tether was killed by signal {:?}", status.signal()),
         }
+    }
+
+    /// Waits (a few seconds at most) for the reader to see the terminal close, so that
+    /// everything tether wrote before it exited is in [`Pty::all_output`]: its exit can be
+    /// seen before the reader thread has read its last bytes.
+    fn drain(&self) {
+        let (lock, changed) = &*self.output;
+        let out = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = changed.wait_timeout_while(out, Duration::from_secs(5), |out| !out.closed);
     }
 }
 
