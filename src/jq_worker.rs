@@ -86,7 +86,19 @@ thread_local! {
     static IN_ALLOCATOR: Cell<u32> = const { Cell::new(0) };
     /// A stop arrived inside the allocator: park on the way out.
     static PARK_ON_RETURN: Cell<bool> = const { Cell::new(false) };
+    /// On a worker, while it runs a job's filter: a stop outside it (late, after
+    /// the job returned) is ignored, since the worker may then hold a lock of
+    /// the channels it talks through.
+    static IN_JOB: Cell<bool> = const { Cell::new(false) };
+    /// On a worker: the lowest stack address an allocation may start from. An
+    /// overflow that would begin inside malloc (where parking could hold a
+    /// lock) is caught here first, before the call.
+    static STACK_FLOOR: Cell<usize> = const { Cell::new(0) };
 }
+
+/// How far above the end of a worker's stack an allocation counts as an
+/// overflow: more than malloc and its callers' last frames need.
+const STACK_MARGIN: usize = 256 << 10;
 
 /// The system allocator, counting per thread whether it is inside it, so a
 /// worker is never parked holding an allocator lock.
@@ -100,6 +112,12 @@ struct Inside;
 
 impl Inside {
     fn enter() -> Inside {
+        let floor = STACK_FLOOR.get();
+        if floor != 0 && (&raw const floor as usize) < floor && IN_ALLOCATOR.get() == 0 {
+            // A worker about to run out of stack, and holding no allocator
+            // lock yet: stop it here, as its SIGSEGV handler would.
+            overflowed();
+        }
         IN_ALLOCATOR.set(IN_ALLOCATOR.get() + 1);
         // The signal handler runs on this thread: keep the count's store
         // before the call it guards.
@@ -149,7 +167,12 @@ unsafe impl GlobalAlloc for Guarded {
 pub fn run<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Result<R, Stopped> {
     let (tx, rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
-        let _ = tx.send(job());
+        IN_JOB.set(true);
+        compiler_fence(Ordering::SeqCst);
+        let made = job();
+        compiler_fence(Ordering::SeqCst);
+        IN_JOB.set(false);
+        let _ = tx.send(made);
     });
     let (thread, overflowed) = WORKER.with_borrow_mut(|slot| {
         let worker = slot.get_or_insert_with(spawn);
@@ -193,6 +216,9 @@ fn spawn() -> Worker {
         .spawn(move || {
             // The Arc lives as long as the thread, parked or not.
             OVERFLOWED.set(Arc::as_ptr(&flag));
+            // This frame is near the top of a stack of STACK bytes.
+            let top = &raw const flag as usize;
+            STACK_FLOOR.set(top.saturating_sub(STACK) + STACK_MARGIN);
             let _ = id_tx.send(pthread_self());
             for job in queue {
                 // A panic drops the job's sender: the caller sees it.
@@ -228,6 +254,13 @@ fn install_handlers() {
     });
 }
 
+/// A worker's stack ran out: flag it for the caller and park.
+fn overflowed() -> ! {
+    // SAFETY: only called on a worker, whose Arc outlives it (see `spawn`).
+    unsafe { (*OVERFLOWED.get()).store(true, Ordering::Release) };
+    park();
+}
+
 /// Parks the calling thread for good, in its signal handler.
 fn park() -> ! {
     loop {
@@ -239,8 +272,9 @@ fn park() -> ! {
 }
 
 extern "C" fn on_stop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // Sent only to workers; elsewhere (a stray kill) it is ignored.
-    if !OVERFLOWED.get().is_null() {
+    // Sent only to workers running a job; elsewhere (a stray kill, or a stop
+    // that came after the job returned) it is ignored.
+    if !OVERFLOWED.get().is_null() && IN_JOB.get() {
         if IN_ALLOCATOR.get() > 0 {
             PARK_ON_RETURN.set(true);
         } else {
@@ -250,12 +284,10 @@ extern "C" fn on_stop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 }
 
 extern "C" fn on_segv(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
-    let flag = OVERFLOWED.get();
-    // Inside the allocator it may hold a lock: parking could hang tether.
-    if !flag.is_null() && IN_ALLOCATOR.get() == 0 {
-        // SAFETY: the worker's Arc outlives it (see `spawn`).
-        unsafe { (*flag).store(true, Ordering::Release) };
-        park();
+    // Inside the allocator it may hold a lock: parking could hang tether
+    // (`Inside::enter` stops most such overflows before the call).
+    if !OVERFLOWED.get().is_null() && IN_ALLOCATOR.get() == 0 {
+        overflowed();
     }
     // Not a worker: what std would do (its stack-overflow message, or the
     // default action once this handler returns and the fault repeats).
@@ -308,6 +340,36 @@ mod tests {
             let fresh: Vec<Box<[u8; 64]>> = (0..100_000).map(|_| Box::new([1; 64])).collect();
             assert_eq!(fresh.len(), 100_000);
         }
+    }
+
+    #[test]
+    fn a_stop_that_comes_after_the_job_returned_is_ignored() {
+        assert_eq!(run(|| 1), Ok(1));
+        let thread = WORKER.with_borrow(|slot| slot.as_ref().unwrap().thread);
+        // As when the job returns just as the caller gives up on it.
+        pthread_kill(thread, STOP).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // The same worker still takes jobs (parked, it would time out).
+        assert_eq!(run(|| 2), Ok(2));
+        assert_eq!(
+            WORKER.with_borrow(|slot| slot.as_ref().unwrap().thread),
+            thread
+        );
+    }
+
+    #[test]
+    fn an_overflow_that_allocates_at_every_level_parks_the_worker() {
+        // Most of the time the stack runs out inside an allocation here: it is
+        // caught before malloc is entered, not by std's handler (an abort).
+        #[allow(unconditional_recursion)]
+        fn deep(n: u64) -> u64 {
+            let v = std::hint::black_box(vec![n; 8]);
+            v[0] + deep(n + 1)
+        }
+        for _ in 0..5 {
+            assert_eq!(run(|| deep(0)), Err(Stopped::StackOverflow));
+        }
+        assert_eq!(run(|| 3), Ok(3));
     }
 
     #[test]
