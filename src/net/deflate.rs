@@ -219,12 +219,15 @@ impl Deflater {
 
     /// One message's payload, deflated, its tail off.
     fn deflate(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        // Room for the worst case (incompressible data grows by about 5 bytes
+        // per 64 KiB stored block, plus the flush), so a large message is not
+        // copied into a doubled buffer: pages that stay unwritten cost no memory.
+        let mut out = Vec::with_capacity(data.len() + data.len() / 1024 + 64);
         let start = self.compress.total_in();
         loop {
             let used = (self.compress.total_in() - start) as usize;
             if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(4096));
+                out.reserve((data.len() - used) / 2 + 4096);
             }
             self.compress
                 .compress_vec(&data[used..], &mut out, FlushCompress::Sync)
