@@ -90,15 +90,7 @@ thread_local! {
     /// the job returned) is ignored, since the worker may then hold a lock of
     /// the channels it talks through.
     static IN_JOB: Cell<bool> = const { Cell::new(false) };
-    /// On a worker: the lowest stack address an allocation may start from. An
-    /// overflow that would begin inside malloc (where parking could hold a
-    /// lock) is caught here first, before the call.
-    static STACK_FLOOR: Cell<usize> = const { Cell::new(0) };
 }
-
-/// How far above the end of a worker's stack an allocation counts as an
-/// overflow: more than malloc and its callers' last frames need.
-const STACK_MARGIN: usize = 256 << 10;
 
 /// The system allocator, counting per thread whether it is inside it, so a
 /// worker is never parked holding an allocator lock.
@@ -112,12 +104,6 @@ struct Inside;
 
 impl Inside {
     fn enter() -> Inside {
-        let floor = STACK_FLOOR.get();
-        if floor != 0 && (&raw const floor as usize) < floor && IN_ALLOCATOR.get() == 0 {
-            // A worker about to run out of stack, and holding no allocator
-            // lock yet: stop it here, as its SIGSEGV handler would.
-            overflowed();
-        }
         IN_ALLOCATOR.set(IN_ALLOCATOR.get() + 1);
         // The signal handler runs on this thread: keep the count's store
         // before the call it guards.
@@ -216,9 +202,6 @@ fn spawn() -> Worker {
         .spawn(move || {
             // The Arc lives as long as the thread, parked or not.
             OVERFLOWED.set(Arc::as_ptr(&flag));
-            // This frame is near the top of a stack of STACK bytes.
-            let top = &raw const flag as usize;
-            STACK_FLOOR.set(top.saturating_sub(STACK) + STACK_MARGIN);
             let _ = id_tx.send(pthread_self());
             for job in queue {
                 // A panic drops the job's sender: the caller sees it.
@@ -284,8 +267,8 @@ extern "C" fn on_stop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 }
 
 extern "C" fn on_segv(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
-    // Inside the allocator it may hold a lock: parking could hang tether
-    // (`Inside::enter` stops most such overflows before the call).
+    // Inside the allocator it may hold a lock: parking could hang tether,
+    // so std's handler aborts instead (rare: jaq's frames are far larger).
     if !OVERFLOWED.get().is_null() && IN_ALLOCATOR.get() == 0 {
         overflowed();
     }
@@ -359,8 +342,8 @@ mod tests {
 
     #[test]
     fn an_overflow_that_allocates_at_every_level_parks_the_worker() {
-        // Most of the time the stack runs out inside an allocation here: it is
-        // caught before malloc is entered, not by std's handler (an abort).
+        // Every level allocates, and the overflow is still parked (it comes in
+        // jaq's or here in this frame's code, not inside malloc).
         #[allow(unconditional_recursion)]
         fn deep(n: u64) -> u64 {
             let v = std::hint::black_box(vec![n; 8]);
