@@ -201,15 +201,8 @@ fn autobahn(
 
 /// How many cases got each verdict (OK, NON-STRICT, INFORMATIONAL, FAILED, ...).
 fn verdicts(index: &Path, output: &str) -> BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(index)
-        .unwrap_or_else(|e| panic!("no report at {}: {e}\n{output}", index.display()));
-    let report: serde_json::Value = serde_json::from_str(&text).expect("index.json is JSON");
-    let cases = report["tether"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no results for agent tether\n{output}"));
     let mut counts = BTreeMap::new();
-    for case in cases.values() {
-        let verdict = case["behavior"].as_str().unwrap_or("?").to_owned();
+    for verdict in behaviours(index, output).into_values() {
         *counts.entry(verdict).or_default() += 1;
     }
     counts

@@ -88,6 +88,19 @@ pub fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
+/// Copies a pipe into a shared buffer on a thread, so the child never blocks on it.
+pub fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = buf.clone();
+    let done = std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buf, done)
+}
+
 /// A peer server's stdout: its first line (the port it bound) comes through the receiver,
 /// the rest (what its handler reports) into the buffer, read on a thread so the child never
 /// blocks on the pipe.

@@ -8,13 +8,12 @@
 //!
 //! Node is `node` from `PATH`, or `$TETHER_NODE` if set; npm is `npm` from `PATH`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::{kill_and_reap, port_line_then_reports};
+use super::{collect, kill_and_reap, port_line_then_reports};
 
 /// The npm package spec installed into `.peers/node`.
 pub const REQUIREMENT: &str = "ws@8";
@@ -218,7 +217,7 @@ impl NodeServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn node (install Node.js, or set TETHER_NODE)");
-        let stderr = collect(child.stderr.take().unwrap());
+        let (stderr, stderr_done) = collect(child.stderr.take().unwrap());
         let (port_rx, stdout) = port_line_then_reports(child.stdout.take().unwrap());
         let mut server = NodeServer {
             child,
@@ -231,8 +230,7 @@ impl NodeServer {
             Ok(port) => server.port = port,
             Err(_) => {
                 kill_and_reap(&mut server.child);
-                // Let the stderr reader catch up with what the dead process wrote.
-                std::thread::sleep(Duration::from_millis(100));
+                let _ = stderr_done.join();
                 panic!(
                     "Node server exited or did not print its port within {START_TIMEOUT:?} (stdout {line:?}); stderr:\n{}",
                     server.stderr()
@@ -278,17 +276,4 @@ impl Drop for NodeServer {
     fn drop(&mut self) {
         kill_and_reap(&mut self.child);
     }
-}
-
-/// Copies a pipe into a shared buffer on a thread, so the child never blocks on it.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    buf
 }

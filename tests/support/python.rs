@@ -8,14 +8,12 @@
 //!
 //! The interpreter is `python3` from `PATH`, or `$TETHER_PYTHON` if set.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{kill_and_reap, port_line_then_reports};
+use super::{collect, kill_and_reap, port_line_then_reports};
 
 /// The pip requirement installed into the venv.
 pub const REQUIREMENT: &str = "websockets>=15,<18";
@@ -266,17 +264,4 @@ impl Drop for PythonServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Copies a pipe into a shared buffer on a thread, so the child never blocks on it.
-fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = buf.clone();
-    let done = std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    (buf, done)
 }
