@@ -20,6 +20,7 @@ use crate::headers::is_secret_header;
 use crate::net::deflate::{self, Inflating, Params};
 use crate::net::endpoint::Endpoint;
 use crate::net::handshake::{self, Exchange, Log, Peer, Recorded};
+use crate::net::last_words::LastWords;
 use crate::net::meter::{Metered, WriteProgress};
 use crate::net::proxy::{self, Route};
 use crate::net::redirect;
@@ -27,7 +28,8 @@ use crate::net::unix::{self, Transport};
 
 type Header = (HeaderName, HeaderValue);
 
-pub type Socket = WebSocketStream<Inflating<Recorded<MaybeTlsStream<Metered<Transport>>>>>;
+pub type Socket =
+    WebSocketStream<Inflating<Recorded<MaybeTlsStream<LastWords<Metered<Transport>>>>>>;
 
 /// A fresh connection and what the handshake settled.
 pub struct Connection {
@@ -194,8 +196,8 @@ impl Dialer {
                 })
             }
         };
-        let tcp = Metered::new(transport);
-        let progress = tcp.progress();
+        let tcp = LastWords::new(Metered::new(transport));
+        let progress = tcp.get_ref().progress();
         let stream = if endpoint.tls {
             let connector = self.tls.as_ref().ok_or_else(|| {
                 Error::Runtime(format!("no TLS settings for {endpoint} (a bug in tether)"))

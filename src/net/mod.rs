@@ -1,6 +1,7 @@
 //! Reaching the server: the URL, the dial (DNS, TCP or a proxy tunnel, TLS,
-//! the upgrade, redirects), the metered stream under the socket and the
-//! transport below it (TCP or a Unix-domain socket).
+//! the upgrade, redirects), the streams under the socket (metered, and read to
+//! the end after a reset) and the transport below them (TCP or a Unix-domain
+//! socket).
 
 /// `AsyncWrite` for a read-side stream wrapper (`Recorded`, `Inflating`):
 /// writes go to its `inner` stream untouched.
@@ -49,6 +50,7 @@ pub mod dial;
 pub mod endpoint;
 pub mod eyeballs;
 pub mod handshake;
+pub mod last_words;
 pub mod meter;
 pub mod proxy;
 pub mod redirect;
