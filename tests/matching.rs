@@ -545,6 +545,57 @@ fn on_connect_resumes_with_a_captured_session_and_a_reply_carries_it() {
     );
 }
 
+/// The welcome that carries the session id and a ping whose pong needs it come in one
+/// write, so tether reads both before its script has captured the id: the pong waits
+/// for the capture instead of never being sent.
+#[test]
+fn a_reply_waits_for_a_value_captured_from_a_message_in_the_same_read() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start(|mut conn| async move {
+        let _ = conn
+            .ws
+            .feed(Message::text(r#"{"op":"welcome","session":"s-1"}"#))
+            .await;
+        let _ = conn
+            .ws
+            .feed(Message::text(r#"{"type":"ping","id":1}"#))
+            .await;
+        let _ = conn.ws.flush().await;
+        if let Some(Message::Text(pong)) = conn.recv().await {
+            let verdict = if pong == r#"{"type":"pong","id":1,"session":"s-1"}"# {
+                "done"
+            } else {
+                "wrong pong"
+            };
+            conn.send_text(&format!(r#"{{"op":"{verdict}"}}"#)).await;
+        }
+        while conn.recv().await.is_some() {}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_script(
+        dir.path(),
+        r#"reply-json .type == "ping" => {"type":"pong","id":{{.id}},"session":"{{session}}"}
+expect-json .op == "welcome" capture session=.session
+expect-json .op == "done"
+"#,
+    );
+    let run = Tether::new()
+        .arg(server.url("/"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--timeout", "10s", "-v"])
+        .deadline(HARNESS_DEADLINE)
+        .run();
+    run.code(0);
+    assert_eq!(
+        server.connections()[0].texts(),
+        [r#"{"type":"pong","id":1,"session":"s-1"}"#],
+        "{}",
+        run.describe()
+    );
+}
+
 #[test]
 fn a_resume_with_another_session_is_refused() {
     let dir = tempfile::tempdir().unwrap();

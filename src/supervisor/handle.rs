@@ -23,6 +23,14 @@ use crate::template::Captured;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gone;
 
+/// What the supervisor has seen of [`Shared`]'s flags and captures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub interrupted: bool,
+    pub input_ended: bool,
+    pub captures: usize,
+}
+
 /// What the frontend tells the supervisor out of band, and how many messages
 /// wait in the command channel.
 #[derive(Default)]
@@ -32,7 +40,10 @@ pub(crate) struct Shared {
     /// Messages sent on the command channel that the supervisor has not
     /// taken yet: with the queue and the replay window, what is left.
     in_channel: AtomicUsize,
-    /// Wakes the supervisor when a flag is raised.
+    /// How many values the smoke runner has captured: a reply waiting for one
+    /// is made once it is there.
+    captures: AtomicUsize,
+    /// Wakes the supervisor when a flag is raised or a value captured.
     raised: Notify,
     /// What the smoke runner's steps captured, for the `{{name}}` in
     /// `--on-connect` messages and `--reply` answers the supervisor sends.
@@ -67,14 +78,29 @@ impl Shared {
         self.in_channel.fetch_add(n, Ordering::AcqRel);
     }
 
-    /// Waits until a flag that `seen` says is down goes up. Registers before
-    /// checking, so a flag raised in between is not missed.
-    pub(crate) async fn changed(&self, seen: (bool, bool)) {
+    pub(crate) fn seen(&self) -> Seen {
+        Seen {
+            interrupted: self.interrupted(),
+            input_ended: self.input_ended(),
+            captures: self.captures.load(Ordering::Acquire),
+        }
+    }
+
+    fn captured(&self, name: String, value: String) {
+        self.captured.set(name, value);
+        self.captures.fetch_add(1, Ordering::AcqRel);
+        self.raised.notify_waiters();
+    }
+
+    /// Waits until a flag that `seen` says is down goes up, or a value is
+    /// captured. Registers before checking, so a change in between is not
+    /// missed.
+    pub(crate) async fn changed(&self, seen: Seen) {
         loop {
             let notified = self.raised.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if (self.interrupted(), self.input_ended()) != seen {
+            if self.seen() != seen {
                 return;
             }
             notified.await;
@@ -143,7 +169,7 @@ impl Handle {
     /// Keeps a value a step captured: later send steps, and the supervisor's
     /// `--on-connect` messages and `--reply` answers, fill `{{name}}` with it.
     pub fn capture(&self, name: String, value: String) {
-        self.shared.captured.set(name, value);
+        self.shared.captured(name, value);
     }
 
     /// The values captured so far.

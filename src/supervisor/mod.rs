@@ -44,6 +44,7 @@ use self::handle::Shared;
 pub use self::handle::{BlockingSender, Events, Gone, Handle, NotQueued, Permit};
 use self::heartbeat::{Heartbeat, Tick};
 use self::outbox::Outbox;
+use self::replies::Waiting;
 use self::spin::Spin;
 use self::wire::{Dir, Trace};
 use crate::config::SessionConfig;
@@ -540,7 +541,7 @@ impl Supervisor {
             if let Some(end) = self.offline_end(REASON).await {
                 return Err(end);
             }
-            let seen = (shared.interrupted(), shared.input_ended());
+            let seen = shared.seen();
             let room = self.commands_open && self.outbox.has_room();
             tokio::select! {
                 biased;
@@ -573,7 +574,7 @@ impl Supervisor {
             if let Some(end) = self.offline_end(REASON).await {
                 return Some(end);
             }
-            let seen = (shared.interrupted(), shared.input_ended());
+            let seen = shared.seen();
             let room = self.commands_open && self.outbox.has_room();
             tokio::select! {
                 biased;
@@ -743,6 +744,8 @@ struct Connection {
     idle_ack_at: Option<Instant>,
     /// Since when our Close waits for the server to confirm what it was sent.
     confirming_since: Option<Instant>,
+    /// Messages whose `--reply` needs a value not captured yet.
+    waiting: Waiting,
 }
 
 /// The writing half and what goes into it besides the queue.
@@ -804,6 +807,7 @@ impl Connection {
             interrupt_deadline: None,
             idle_ack_at: None,
             confirming_since: None,
+            waiting: Waiting::default(),
         }
     }
 
@@ -844,6 +848,9 @@ impl Connection {
         loop {
             if shared.interrupted() && self.interrupt_deadline.is_none() {
                 self.interrupt(sv);
+            }
+            if !self.waiting.is_empty() {
+                self.answer_waiting(sv);
             }
             let interrupted = self.interrupt_deadline.is_some();
             let close_due = sv.closing.is_some()
@@ -893,7 +900,7 @@ impl Connection {
                 (a, b) => a.or(b),
             };
             let confirm_at = self.confirm_deadline();
-            let seen = (shared.interrupted(), shared.input_ended());
+            let seen = shared.seen();
 
             tokio::select! {
                 () = shared.changed(seen) => {}
@@ -1010,6 +1017,25 @@ impl Connection {
                     }
                 }
             }
+        }
+    }
+
+    /// Answers the messages that waited for a capture, now that one was made;
+    /// none once our Close is on its way.
+    fn answer_waiting(&mut self, sv: &Supervisor) {
+        if self.close_deadline.is_some() || self.writer.unflushed.close {
+            self.waiting.clear();
+            return;
+        }
+        let captures = sv.shared.seen().captures;
+        for (to, reply) in self
+            .waiting
+            .answers(&sv.replies, &sv.shared.captured, captures)
+        {
+            self.writer.control.push_back(Control {
+                frame: Message::text(reply),
+                answers: Some(to),
+            });
         }
     }
 
@@ -1185,12 +1211,14 @@ impl Connection {
                 } else {
                     match sv.replies.answer(text.as_str(), &sv.shared.captured) {
                         Some(Ok(reply)) => Some((text.as_str().to_owned(), reply)),
-                        // The step that captures it has not matched yet.
+                        // The step that captures it has not matched yet:
+                        // the answer waits for it.
                         Some(Err(name)) => {
                             tracing::debug!(
-                                "not replying to {}: {{{{{name}}}}} is not captured yet",
+                                "waiting to reply to {}: {{{{{name}}}}} is not captured yet",
                                 crate::render::excerpt(text.as_str(), 60, text.len())
                             );
+                            self.waiting.push(text.as_str().to_owned());
                             None
                         }
                         None => None,

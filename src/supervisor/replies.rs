@@ -6,8 +6,12 @@
 //! RESPONSE is a template over the matched message: `{{.id}}` (a jq filter,
 //! for `--reply-json`), `{{1}}` or `{{name}}` (a regex group, for `--reply`),
 //! `{{env.NAME}}` (read once, at start), and any other `{{name}}` a value a
-//! scenario step captured (read when the answer is made: until the step has
-//! matched, the message gets no answer).
+//! scenario step captured (read when the answer is made). A message that
+//! arrives before that step has matched [`Waiting`]s for it on its connection:
+//! the welcome that carries a session id and the ping that needs it can come
+//! in one read, before the smoke runner has seen the welcome.
+
+use std::collections::VecDeque;
 
 use crate::matcher::{GroupRef, Match, Matcher, Source};
 use crate::template::Captured;
@@ -196,6 +200,70 @@ impl Replies {
     }
 }
 
+/// How many messages may wait for a capture on one connection; past that the
+/// oldest gets no answer.
+const WAITING_MAX: usize = 64;
+
+/// Received messages whose answer needs a value no step has captured yet, on
+/// one connection: answered once it is, until the connection or our Close
+/// ends the wait.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    messages: VecDeque<String>,
+    /// How many captures had been made when they were last tried.
+    tried_at: usize,
+}
+
+impl Waiting {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// `message` waits; the oldest is given up if too many do.
+    pub fn push(&mut self, message: String) {
+        if self.messages.len() == WAITING_MAX
+            && let Some(oldest) = self.messages.pop_front()
+        {
+            tracing::debug!(
+                "not replying to {}: {WAITING_MAX} newer messages wait for captures",
+                crate::render::excerpt(&oldest, 60, oldest.len())
+            );
+        }
+        self.messages.push_back(message);
+    }
+
+    /// The answers `captured` now allows, as (message, answer), oldest first;
+    /// `captures` counts the captures made, so nothing is tried twice for the
+    /// same values.
+    pub fn answers(
+        &mut self,
+        replies: &Replies,
+        captured: &Captured,
+        captures: usize,
+    ) -> Vec<(String, String)> {
+        if self.messages.is_empty() || captures == self.tried_at {
+            return Vec::new();
+        }
+        self.tried_at = captures;
+        let mut answers = Vec::new();
+        self.messages
+            .retain(|message| match replies.answer(message, captured) {
+                Some(Ok(answer)) => {
+                    answers.push((message.clone(), answer));
+                    false
+                }
+                Some(Err(_)) => true,
+                None => false,
+            });
+        answers
+    }
+
+    /// Our Close is on its way: nothing may follow it.
+    pub fn clear(&mut self) {
+        self.messages.clear();
+    }
+}
+
 fn render(parts: &[Part], found: &Match<'_>, captured: &Captured) -> Result<String, String> {
     let mut out = String::new();
     for part in parts {
@@ -350,6 +418,30 @@ mod tests {
             r.answer(r#"{"id":2}"#, &captured),
             Some(Ok(r#"{"id":2,"s":"x"}"#.into()))
         );
+    }
+
+    #[test]
+    fn waiting_messages_are_answered_once_their_value_is_captured() {
+        let spec = ReplySpec::new(ReplyKind::Regex, r"^PING (\d+)$", "PONG {{1}} {{s}}");
+        let r = Replies::from_specs(&[Replies::check(spec, &|_| None).unwrap()]);
+        let captured = Captured::default();
+        let mut waiting = Waiting::default();
+        for n in 0..WAITING_MAX + 2 {
+            waiting.push(format!("PING {n}"));
+        }
+        assert!(
+            waiting.answers(&r, &captured, 1).is_empty(),
+            "nothing captured"
+        );
+        captured.set("s".into(), "x".into());
+        assert!(
+            waiting.answers(&r, &captured, 1).is_empty(),
+            "tried already at that count"
+        );
+        let answers = waiting.answers(&r, &captured, 2);
+        assert_eq!(answers.len(), WAITING_MAX, "the two oldest were given up");
+        assert_eq!(answers[0], ("PING 2".into(), "PONG 2 x".into()));
+        assert!(waiting.is_empty());
     }
 
     #[test]

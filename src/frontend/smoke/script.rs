@@ -384,7 +384,7 @@ pub fn parse_with_replies(
         });
     }
     // A reply answers all the run long: a step anywhere may capture its
-    // values (until it has, the message gets no answer).
+    // values (until it has, the answer waits for them).
     let captured = self::captured(&steps);
     for (line, keyword, spec) in &replies {
         check_reply_captures(spec, Some(&captured)).map_err(|why| ScriptError {
