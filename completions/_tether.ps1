@@ -115,6 +115,7 @@ Register-ArgumentCompleter -Native -CommandName 'tether' -ScriptBlock {
             break
         }
         'tether;serve' {
+            [CompletionResult]::new('--drop-after', '--drop-after', [CompletionResultType]::ParameterName, 'Drop each connection without a Close frame once N messages are echoed on it, as a crashing server would: for trying reconnects, replay and --on-connect')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors and warnings on stderr')

@@ -397,12 +397,16 @@ _tether() {
             return 0
             ;;
         tether__subcmd__serve)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --drop-after --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --drop-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -111,6 +111,7 @@ set edit:completion:arg-completer[tether] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tether;serve'= {
+            cand --drop-after 'Drop each connection without a Close frame once N messages are echoed on it, as a crashing server would: for trying reconnects, replay and --on-connect'
             cand -v 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand --verbose 'More diagnostics on stderr (-v: debug, with each handshake''s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames'' payloads too); RUST_LOG works too'
             cand -q 'Only errors and warnings on stderr'

@@ -104,6 +104,7 @@ complete -c tether -n "__fish_tether_needs_command" -a "demo" -d 'Start an echo 
 complete -c tether -n "__fish_tether_needs_command" -a "completions" -d 'Print a shell completion script'
 complete -c tether -n "__fish_tether_needs_command" -a "man" -d 'Print the man page (roff)'
 complete -c tether -n "__fish_tether_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tether -n "__fish_tether_using_subcommand serve" -l drop-after -d 'Drop each connection without a Close frame once N messages are echoed on it, as a crashing server would: for trying reconnects, replay and --on-connect' -r
 complete -c tether -n "__fish_tether_using_subcommand serve" -s v -l verbose -d 'More diagnostics on stderr (-v: debug, with each handshake\'s request and response headers, secrets redacted; -vv: trace, with every frame sent and received; -vvv: the frames\' payloads too); RUST_LOG works too'
 complete -c tether -n "__fish_tether_using_subcommand serve" -s q -l quiet -d 'Only errors and warnings on stderr'
 complete -c tether -n "__fish_tether_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -124,6 +124,10 @@ pub enum Command {
         /// socket (removed when the server stops). Port 0 picks a free port
         #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
         addr: String,
+        /// Drop each connection without a Close frame once N messages are echoed on it, as a
+        /// crashing server would: for trying reconnects, replay and --on-connect
+        #[arg(long, value_name = "N")]
+        drop_after: Option<u64>,
     },
     /// Start an echo server in this process and connect to it: try tether with no network
     Demo,

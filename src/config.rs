@@ -27,6 +27,7 @@ use crate::matcher::Matcher;
 use crate::net::endpoint::Endpoint;
 use crate::net::eyeballs::{Family, Pin, Resolver};
 use crate::net::proxy::ProxyRules;
+use crate::serve;
 use crate::supervisor::app_heartbeat::AppHeartbeatConfig;
 use crate::supervisor::replies::{Replies, ReplyKind, ReplySpec};
 use crate::template::Template;
@@ -61,6 +62,7 @@ pub enum Task {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub addr: String,
+    pub echo: serve::EchoConfig,
 }
 
 /// Everything the client needs, frontends included.
@@ -395,9 +397,18 @@ impl Task {
     /// change the process's.
     pub fn from_cli_with_env(cli: Cli, terminals: Terminals, env: Env) -> Result<Task> {
         match cli.command {
-            Some(cli::Command::Serve { ref addr }) => Ok(Task::Serve(ServeConfig {
-                addr: normalize_listen_addr(addr),
-            })),
+            Some(cli::Command::Serve {
+                ref addr,
+                drop_after,
+            }) => {
+                if drop_after == Some(0) {
+                    return Err(Error::Usage("--drop-after must be at least 1".into()));
+                }
+                Ok(Task::Serve(ServeConfig {
+                    addr: normalize_listen_addr(addr),
+                    echo: serve::EchoConfig { drop_after },
+                }))
+            }
             Some(cli::Command::Completions { shell }) => Ok(Task::Completions(shell)),
             Some(cli::Command::Man) => Ok(Task::Man),
             Some(cli::Command::Demo) => {
@@ -1817,9 +1828,22 @@ mod tests {
     #[test]
     fn subcommands_and_url_aliases() {
         match task(&["serve", "9001"], PIPE, &[]).unwrap() {
-            Task::Serve(serve) => assert_eq!(serve.addr, "127.0.0.1:9001"),
+            Task::Serve(serve) => {
+                assert_eq!(serve.addr, "127.0.0.1:9001");
+                assert_eq!(serve.echo.drop_after, None);
+            }
             other => panic!("{other:?}"),
         }
+        match task(&["serve", "--drop-after", "2"], PIPE, &[]).unwrap() {
+            Task::Serve(serve) => assert_eq!(serve.echo.drop_after, Some(2)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            task(&["serve", "--drop-after", "0"], PIPE, &[])
+                .unwrap_err()
+                .to_string(),
+            "--drop-after must be at least 1"
+        );
         match task(&["serve", "[::1]:0"], PIPE, &[]).unwrap() {
             Task::Serve(serve) => assert_eq!(serve.addr, "[::1]:0"),
             other => panic!("{other:?}"),

@@ -64,7 +64,7 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 // The first Ctrl-C, SIGTERM or SIGHUP closes the clients with
                 // 1001; a second one ends the process at once.
                 let mut signals = io::signals::Signals::new()?;
-                serve::serve(listener, async move {
+                serve::serve(listener, config.echo, async move {
                     signals.recv().await;
                 })
                 .await;
@@ -80,7 +80,11 @@ pub fn run(cli: cli::Cli) -> Result<ExitCode> {
                 render::eprint_line(&format!(
                     "demo: an echo server is running at {url}; what you send comes back"
                 ));
-                tokio::spawn(serve::serve(listener, std::future::pending()));
+                tokio::spawn(serve::serve(
+                    listener,
+                    serve::EchoConfig::default(),
+                    std::future::pending(),
+                ));
                 connect(&config, started).await
             }
         }

@@ -1,7 +1,8 @@
 //! `tether serve`: a small WebSocket echo server, so tether can be tried and
 //! tested with no network. It echoes every text and binary message as it
-//! came, answers pings, and closes when the client does. Nothing more. It
-//! listens on TCP or on a Unix-domain socket (`unix:PATH`).
+//! came, answers pings, and closes when the client does; with `--drop-after`
+//! it drops each connection after so many messages, for trying reconnects.
+//! Nothing more. It listens on TCP or on a Unix-domain socket (`unix:PATH`).
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -24,6 +25,14 @@ const MAX_MESSAGE: usize = 64 << 20;
 
 /// How long the clients have to answer the server's Close when it stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How the echo server treats each connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoConfig {
+    /// Drop the connection (no Close frame) once this many messages are
+    /// echoed on it.
+    pub drop_after: Option<u64>,
+}
 
 /// Where the echo server listens: a TCP address, or a Unix-domain socket
 /// (`unix:PATH`), whose file is removed when the server stops.
@@ -141,7 +150,7 @@ impl Drop for Listener {
 /// Serves until `stop` completes, then closes every client with 1001
 /// "going away" (not a dropped TCP connection, which a client sees as 1006
 /// and a failure) and waits up to [`CLOSE_GRACE`] for their answers.
-pub async fn serve(listener: Listener, stop: impl Future<Output = ()>) {
+pub async fn serve(listener: Listener, config: EchoConfig, stop: impl Future<Output = ()>) {
     let (stopping, stopped) = watch::channel(false);
     let mut clients = JoinSet::new();
     tokio::pin!(stop);
@@ -161,7 +170,7 @@ pub async fn serve(listener: Listener, stop: impl Future<Output = ()>) {
         };
         let stopped = stopped.clone();
         clients.spawn(async move {
-            if let Err(err) = echo(stream, &peer, stopped).await {
+            if let Err(err) = echo(stream, &peer, config, stopped).await {
                 tracing::debug!("{peer}: {err}");
             }
         });
@@ -177,14 +186,16 @@ pub async fn serve(listener: Listener, stop: impl Future<Output = ()>) {
 async fn echo(
     stream: Transport,
     peer: &str,
+    config: EchoConfig,
     mut stopped: watch::Receiver<bool>,
 ) -> tungstenite::Result<()> {
-    let config = WebSocketConfig::default()
+    let limits = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
+    let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(limits)).await?;
     tracing::debug!("{peer}: connected");
     let mut closing = false;
+    let mut echoed = 0u64;
     loop {
         let message = tokio::select! {
             message = ws.next() => message,
@@ -207,6 +218,12 @@ async fn echo(
             let message = message?;
             if !closing && let Message::Text(_) | Message::Binary(_) = message {
                 ws.feed(message).await?;
+                echoed += 1;
+                if config.drop_after == Some(echoed) {
+                    ws.flush().await?;
+                    tracing::debug!("{peer}: dropped after {echoed} messages (--drop-after)");
+                    return Ok(());
+                }
             }
             next = ws.next().now_or_never().flatten();
         }

@@ -187,3 +187,23 @@ fn the_confirm_by_reply_example_is_answered_by_the_echo() {
     assert!(out.success, "{stderr}");
     assert_eq!(out.stdout, "{\"id\":1}\n{\"id\":2}\n", "{stderr}");
 }
+
+#[test]
+fn the_resume_example_resumes_with_the_captured_id_after_the_drop() {
+    let out = run_example("# Resume after a drop: the echo server drops each connection");
+    let stderr = &out.stderr;
+    assert_eq!(
+        out.stdout,
+        "{\"op\":\"welcome\",\"session\":\"s-1\"}\n{\"op\":\"subscribe\"}\n\
+         {\"op\":\"resume\",\"session\":\"s-1\"}\n",
+        "{stderr}"
+    );
+    assert!(out.success, "{stderr}");
+    assert!(
+        stderr.contains(
+            "tether: disconnected: connection lost: the server closed the TCP connection \
+             without a Close frame (1006)\n"
+        ),
+        "{stderr}"
+    );
+}

@@ -125,6 +125,49 @@ fn the_built_in_echo_server_closes_its_clients_with_1001_on_sigterm() {
 }
 
 #[test]
+fn the_built_in_echo_server_drops_each_connection_after_drop_after_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut serve = Tether::new()
+        .args(["serve", "127.0.0.1:0", "--drop-after", "3"])
+        .deadline(HARNESS_DEADLINE)
+        .spawn();
+    let listening = serve.stderr_line("listening on");
+    let url = listening.rsplit(' ').next().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // Each connection counts from zero: two in a row see the same.
+        for _ in 0..2 {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            for i in 0..5 {
+                ws.feed(Message::text(i.to_string())).await.unwrap();
+            }
+            ws.feed(Message::binary(vec![7u8])).await.unwrap();
+            ws.flush().await.unwrap();
+            let mut got = Vec::new();
+            let end = loop {
+                match tokio::time::timeout(Duration::from_secs(10), ws.next())
+                    .await
+                    .expect("the server neither echoed nor dropped")
+                {
+                    Some(Ok(message)) => got.push(message),
+                    other => break other,
+                }
+            };
+            assert_eq!(got, ["0", "1", "2"].map(Message::text));
+            // No Close frame: the TCP connection just ends.
+            assert!(
+                matches!(end, None | Some(Err(_))),
+                "the connection ended with {end:?}"
+            );
+        }
+    });
+    serve.signal("TERM");
+    assert_eq!(serve.wait().0, Some(130));
+}
+
+#[test]
 fn the_built_in_echo_server_passes_flags_and_a_script() {
     let server = BuiltInServer::start();
     Tether::new()
