@@ -196,8 +196,9 @@ impl Dialer {
                 })
             }
         };
-        let tcp = LastWords::new(Metered::new(transport));
-        let progress = tcp.get_ref().progress();
+        let tcp = Metered::new(transport);
+        let progress = tcp.progress();
+        let tcp = LastWords::new(tcp, progress.clone());
         let stream = if endpoint.tls {
             let connector = self.tls.as_ref().ok_or_else(|| {
                 Error::Runtime(format!("no TLS settings for {endpoint} (a bug in tether)"))

@@ -1,16 +1,18 @@
 //! What a peer sent before it reset the connection is still read.
 //!
 //! A server that aborts (an RST) leaves its last messages in our receive
-//! buffer, where the kernel keeps them readable. But tungstenite writes before
-//! it reads (a read first flushes what is pending), so the first write to the
-//! dead socket fails with `ECONNRESET` or `EPIPE`, the connection ends, and
-//! those messages are never read: with `--confirm-by-reply` the replies that
-//! confirm them, without it the Pongs. [`LastWords`] turns such a write into
-//! one that succeeds and goes nowhere; reads go on until the kernel's buffer is
-//! empty and then report the write's error. Nothing is lost by the pretence: a
-//! message written then stays unconfirmed and is sent again after the
-//! reconnect. It cannot hang either: after a reset (or a peer that closed a
-//! Unix socket) reads end once the buffer is empty.
+//! buffer, where the kernel keeps them readable. But tungstenite writes as it
+//! reads (a read first flushes a Pong or Close it owes, with whatever was fed
+//! before it), so the first write to the dead socket fails with `ECONNRESET`
+//! or `EPIPE` in the middle of a read, and tokio-tungstenite ends the stream
+//! there: those messages were never read, with `--confirm-by-reply` the
+//! replies that confirm messages, without it the Pongs. [`LastWords`] turns
+//! such a write into one that succeeds and goes nowhere, notes the reset in
+//! the connection's [`WriteProgress`] (the supervisor's flush checks it, so a
+//! message written since is not taken as written), and lets reads go on until
+//! the kernel's buffer is empty; then they report the write's error. It cannot
+//! hang: after a reset (or a peer that closed a Unix socket) reads end once
+//! the buffer is empty.
 
 use std::io;
 use std::pin::Pin;
@@ -18,43 +20,36 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::net::meter::WriteProgress;
+
 /// A stream whose writes to a peer that is gone are dropped, so that reads
 /// drain what it sent first.
 #[derive(Debug)]
 pub struct LastWords<S> {
     inner: S,
-    /// The failed write's error (kind and OS code), reported when the reads
-    /// run out.
-    gone: Option<(io::ErrorKind, Option<i32>)>,
+    /// Where the reset is noted, for reads here and the supervisor's flush.
+    progress: WriteProgress,
 }
 
 impl<S> LastWords<S> {
-    pub fn new(inner: S) -> LastWords<S> {
-        LastWords { inner, gone: None }
+    pub fn new(inner: S, progress: WriteProgress) -> LastWords<S> {
+        LastWords { inner, progress }
     }
 
-    /// The stream the wrapper was made from.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+    fn gone(&self) -> bool {
+        self.progress.reset().is_some()
     }
 
     /// A write's result, with the peer's reset taken in.
-    fn wrote(&mut self, poll: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
+    fn wrote<T>(&mut self, poll: Poll<io::Result<T>>, done: T) -> Poll<io::Result<T>> {
         match poll {
             Poll::Ready(Err(err)) if peer_gone(&err) => {
                 tracing::debug!("the peer is gone ({err}); reading what it sent before");
-                self.gone = Some((err.kind(), err.raw_os_error()));
-                Poll::Ready(Ok(len))
+                self.progress.set_reset(&err);
+                Poll::Ready(Ok(done))
             }
             other => other,
         }
-    }
-
-    fn gone_error(&self) -> Option<io::Error> {
-        self.gone.map(|(kind, code)| match code {
-            Some(code) => io::Error::from_raw_os_error(code),
-            None => io::Error::from(kind),
-        })
     }
 }
 
@@ -80,7 +75,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for LastWords<S> {
         match poll {
             // The end of what the peer sent: now its reset is the news.
             Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
-                match self.gone_error() {
+                match self.progress.reset() {
                     Some(err) => Poll::Ready(Err(err)),
                     None => Poll::Ready(Ok(())),
                 }
@@ -96,7 +91,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LastWords<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.gone.is_some() {
+        if self.gone() {
             return Poll::Ready(Ok(buf.len()));
         }
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
@@ -109,7 +104,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LastWords<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let len = bufs.iter().map(|b| b.len()).sum();
-        if self.gone.is_some() {
+        if self.gone() {
             return Poll::Ready(Ok(len));
         }
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
@@ -121,20 +116,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LastWords<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.gone.is_some() {
+        if self.gone() {
             return Poll::Ready(Ok(()));
         }
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Ready(Err(err)) if peer_gone(&err) => {
-                self.gone = Some((err.kind(), err.raw_os_error()));
-                Poll::Ready(Ok(()))
-            }
-            other => other,
-        }
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(poll, ())
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.gone.is_some() {
+        if self.gone() {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_shutdown(cx)
@@ -187,14 +177,16 @@ mod tests {
     #[tokio::test]
     async fn what_the_peer_said_before_its_reset_is_read_then_the_reset() {
         let (tcp, server) = resetting_server(b"last words").await;
-        let mut stream = LastWords::new(tcp);
+        let progress = WriteProgress::default();
+        let mut stream = LastWords::new(tcp, progress.clone());
         stream.write_all(b"!").await.unwrap();
         stream.write_all(b"?").await.unwrap();
         server.await.unwrap();
-        write_until_reset(&mut stream, |s| s.gone.is_some())
-            .await
-            .unwrap();
-        assert!(stream.gone.is_some(), "a write met the reset");
+        write_until_reset(&mut stream, |s| s.gone()).await.unwrap();
+        assert!(
+            progress.reset().is_some(),
+            "a write met the reset, and it is noted"
+        );
         let mut said = vec![0u8; 10];
         stream.read_exact(&mut said).await.unwrap();
         assert_eq!(said, b"last words");
@@ -216,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn an_orderly_end_stays_an_orderly_end() {
         let (client, server) = tokio::io::duplex(64);
-        let mut stream = LastWords::new(client);
+        let mut stream = LastWords::new(client, WriteProgress::default());
         drop(server);
         assert_eq!(stream.read(&mut [0u8; 8]).await.unwrap(), 0);
     }

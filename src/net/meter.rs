@@ -10,24 +10,45 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// When the peer was last seen draining our writes.
+/// When the peer was last seen draining our writes, and whether a write found
+/// it gone (see [`LastWords`](super::last_words::LastWords)).
 #[derive(Clone, Debug, Default)]
-pub struct WriteProgress(Arc<Mutex<Option<Instant>>>);
+pub struct WriteProgress(Arc<Progress>);
+
+#[derive(Debug, Default)]
+struct Progress {
+    drained: Mutex<Option<Instant>>,
+    /// The error of the write that met the peer's reset: kind and OS code.
+    reset: OnceLock<(io::ErrorKind, Option<i32>)>,
+}
 
 impl WriteProgress {
     /// The last time a write that had to wait for room went through.
     pub fn last_drain(&self) -> Option<Instant> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        *self.0.drained.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn drained(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *self.0.drained.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// The error of the write that found the peer gone, if one did: what
+    /// was written since went nowhere.
+    pub fn reset(&self) -> Option<io::Error> {
+        self.0.reset.get().map(|&(kind, code)| match code {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::from(kind),
+        })
+    }
+
+    pub(super) fn set_reset(&self, err: &io::Error) {
+        let _ = self.0.reset.set((err.kind(), err.raw_os_error()));
     }
 }
 

@@ -771,6 +771,9 @@ struct Writer {
     sent: Vec<(Message, bool)>,
     /// `--compress`, when this connection agreed to permessage-deflate.
     deflater: Option<Deflater>,
+    /// Where the socket notes that the peer reset the connection: a flush
+    /// after that wrote nothing.
+    progress: WriteProgress,
 }
 
 impl Connection {
@@ -794,6 +797,7 @@ impl Connection {
                 record_sent: supervisor.config.reports.sent,
                 sent: Vec::new(),
                 deflater,
+                progress: progress.clone(),
             },
             progress,
             heartbeat: Heartbeat::new(supervisor.config.heartbeat, Instant::now()),
@@ -951,6 +955,9 @@ impl Connection {
                 written = self.writer.write_batch(&mut sv.outbox, close, may_send), if want_write => {
                     let written = match written {
                         Ok(written) => written,
+                        Err(err) if self.progress.reset().is_some() => {
+                            return self.last_words(sv, lost(err)).await;
+                        }
                         Err(err) => return ConnectionEnd::Lost(lost(err)),
                     };
                     self.written(sv, written);
@@ -1016,6 +1023,28 @@ impl Connection {
                         )));
                     }
                 }
+            }
+        }
+    }
+
+    /// The peer reset the connection under our writes. What it sent before is
+    /// still in our receive buffer, its replies and Pongs confirming messages:
+    /// read it until the reset shows there too, then end with `err` (or with
+    /// the server's Close, if one was among its last words).
+    async fn last_words(&mut self, sv: &mut Supervisor, err: Error) -> ConnectionEnd {
+        let limit = self.limit(FAIL_TIMEOUT);
+        let closing = self.close_deadline.is_some();
+        loop {
+            let Ok(incoming) = timeout_at(limit, self.stream.next()).await else {
+                return ConnectionEnd::Lost(err);
+            };
+            match self.incoming(sv, incoming, closing).await {
+                None => {}
+                Some(ConnectionEnd::Closed(ending)) if ending.code.is_some() => {
+                    return ConnectionEnd::Closed(ending);
+                }
+                Some(end @ ConnectionEnd::Lost(Error::ServerClosed { .. })) => return end,
+                Some(_) => return ConnectionEnd::Lost(err),
             }
         }
     }
@@ -1431,6 +1460,11 @@ impl Writer {
     async fn flush(&mut self, outbox: &mut Outbox) -> tungstenite::Result<Written> {
         self.trace_auto_pong();
         self.sink.flush().await?;
+        // The socket took the bytes only to let reads go on (`LastWords`):
+        // this flush wrote nothing.
+        if let Some(err) = self.progress.reset() {
+            return Err(tungstenite::Error::Io(err));
+        }
         self.unflushed.frames = false;
         let mut sent = std::mem::take(&mut self.sent);
         let flushed = outbox.flushed(self.record_sent.then_some(&mut sent));
