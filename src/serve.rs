@@ -183,6 +183,18 @@ pub async fn serve(listener: Listener, config: EchoConfig, stop: impl Future<Out
     }
 }
 
+/// Ends the TCP connection without a Close frame, as a crashed server's
+/// would end, but after the echoes: a FIN, then what the client still sends
+/// is read and dropped until it hangs up. Closing with its bytes unread would
+/// be a reset, which may discard echoes not yet on the wire.
+async fn drop_connection(stream: &mut Transport) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 16 << 10];
+    let drained = async { while let Ok(1..) = stream.read(&mut sink).await {} };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
+}
+
 async fn echo(
     stream: Transport,
     peer: &str,
@@ -222,6 +234,7 @@ async fn echo(
                 if config.drop_after == Some(echoed) {
                     ws.flush().await?;
                     tracing::debug!("{peer}: dropped after {echoed} messages (--drop-after)");
+                    drop_connection(ws.get_mut()).await;
                     return Ok(());
                 }
             }

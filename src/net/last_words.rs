@@ -1,18 +1,19 @@
 //! What a peer sent before it reset the connection is still read.
 //!
 //! A server that aborts (an RST) leaves its last messages in our receive
-//! buffer, where the kernel keeps them readable. But tungstenite writes as it
-//! reads (a read first flushes a Pong or Close it owes, with whatever was fed
-//! before it), so the first write to the dead socket fails with `ECONNRESET`
-//! or `EPIPE` in the middle of a read, and tokio-tungstenite ends the stream
-//! there: those messages were never read, with `--confirm-by-reply` the
-//! replies that confirm messages, without it the Pongs. [`LastWords`] turns
-//! such a write into one that succeeds and goes nowhere, notes the reset in
-//! the connection's [`WriteProgress`] (the supervisor's flush checks it, so a
-//! message written since is not taken as written), and lets reads go on until
-//! the kernel's buffer is empty; then they report the write's error. It cannot
-//! hang: after a reset (or a peer that closed a Unix socket) reads end once
-//! the buffer is empty.
+//! buffer, where the kernel keeps them readable: with `--confirm-by-reply` the
+//! replies that confirm messages, without it the Pongs. But the first write to
+//! the dead socket fails with `ECONNRESET` or `EPIPE`, and the connection used
+//! to end right there, unread. Reading on after that needs the write side
+//! quiet too: tungstenite writes as it reads (a read first flushes a Pong or
+//! Close it owes, with whatever was fed before it), and tokio-tungstenite ends
+//! the stream at a read's first error. So [`LastWords`] turns such a write into
+//! one that succeeds and goes nowhere, and notes the reset in the connection's
+//! [`WriteProgress`]: the supervisor's flush checks it, so a message written
+//! since is not taken as written, and then reads what is left
+//! (`Connection::last_words`). Reads here report the write's error once the
+//! kernel's buffer is empty. It cannot hang: after a reset (or a peer that
+//! closed a Unix socket) reads end once the buffer is empty.
 
 use std::io;
 use std::pin::Pin;

@@ -850,11 +850,14 @@ impl Connection {
         let shared = Arc::clone(&sv.shared);
 
         loop {
+            // Read once, before anything it covers is looked at: a change
+            // after this wakes the select below.
+            let seen = shared.seen();
             if shared.interrupted() && self.interrupt_deadline.is_none() {
                 self.interrupt(sv);
             }
             if !self.waiting.is_empty() {
-                self.answer_waiting(sv);
+                self.answer_waiting(sv, seen.captures);
             }
             let interrupted = self.interrupt_deadline.is_some();
             let close_due = sv.closing.is_some()
@@ -904,7 +907,6 @@ impl Connection {
                 (a, b) => a.or(b),
             };
             let confirm_at = self.confirm_deadline();
-            let seen = shared.seen();
 
             tokio::select! {
                 () = shared.changed(seen) => {}
@@ -1029,34 +1031,46 @@ impl Connection {
 
     /// The peer reset the connection under our writes. What it sent before is
     /// still in our receive buffer, its replies and Pongs confirming messages:
-    /// read it until the reset shows there too, then end with `err` (or with
-    /// the server's Close, if one was among its last words).
+    /// read it until the reset shows there too, then end with `err`. Reading
+    /// stops early where the main loop would pause it (the frontend is behind:
+    /// a hostile server's last words must not grow memory), which only costs
+    /// replays.
     async fn last_words(&mut self, sv: &mut Supervisor, err: Error) -> ConnectionEnd {
         let limit = self.limit(FAIL_TIMEOUT);
         let closing = self.close_deadline.is_some();
         loop {
+            if sv.emitter.has_backlog() || !sv.emitter.may_read() {
+                return ConnectionEnd::Lost(err);
+            }
             let Ok(incoming) = timeout_at(limit, self.stream.next()).await else {
                 return ConnectionEnd::Lost(err);
             };
             match self.incoming(sv, incoming, closing).await {
                 None => {}
-                Some(ConnectionEnd::Closed(ending)) if ending.code.is_some() => {
+                // The answer to our Close: the server read all we sent
+                // before it.
+                Some(ConnectionEnd::Closed(ending)) if closing && ending.code.is_some() => {
                     return ConnectionEnd::Closed(ending);
                 }
-                Some(end @ ConnectionEnd::Lost(Error::ServerClosed { .. })) => return end,
-                Some(_) => return ConnectionEnd::Lost(err),
+                // The server's own Close is no proof: the reset says it threw
+                // away bytes we sent after it, so they are sent again.
+                Some(ConnectionEnd::Closed(_) | ConnectionEnd::Lost(Error::ConnectionLost(_))) => {
+                    return ConnectionEnd::Lost(err);
+                }
+                // Its Close code, or a protocol error in what it sent, says
+                // more than the reset.
+                Some(end) => return end,
             }
         }
     }
 
-    /// Answers the messages that waited for a capture, now that one was made;
-    /// none once our Close is on its way.
-    fn answer_waiting(&mut self, sv: &Supervisor) {
+    /// Answers the messages that waited for a capture, now that `captures`
+    /// have been made; none once our Close is on its way.
+    fn answer_waiting(&mut self, sv: &Supervisor, captures: usize) {
         if self.close_deadline.is_some() || self.writer.unflushed.close {
             self.waiting.clear();
             return;
         }
-        let captures = sv.shared.seen().captures;
         for (to, reply) in self
             .waiting
             .answers(&sv.replies, &sv.shared.captured, captures)

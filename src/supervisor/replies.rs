@@ -200,9 +200,11 @@ impl Replies {
     }
 }
 
-/// How many messages may wait for a capture on one connection; past that the
-/// oldest gets no answer.
+/// How many messages may wait for a capture on one connection, and how many
+/// bytes they may hold (a hostile server's huge pings must not pile up); past
+/// that the oldest gets no answer.
 const WAITING_MAX: usize = 64;
+const WAITING_BYTES: usize = 1 << 20;
 
 /// Received messages whose answer needs a value no step has captured yet, on
 /// one connection: answered once it is, until the connection or our Close
@@ -210,6 +212,7 @@ const WAITING_MAX: usize = 64;
 #[derive(Debug, Default)]
 pub struct Waiting {
     messages: VecDeque<String>,
+    bytes: usize,
     /// How many captures had been made when they were last tried.
     tried_at: usize,
 }
@@ -219,16 +222,26 @@ impl Waiting {
         self.messages.is_empty()
     }
 
-    /// `message` waits; the oldest is given up if too many do.
+    /// `message` waits; the oldest are given up if too many do.
     pub fn push(&mut self, message: String) {
-        if self.messages.len() == WAITING_MAX
-            && let Some(oldest) = self.messages.pop_front()
-        {
+        if message.len() > WAITING_BYTES {
             tracing::debug!(
-                "not replying to {}: {WAITING_MAX} newer messages wait for captures",
+                "not replying to {}: a message over {WAITING_BYTES} bytes does not wait for captures",
+                crate::render::excerpt(&message, 60, message.len())
+            );
+            return;
+        }
+        while self.messages.len() == WAITING_MAX || self.bytes + message.len() > WAITING_BYTES {
+            let Some(oldest) = self.messages.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+            tracing::debug!(
+                "not replying to {}: newer messages wait for captures",
                 crate::render::excerpt(&oldest, 60, oldest.len())
             );
         }
+        self.bytes += message.len();
         self.messages.push_back(message);
     }
 
@@ -246,21 +259,29 @@ impl Waiting {
         }
         self.tried_at = captures;
         let mut answers = Vec::new();
-        self.messages
-            .retain(|message| match replies.answer(message, captured) {
+        let mut bytes = self.bytes;
+        self.messages.retain(|message| {
+            let keep = match replies.answer(message, captured) {
                 Some(Ok(answer)) => {
                     answers.push((message.clone(), answer));
                     false
                 }
                 Some(Err(_)) => true,
                 None => false,
-            });
+            };
+            if !keep {
+                bytes -= message.len();
+            }
+            keep
+        });
+        self.bytes = bytes;
         answers
     }
 
     /// Our Close is on its way: nothing may follow it.
     pub fn clear(&mut self) {
         self.messages.clear();
+        self.bytes = 0;
     }
 }
 
@@ -442,6 +463,18 @@ mod tests {
         assert_eq!(answers.len(), WAITING_MAX, "the two oldest were given up");
         assert_eq!(answers[0], ("PING 2".into(), "PONG 2 x".into()));
         assert!(waiting.is_empty());
+        assert_eq!(waiting.bytes, 0);
+
+        // Bytes are bounded too: a big one pushes the older out, and one over
+        // the bound never waits.
+        waiting.push("PING 1".into());
+        waiting.push(format!("PING {}", "9".repeat(WAITING_BYTES - 10)));
+        assert_eq!(waiting.messages.len(), 1, "the small one made room");
+        waiting.push(format!("PING {}", "9".repeat(WAITING_BYTES)));
+        assert_eq!(waiting.messages.len(), 1, "too big to wait");
+        waiting.clear();
+        assert!(waiting.is_empty());
+        assert_eq!(waiting.bytes, 0);
     }
 
     #[test]
