@@ -38,8 +38,11 @@ async def handler(ws):
 }
 
 /// Answers `{"ok":true,"id":N}` after a random delay of its own (up to 5 ms), so replies
-/// overtake each other; after every `abort_every`th answer over all connections, it aborts
-/// the connection (losing what the library read and the application had not answered).
+/// overtake each other; at every `abort_every`th answer over all connections, it aborts the
+/// connection instead (losing what the library read and the application had not answered).
+/// Instead, not after: an abort right after the last answer would be a drop with every
+/// message confirmed, which ends the run with exit 8 by design (README, "Reconnecting only
+/// while something is left"); it failed this test about 1 run in 30.
 fn out_of_order_server(log: &Path, abort_every: usize) -> String {
     format!(
         r#"
@@ -52,15 +55,16 @@ async def answer(ws, n):
     await asyncio.sleep(random.random() * 0.005)
     if ws.transport.is_closing():
         return
+    answers += 1
+    if answers % {abort_every} == 0:
+        ws.transport.abort()
+        return
     try:
         await ws.send(json.dumps({{"ok": True, "id": n}}))
     except Exception:
         return
     LOG.write(f"{{n}}\n")
     LOG.flush()
-    answers += 1
-    if answers % {abort_every} == 0:
-        ws.transport.abort()
 
 async def handler(ws):
     tasks = set()
