@@ -301,13 +301,6 @@ fn a_thousand_connect_drop_cycles_leak_neither_descriptors_nor_memory() {
     );
 }
 
-/// Closes the connection with a reset (SO_LINGER 0), as an abort does.
-fn reset(conn: crate::support::server::Conn) {
-    if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = conn.ws.get_ref() {
-        tcp.set_zero_linger().expect("SO_LINGER 0");
-    }
-}
-
 /// A server answers and resets the connection at once, with tether's next messages
 /// unread. The answer is in tether's receive buffer, but tether has more to write, and
 /// that write is the first to meet the reset: it must not end the connection before
@@ -317,7 +310,7 @@ fn what_a_server_said_before_it_reset_the_connection_is_still_read() {
     let server = Server::start(|mut conn| async move {
         conn.recv().await;
         conn.send_text("last words").await;
-        reset(conn);
+        conn.reset();
     });
     let run = Tether::new()
         .arg(server.url("/"))

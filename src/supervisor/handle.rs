@@ -86,7 +86,7 @@ impl Shared {
         }
     }
 
-    fn captured(&self, name: String, value: String) {
+    fn capture(&self, name: String, value: String) {
         self.captured.set(name, value);
         self.captures.fetch_add(1, Ordering::AcqRel);
         self.raised.notify_waiters();
@@ -169,7 +169,7 @@ impl Handle {
     /// Keeps a value a step captured: later send steps, and the supervisor's
     /// `--on-connect` messages and `--reply` answers, fill `{{name}}` with it.
     pub fn capture(&self, name: String, value: String) {
-        self.shared.captured(name, value);
+        self.shared.capture(name, value);
     }
 
     /// The values captured so far.

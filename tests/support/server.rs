@@ -103,6 +103,14 @@ impl Conn {
         self.send(Message::text(text)).await;
     }
 
+    /// Ends the connection with a reset (SO_LINGER 0), as an abort does: what
+    /// the client sent and this side has not read is thrown away.
+    pub fn reset(self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            tcp.set_zero_linger().expect("SO_LINGER 0");
+        }
+    }
+
     pub async fn close(&mut self, code: u16, reason: &str) {
         let frame = CloseFrame {
             code: CloseCode::from(code),
